@@ -1,0 +1,1 @@
+"""Fluentd's configuration language: syntax (parser), value grammar (values), option binding (schema)."""

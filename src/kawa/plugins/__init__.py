@@ -1,0 +1,1 @@
+"""kawa.plugins"""
