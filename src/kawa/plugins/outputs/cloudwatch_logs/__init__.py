@@ -1,0 +1,1 @@
+"""CloudWatch Logs output: pure batching (batcher.py) and the PutLogEvents client."""
