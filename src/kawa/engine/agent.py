@@ -1,0 +1,132 @@
+"""Runs one worker: starts outputs, filters, inputs; handles signals; stops in reverse order.
+
+SIGTERM/SIGINT stop cleanly (inputs stop, everything in flight is written, exit 0); a second
+signal forces exit. SIGUSR1 flushes every buffer now. One asyncio loop owns all I/O.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from typing import Any
+
+from kawa.engine.pipeline import Pipeline
+from kawa.engine.router import FLUENT_LOG_LABEL, ROOT_LABEL
+from kawa.log import Logger
+
+
+class Agent:
+    def __init__(self, pipeline: Pipeline, log: Logger, *, worker_id: int = 0) -> None:
+        self.pipe = pipeline
+        self.log = log
+        self.wlog = log.child(prefix=f"#{worker_id} ")
+        self.worker_id = worker_id
+        self._stop = asyncio.Event()
+        self._signals = 0
+        self._log_events: list[tuple[str, str, dict[str, Any]]] = []
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_stop_signal, sig)
+        loop.add_signal_handler(signal.SIGUSR1, lambda: loop.create_task(self.flush_all()))
+        self._route_own_logs()
+        await self.start()
+        self.wlog.info("starting fluentd worker", pid=os.getpid(), ppid=os.getppid(), worker=self.worker_id)
+        self.wlog.info("fluentd worker is now running", worker=self.worker_id)
+        await self._stop.wait()
+        self.wlog.info("fluentd worker is now stopping", worker=self.worker_id)
+        await self.stop()
+        return 0
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def _on_stop_signal(self, sig: int) -> None:
+        self._signals += 1
+        if self._signals == 1:
+            self.log.info("Received graceful stop")
+            self._stop.set()
+        else:
+            self.log.warn("Received a second stop signal: exiting now without flushing", signal=sig)
+            os._exit(1)
+
+    async def start(self) -> None:
+        for out in self.pipe.outputs:
+            await out.start()
+        for filt in self.pipe.filters:
+            await filt.start()
+        for inp in self.pipe.inputs:
+            await inp.start()
+
+    async def stop(self) -> None:
+        self.wlog.info("shutting down fluentd worker", worker=self.worker_id)
+        for inp in self.pipe.inputs:
+            self.wlog.info("shutting down input plugin", type=_Sym(inp.type_name), plugin_id=inp.plugin_id)
+            await _guard(inp.stop(), self.wlog, inp.plugin_id)
+        for filt in self.pipe.filters:
+            await _guard(filt.stop(), self.wlog, filt.plugin_id)
+        await self._drain_log_events()
+        for out in self.pipe.outputs:
+            self.wlog.info("shutting down output plugin", type=_Sym(out.type_name), plugin_id=out.plugin_id)
+            await _guard(out.stop(), self.wlog, out.plugin_id)
+
+    async def flush_all(self) -> None:
+        self.wlog.info("force flushing buffered events")
+        for out in self.pipe.outputs:
+            await out.flush()
+
+    # -- Fluentd's own log as events (fluent.<level>) ---------------------------------------------
+    def _route_own_logs(self) -> None:
+        router = self.pipe.router
+        if FLUENT_LOG_LABEL in router.labels:
+            label = FLUENT_LOG_LABEL
+        elif any(p.match("fluent.info") for p, _, is_filter in router.labels[ROOT_LABEL].directives if not is_filter):
+            label = ROOT_LABEL
+            self.wlog.warn("define <match fluent.**> to capture fluentd logs in top level is deprecated. "
+                           "Use <label @FLUENT_LOG> instead")
+        else:
+            return
+        self._log_label = label
+        loop = asyncio.get_running_loop()
+
+        def hook(level: str, message: str, fields: dict[str, Any]) -> None:
+            self._log_events.append((level, message, fields))
+            if len(self._log_events) == 1:
+                loop.call_soon_threadsafe(lambda: loop.create_task(self._drain_log_events()))
+
+        self.log.sink.event_hook = hook
+
+    async def _drain_log_events(self) -> None:
+        events, self._log_events = self._log_events, []
+        if not events or not hasattr(self, "_log_label"):
+            return
+        from kawa.event import now_ns
+
+        hook, self.log.sink.event_hook = self.log.sink.event_hook, None   # no log loop while emitting
+        try:
+            for level, message, fields in events:
+                record = {k: v for k, v in fields.items() if isinstance(v, (str, int, float, bool))}
+                record["message"] = message
+                await self.pipe.router.emit(self._log_label, f"fluent.{level}", [(now_ns(), record)])
+        finally:
+            self.log.sink.event_hook = hook
+
+
+class _Sym:
+    """Prints as a Ruby symbol (`type=:tail`) in log fields, as Fluentd does."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __str__(self) -> str:
+        return f":{self.name}"
+
+
+async def _guard(coro: Any, log: Logger, plugin_id: str) -> None:
+    try:
+        await coro
+    except Exception as exc:  # one plugin failing to stop must not keep the others from stopping
+        log.error("unexpected error while shutting down", plugin_id=plugin_id,
+                  error_class=type(exc).__name__, error=str(exc))

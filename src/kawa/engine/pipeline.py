@@ -1,0 +1,245 @@
+"""Builds a worker's pipeline from the config tree: plugins configured, labels wired, problems collected.
+
+`--dry-run` stops here. Every problem in the whole tree is collected before failing, so one run
+lists them all. Configuration order and log lines follow Fluentd's RootAgent: labels first, then
+the top-level filters/matches, then sources.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Any
+
+from kawa.config import compat
+from kawa.config.element import Element
+from kawa.config.schema import BindContext, PluginSpec
+from kawa.engine import registry
+from kawa.engine.match import compile_pattern
+from kawa.engine.router import ROOT_LABEL, Router
+from kawa.engine.system import SystemOptions
+from kawa.errors import ConfigError, Location, Problem
+from kawa.log import LEVELS, Logger
+from kawa.plugins.base import Filter, Input, Output, Plugin, PluginContext
+
+_LEGACY = {"type": "@type", "id": "@id", "log_level": "@log_level"}
+_ids = itertools.count(0x3C4)
+
+
+@dataclass
+class Pipeline:
+    system: SystemOptions
+    router: Router
+    inputs: list[Input] = field(default_factory=list)
+    filters: list[Filter] = field(default_factory=list)
+    outputs: list[Output] = field(default_factory=list)
+    plugins: list[Plugin] = field(default_factory=list)   # every plugin, children included
+    warnings: list[Problem] = field(default_factory=list)
+    no_effect: list[str] = field(default_factory=list)    # options accepted but not acted on
+
+
+def bind_system(root: Element, bind: BindContext) -> SystemOptions:
+    systems = root.children("system")
+    if len(systems) > 1:
+        bind.problem("<system> may appear only once", systems[1].location, ("<system>",))
+    if systems:
+        return SystemOptions.bind(systems[0], bind, ("<system>",))  # type: ignore[return-value]
+    return SystemOptions.defaults()  # type: ignore[return-value]
+
+
+class PipelineBuilder:
+    def __init__(self, root: Element, log: Logger, *, worker_id: int = 0, dry_run: bool = False,
+                 extras: dict[str, Any] | None = None) -> None:
+        self.root = root
+        self.log = log
+        self.worker_id = worker_id
+        self.dry_run = dry_run
+        self.extras = extras or {}
+        self.bind = BindContext(lookup=self._lookup)
+        self.plugin_log = log.child(prefix=f"#{worker_id} ")
+
+    # -- public -------------------------------------------------------------------------------
+    def build(self) -> Pipeline:
+        system = bind_system(self.root, self.bind)
+        self.system = system
+        if system.log_level:
+            self.log.sink.level = LEVELS[system.log_level]
+        router = Router(self.plugin_log)
+        pipe = Pipeline(system, router)
+        self.pipe = pipe
+        top = self._worker_elements(self.root, system.workers or 1)
+        for elem in top:
+            if elem.name == "label":
+                self._configure_label(elem, elem.arg)
+        for elem in top:
+            if elem.name in ("filter", "match"):
+                self._configure_directive(elem, ROOT_LABEL)
+        if not system.without_source:
+            for elem in top:
+                if elem.name == "source":
+                    self._configure_source(elem)
+        for elem in top:
+            if elem.name not in ("source", "filter", "match", "label", "system", "worker"):
+                self.bind.problem(f"unknown directive <{elem.name}>", elem.location, (elem.title(),))
+        pipe.warnings = self.bind.warnings
+        self._collect_no_effect(system, ("<system>",))
+        if self.bind.problems:
+            raise ConfigError(self.bind.problems)
+        return pipe
+
+    # -- structure ------------------------------------------------------------------------------
+    def _worker_elements(self, root: Element, workers: int) -> list[Element]:
+        out: list[Element] = []
+        for elem in root.elements:
+            if elem.name != "worker":
+                out.append(elem)
+                continue
+            ids = _parse_worker_range(elem, workers, self.bind)
+            if self.worker_id in ids:
+                for child in elem.elements:
+                    if child.name in ("source", "filter", "match", "label"):
+                        out.append(child)
+                    else:
+                        self.bind.problem(f"<{child.name}> is not allowed in <worker>", child.location,
+                                          (elem.title(),))
+        return out
+
+    def _configure_label(self, elem: Element, name: str) -> None:
+        if not name:
+            self.bind.problem("<label> needs a name, e.g. <label @OUTPUT>", elem.location, (elem.title(),))
+            return
+        if name in self.pipe.router.labels:
+            self.bind.problem(f"label {name} is defined twice", elem.location, (elem.title(),))
+            return
+        self.pipe.router.label(name)
+        for child in elem.elements:
+            if child.name in ("filter", "match"):
+                self._configure_directive(child, name)
+            else:
+                self.bind.problem(f"<{child.name}> is not allowed in <label>", child.location, (elem.title(),))
+
+    def _configure_directive(self, elem: Element, label: str) -> None:
+        kind = "filter" if elem.name == "filter" else "output"
+        pattern_src = elem.arg or "**"
+        where = f" in {label}" if label else ""
+        plugin = self._build(kind, elem, label)
+        if plugin is None:
+            return
+        self.log.info(f"adding {elem.name}{where} pattern=\"{pattern_src}\" type=\"{plugin.type_name}\"")
+        try:
+            pattern = compile_pattern(pattern_src)
+        except ValueError as exc:
+            self.bind.problem(str(exc), elem.location, (elem.title(),))
+            return
+        self.pipe.router.label(label).directives.append((pattern, plugin, kind == "filter"))
+        (self.pipe.filters if kind == "filter" else self.pipe.outputs).append(plugin)  # type: ignore[arg-type]
+
+    def _configure_source(self, elem: Element) -> None:
+        plugin = self._build("input", elem, ROOT_LABEL)
+        if plugin is not None:
+            self.log.info(f"adding source type=\"{plugin.type_name}\"")
+            self.pipe.inputs.append(plugin)  # type: ignore[arg-type]
+
+    # -- plugins --------------------------------------------------------------------------------
+    def _lookup(self, kind: str, type_name: str, location: Location, path: tuple[str, ...]) -> type | None:
+        cls = registry.lookup(kind, type_name)
+        if cls is None:
+            self.bind.problems.append(Problem(
+                f"Unknown {kind} plugin '{type_name}'. Run 'kawa plugins' to list the plugins kawa ships",
+                location, path))
+        return cls
+
+    def _build(self, kind: str, elem: Element, label: str) -> Plugin | None:
+        path = (elem.title(),)
+        for legacy, modern in _LEGACY.items():
+            if legacy in elem.attrs and modern not in elem.attrs:
+                self.bind.warnings.append(Problem(
+                    f"'{legacy}' is deprecated parameter name. use '{modern}' instead.", elem.attrs[legacy].location))
+        type_attr = elem.attrs.get("@type") or elem.attrs.get("type")
+        if type_attr is None:
+            self.bind.problem("missing @type", elem.location, path)
+            return None
+        if type_attr.ruby_error:
+            self.bind.problem(type_attr.ruby_error, type_attr.location, path, "@type")
+            return None
+        cls = self._lookup(kind, type_attr.value, type_attr.location, path)
+        if cls is None:
+            return None
+        compat.apply(cls, elem, self.bind.warnings)
+        options = cls.Options.bind(elem, self.bind, path)
+        spec = PluginSpec(cls, options, elem)
+        target_label = elem.get("@label") or label
+        if elem.get("@label") and elem.name in ("source", "match") and not _label_defined(self.root, target_label):
+            self.bind.problem(f"{target_label} label not found", elem.attrs["@label"].location, path)
+            return None
+        return self._instantiate(spec, elem.get("@id") or elem.get("id"), target_label,
+                                 elem.get("@log_level") or elem.get("log_level"))
+
+    def _instantiate(self, spec: PluginSpec, plugin_id: str | None, label: str, log_level: str | None) -> Plugin | None:
+        ctx = PluginContext(
+            plugin_id=plugin_id or f"object:{next(_ids):x}",
+            log=self.plugin_log.child(level=log_level),
+            system=self.system,
+            emitter=self.pipe.router.bind(label),
+            worker_id=self.worker_id,
+            dry_run=self.dry_run,
+            build=lambda child, child_id: self._build_child(child, child_id, label),
+            extras=self.extras,
+        )
+        before = len(self.bind.problems)
+        try:
+            plugin = spec.cls(spec.options, ctx)
+        except ConfigError as exc:
+            path = (spec.element.title(),)
+            for p in exc.problems:
+                self.bind.problems.append(Problem(p.message, p.location or spec.element.location,
+                                                  p.path or path, p.option))
+            return None
+        if len(self.bind.problems) != before:
+            return None
+        self.pipe.plugins.append(plugin)
+        self._collect_no_effect(spec.options, (spec.element.title(),))
+        return plugin
+
+    def _build_child(self, spec: PluginSpec, plugin_id: str, label: str) -> Plugin:
+        log_level = spec.element.get("@log_level")
+        plugin = self._instantiate(spec, spec.element.get("@id") or plugin_id, spec.element.get("@label") or label,
+                                   log_level)
+        if plugin is None:
+            raise ConfigError(self.bind.problems[-1:] or [Problem("invalid section", spec.element.location)])
+        return plugin
+
+    def _collect_no_effect(self, options: Any, path: tuple[str, ...]) -> None:
+        element = getattr(options, "_element", None)
+        if element is None:
+            return
+        for name, opt in type(options)._options.items():
+            if opt.no_effect and name in element.attrs:
+                self.pipe.no_effect.append(f"{element.attrs[name].location}: {' '.join(path)}: "
+                                           f"{name}: {opt.no_effect}")
+
+
+def _label_defined(root: Element, name: str) -> bool:
+    for elem in root.elements:
+        if elem.name == "label" and elem.arg == name:
+            return True
+        if elem.name == "worker" and _label_defined(elem, name):
+            return True
+    return False
+
+
+def _parse_worker_range(elem: Element, workers: int, bind: BindContext) -> range:
+    arg = elem.arg.strip()
+    try:
+        if "-" in arg:
+            lo, hi = (int(x) for x in arg.split("-", 1))
+        else:
+            lo = hi = int(arg)
+    except ValueError:
+        bind.problem(f"<worker> needs a worker id or range like 0-1; got '{arg}'", elem.location, (elem.title(),))
+        return range(0)
+    if lo > hi or hi >= workers or lo < 0:
+        bind.problem(f"worker id {arg} specified by <worker> directive is not allowed. "
+                     f"Available worker id is between 0 and {workers - 1}", elem.location, (elem.title(),))
+        return range(0)
+    return range(lo, hi + 1)

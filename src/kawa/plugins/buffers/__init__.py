@@ -1,0 +1,1 @@
+"""Buffer plugins (`<buffer> @type memory|file`): storage backends for kawa.buffer."""
