@@ -1,0 +1,72 @@
+"""Fixtures for the CloudWatch Logs output tests: one moto process per session, a fresh proxy view per test.
+Tests isolate by unique group names instead of resetting moto, which other tests may be using.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any, Callable, Iterator
+
+import pytest
+
+from kawa.testing.cwl_server import MotoServer, StrictCloudWatchProxy, logs_client
+
+
+class FakeClock:
+    """A settable clock for the proxy's too-old/too-new window (seconds since the epoch)."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[MotoServer]:
+    # Session scope: the process takes about a second to start.
+    with MotoServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def _session_proxy(moto_server: MotoServer) -> Iterator[tuple[StrictCloudWatchProxy, FakeClock]]:
+    clock = FakeClock()
+    with StrictCloudWatchProxy(moto_server.endpoint, clock=clock) as proxy:
+        yield proxy, clock
+
+
+@pytest.fixture
+def clock(_session_proxy: tuple[StrictCloudWatchProxy, FakeClock]) -> FakeClock:
+    return _session_proxy[1]
+
+
+@pytest.fixture
+def cwl_proxy(_session_proxy: tuple[StrictCloudWatchProxy, FakeClock]) -> Iterator[StrictCloudWatchProxy]:
+    """The strict proxy with no faults, zeroed counters and the real clock."""
+    proxy, clock = _session_proxy
+    proxy.reset()
+    clock.offset = 0.0
+    yield proxy
+    proxy.reset()
+    clock.offset = 0.0
+
+
+@pytest.fixture
+def logs(cwl_proxy: StrictCloudWatchProxy) -> Any:
+    """boto3 logs client against the proxy, no botocore retries, no client-side validation."""
+    return logs_client(cwl_proxy.endpoint, parameter_validation=False)
+
+
+@pytest.fixture
+def make_stream(logs: Any) -> Callable[..., tuple[str, str]]:
+    """Create a uniquely named group + stream; returns (group, stream)."""
+    def make(retention_days: int | None = None) -> tuple[str, str]:
+        group = f"/kawa/test/{uuid.uuid4().hex[:12]}"
+        logs.create_log_group(logGroupName=group)
+        if retention_days is not None:
+            logs.put_retention_policy(logGroupName=group, retentionInDays=retention_days)
+        logs.create_log_stream(logGroupName=group, logStreamName="s")
+        return group, "s"
+    return make
