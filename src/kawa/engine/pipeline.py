@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kawa.config import compat
-from kawa.config.element import Element
+from kawa.config.element import Attr, Element
 from kawa.config.schema import BindContext, PluginSpec
 from kawa.engine import registry
 from kawa.engine.match import compile_pattern
@@ -57,11 +57,16 @@ class PipelineBuilder:
         self.extras = extras or {}
         self.bind = BindContext(lookup=self._lookup)
         self.plugin_log = log.child(prefix=f"#{worker_id} ")
+        # Fluentd prints configure-time warnings from the worker ("#0 ..."); a dry run has no worker.
+        self._warn_log = log if dry_run else self.plugin_log
+        self._warned = 0
+        self._secret_attrs: set[int] = set()
 
     # -- public -------------------------------------------------------------------------------
     def build(self) -> Pipeline:
         system = bind_system(self.root, self.bind)
         self.system = system
+        self._flush_warnings()
         if system.log_level:
             self.log.sink.level = LEVELS[system.log_level]
         router = Router(self.plugin_log)
@@ -83,6 +88,7 @@ class PipelineBuilder:
                 self.bind.problem(f"unknown directive <{elem.name}>", elem.location, (elem.title(),))
         pipe.warnings = self.bind.warnings
         self._collect_no_effect(system, ("<system>",))
+        self._flush_warnings()
         if self.bind.problems:
             raise ConfigError(self.bind.problems)
         return pipe
@@ -124,8 +130,11 @@ class PipelineBuilder:
         where = f" in {label}" if label else ""
         plugin = self._build(kind, elem, label)
         if plugin is None:
+            self._flush_warnings()
             return
-        self.log.info(f"adding {elem.name}{where} pattern=\"{pattern_src}\" type=\"{plugin.type_name}\"")
+        if not self.dry_run:
+            self.log.info(f"adding {elem.name}{where} pattern=\"{pattern_src}\" type=\"{plugin.type_name}\"")
+        self._flush_warnings()
         try:
             pattern = compile_pattern(pattern_src)
         except ValueError as exc:
@@ -137,8 +146,21 @@ class PipelineBuilder:
     def _configure_source(self, elem: Element) -> None:
         plugin = self._build("input", elem, ROOT_LABEL)
         if plugin is not None:
-            self.log.info(f"adding source type=\"{plugin.type_name}\"")
+            if not self.dry_run:
+                self.log.info(f"adding source type=\"{plugin.type_name}\"")
             self.pipe.inputs.append(plugin)  # type: ignore[arg-type]
+        self._flush_warnings()
+
+    def _flush_warnings(self) -> None:
+        for warning in self.bind.warnings[self._warned:]:
+            self._warn_log.warn(warning.message)
+        self._warned = len(self.bind.warnings)
+
+    def dump(self) -> str:
+        """The configuration as Fluentd prints it at start-up, secrets masked (`xxxxxx`)."""
+        from kawa.config.parser import dump_config
+
+        return dump_config(_masked(self.root, self._secret_attrs))
 
     # -- plugins --------------------------------------------------------------------------------
     def _lookup(self, kind: str, type_name: str, location: Location, path: tuple[str, ...]) -> type | None:
@@ -199,6 +221,7 @@ class PipelineBuilder:
             return None
         self.pipe.plugins.append(plugin)
         self._collect_no_effect(spec.options, (spec.element.title(),))
+        self._remember_secrets(spec.options)
         return plugin
 
     def _build_child(self, spec: PluginSpec, plugin_id: str, label: str) -> Plugin:
@@ -209,6 +232,22 @@ class PipelineBuilder:
             raise ConfigError(self.bind.problems[-1:] or [Problem("invalid section", spec.element.location)])
         return plugin
 
+    def _remember_secrets(self, options: Any) -> None:
+        element = getattr(options, "_element", None)
+        if element is None:
+            return
+        for name, opt in type(options)._options.items():
+            if opt.secret:
+                for key in (name, *opt.aliases):
+                    if key in element.attrs:
+                        self._secret_attrs.add(id(element.attrs[key]))
+        for name in type(options)._sections:
+            value = getattr(options, name, None)
+            for item in value if isinstance(value, list) else [value]:
+                inner = getattr(item, "options", item)
+                if inner is not None and hasattr(inner, "_element"):
+                    self._remember_secrets(inner)
+
     def _collect_no_effect(self, options: Any, path: tuple[str, ...]) -> None:
         element = getattr(options, "_element", None)
         if element is None:
@@ -217,6 +256,11 @@ class PipelineBuilder:
             if opt.no_effect and name in element.attrs:
                 self.pipe.no_effect.append(f"{element.attrs[name].location}: {' '.join(path)}: "
                                            f"{name}: {opt.no_effect}")
+
+
+def _masked(elem: Element, secret: set[int]) -> Element:
+    attrs = {k: (Attr("xxxxxx", a.location) if id(a) in secret else a) for k, a in elem.attrs.items()}
+    return Element(elem.name, elem.arg, attrs, [_masked(e, secret) for e in elem.elements], elem.location)
 
 
 def _label_defined(root: Element, name: str) -> bool:

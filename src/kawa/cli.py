@@ -1,0 +1,121 @@
+"""The `kawa` command: run a Fluentd config, check it (--dry-run), show it, list plugins, tools.
+
+Exit codes: 0 clean stop, 1 runtime failure, 2 configuration problems (all of them are listed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import sys
+from typing import Sequence, TextIO
+
+from kawa import __version__
+from kawa.errors import ConfigError, KawaError
+from kawa.log import LEVELS, LogSink, Logger
+
+DEFAULT_CONFIGS = ("/fluentd/etc/fluent.conf", "/etc/kawa/kawa.conf", "/etc/kawa/fluent.conf",
+                   "/etc/fluent/fluent.conf")
+EXIT_CONFIG = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="kawa", description="A Fluentd-compatible log collector.")
+    p.add_argument("-c", "--config", help="configuration file (Fluentd syntax)")
+    p.add_argument("--dry-run", action="store_true", help="check the configuration and exit (0 ok, 2 problems)")
+    p.add_argument("--show-config", action="store_true",
+                   help="print the expanded configuration (includes resolved, env interpolated, secrets masked)")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for trace)")
+    p.add_argument("-q", "--quiet", action="count", default=0, help="less log output (-qq for errors only)")
+    p.add_argument("-o", "--log", help="write kawa's own log to this file")
+    p.add_argument("--version", action="version", version=f"kawa {__version__}")
+    p.add_argument("--worker-id", type=int, default=None, help=argparse.SUPPRESS)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "plugins":
+        return _list_plugins(sys.stdout)
+    if argv and argv[0] == "buffer":
+        from kawa.buffer_tool import main as buffer_main
+
+        return buffer_main(argv[1:])
+    args = _parser().parse_args(argv)
+    stream: TextIO = open(args.log, "a", buffering=1) if args.log else sys.stdout
+    sink = LogSink(stream, level=_level(args))
+    log = Logger(sink)
+    try:
+        return _run(args, log)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            log.error(str(problem))
+        return EXIT_CONFIG
+    except KawaError as exc:
+        log.error(str(exc))
+        return 1
+    except KeyboardInterrupt:
+        return 0
+
+
+def _level(args: argparse.Namespace) -> str:
+    index = LEVELS["info"] - args.verbose + args.quiet
+    index = max(0, min(index, LEVELS["fatal"]))
+    return next(name for name, value in LEVELS.items() if value == index)
+
+
+def _config_path(args: argparse.Namespace) -> str:
+    if args.config:
+        return args.config
+    env = os.environ.get("FLUENTD_CONF") and os.path.join("/fluentd/etc", os.environ["FLUENTD_CONF"])
+    for candidate in ([env] if env else []) + list(DEFAULT_CONFIGS):
+        if os.path.exists(candidate):
+            return candidate
+    raise ConfigError("no configuration file: pass -c PATH (looked in " + ", ".join(DEFAULT_CONFIGS) + ")")
+
+
+def _run(args: argparse.Namespace, log: Logger) -> int:
+    from kawa.config.parser import parse_config_file
+    from kawa.engine.pipeline import PipelineBuilder
+
+    path = _config_path(args)
+    if not os.path.exists(path):
+        raise ConfigError(f"config file not found: {path}")
+    root = parse_config_file(path)
+    log.info("parsing config file is succeeded", path=path)
+    cli_level = log.sink.level
+    worker_id = args.worker_id or 0
+    builder = PipelineBuilder(root, log, worker_id=worker_id, dry_run=args.dry_run or args.show_config)
+    if args.dry_run:
+        log.info(f"starting kawa-{__version__} as dry run mode", python=platform.python_version())
+    try:
+        pipeline = builder.build()
+    finally:
+        if args.verbose or args.quiet:
+            log.sink.level = cli_level   # -v / -q win over <system> log_level
+    if args.show_config:
+        sys.stdout.write(builder.dump() + "\n")
+        return 0
+    if not pipeline.system.suppress_config_dump:
+        log.info("using configuration file: " + builder.dump())
+    if args.dry_run:
+        for line in pipeline.no_effect:
+            log.info(f"accepted without effect: {line}")
+        log.info("finished dry run mode")
+        return 0
+    log.info(f"starting kawa-{__version__}", pid=os.getpid(), python=platform.python_version())
+    from kawa.engine.agent import Agent
+
+    agent = Agent(pipeline, log, worker_id=worker_id)
+    return asyncio.run(agent.run())
+
+
+def _list_plugins(out: TextIO) -> int:
+    from kawa.engine import registry
+
+    for kind, names in registry.available().items():
+        if names:
+            out.write(f"{kind}: {', '.join(names)}\n")
+    return 0
