@@ -46,7 +46,7 @@ class Option:
         return self.default is REQUIRED
 
     def convert(self, raw: str) -> Any:
-        return values.convert(self.type, raw, choices=self.choices, value_type=self.value_type)
+        return values.convert(self.type, raw, list=self.choices, value_type=self.value_type)
 
 
 @dataclass(frozen=True)
