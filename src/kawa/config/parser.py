@@ -10,7 +10,7 @@ import os
 import re
 import socket
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from kawa.config import literal as lit
@@ -370,13 +370,13 @@ def _json_ok(text: str) -> bool:
         return False
 
 
-def _read_config(path: str, make_error: object) -> str:
+def _read_config(path: str, make_error: Callable[[str], ConfigParseError]) -> str:
     try:
         with open(path, "rb") as f:
             data = f.read()
     except OSError as e:
         where = "io_fread" if isinstance(e, IsADirectoryError) else "rb_sysopen"
-        raise make_error(f"{e.strerror} @ {where} - {path}") from None  # type: ignore[operator]
+        raise make_error(f"{e.strerror} @ {where} - {path}") from None
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
