@@ -2,10 +2,11 @@
 The proxy enforces the PutLogEvents rules moto skips, computes rejectedLogEventsInfo, and injects faults.
 """
 
-# Why a proxy instead of patching moto: moto 5.x accepts oversize events and batches, > 10,000 events,
-# empty messages and > 24 h spans, checks order only when the previous timestamp is truthy, reports
-# tooOldLogEventEndIndex inclusive and tooNewLogEventStartIndex as the *last* too-new index, ignores
-# retention, and uses the real clock. A client that passes against bare moto can still fail on AWS.
+# Why a proxy instead of patching moto: moto 5.2 accepts 2 MB events, > 1 MiB batches, > 10,000 events,
+# empty messages, an empty logEvents list and 3-day spans; it reports tooOldLogEventEndIndex as the last
+# too-old index (AWS: exclusive end, i.e. one more) and tooNewLogEventStartIndex as the *last* too-new
+# index (AWS: the first), ignores retention (no expiredLogEventEndIndex) and uses the real clock. Only
+# the chronological-order check matches AWS. A client that passes against bare moto can fail on AWS.
 #
 # The AWS limits are written out again here instead of being imported from the batcher: the proxy plays
 # AWS, and a wrong constant in the client must not silently make the referee wrong too.
@@ -299,7 +300,9 @@ class StrictCloudWatchProxy:
 
     `clock` returns seconds since the epoch (default time.time) and decides the too-old/too-new window.
     moto applies its own real-clock window afterwards, so a fake clock must stay close to real time;
-    events moto drops anyway are counted in stats().upstream_rejected.
+    events moto drops anyway are counted in stats().upstream_rejected. Group retention is read from moto
+    once per group and re-read after a retention/group call passes through the proxy; call reset() if a
+    test changes retention on moto directly.
     """
 
     def __init__(self, upstream: str, *, clock: Callable[[], float] = time.time,
