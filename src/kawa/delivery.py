@@ -1,0 +1,96 @@
+"""Delivery tracking: lets an input learn when what it emitted is safe, so it can checkpoint then.
+
+An input wraps an emit in `tracking(ticket)`; every buffered output that takes a share of the
+events registers with the ticket (contextvars carry it through the router and filters, so no
+plugin API changes). The ticket settles when each share is settled: "stored" when the events
+are durably in a buffer (file buffer: fsync'd), "delivered" when the output confirmed the write
+(or the chunk went to <secondary>/dead letters: handed over, never silently dropped).
+
+    ticket = Ticket()
+    with tracking(ticket):
+        await emitter.emit(tag, events)
+    ticket.seal()                 # no more shares can join
+    await ticket.stored           # or ticket.delivered with <system> at_least_once_from_source
+
+Events dropped by a filter or written by an unbuffered output settle at once (nothing to wait for).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+from contextlib import contextmanager
+from typing import Iterator
+
+_current: contextvars.ContextVar["Ticket | None"] = contextvars.ContextVar("kawa_delivery_ticket", default=None)
+
+
+class Ticket:
+    """Counts the outstanding shares of one emit; two futures resolve when all shares settle."""
+
+    __slots__ = ("_stored_pending", "_delivered_pending", "_sealed", "stored", "delivered", "failed")
+
+    def __init__(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._stored_pending = 0
+        self._delivered_pending = 0
+        self._sealed = False
+        self.stored: asyncio.Future[None] = loop.create_future()
+        self.delivered: asyncio.Future[None] = loop.create_future()
+        self.failed = False
+
+    def join(self) -> "Share":
+        """Called by a buffered output that took some of the events."""
+        self._stored_pending += 1
+        self._delivered_pending += 1
+        return Share(self)
+
+    def seal(self) -> None:
+        self._sealed = True
+        self._check()
+
+    def _check(self) -> None:
+        if not self._sealed:
+            return
+        if self._stored_pending == 0 and not self.stored.done():
+            self.stored.set_result(None)
+        if self._delivered_pending == 0 and not self.delivered.done():
+            self.delivered.set_result(None)
+
+
+class Share:
+    """One output's part of a ticket. Settle `stored` then `delivered` exactly once each."""
+
+    __slots__ = ("ticket", "_stored", "_delivered")
+
+    def __init__(self, ticket: Ticket) -> None:
+        self.ticket = ticket
+        self._stored = False
+        self._delivered = False
+
+    def mark_stored(self) -> None:
+        if not self._stored:
+            self._stored = True
+            self.ticket._stored_pending -= 1
+            self.ticket._check()
+
+    def mark_delivered(self) -> None:
+        self.mark_stored()
+        if not self._delivered:
+            self._delivered = True
+            self.ticket._delivered_pending -= 1
+            self.ticket._check()
+
+
+def current() -> Ticket | None:
+    """The ticket of the emit in progress, if its input asked for tracking."""
+    return _current.get()
+
+
+@contextmanager
+def tracking(ticket: Ticket) -> Iterator[Ticket]:
+    token = _current.set(ticket)
+    try:
+        yield ticket
+    finally:
+        _current.reset(token)
