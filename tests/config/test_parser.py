@@ -30,7 +30,8 @@ def golden_case(name: str) -> Path:
 
 def one(text: str, key: str = "k", **kw: object) -> str:
     """Value of `key` in `text` parsed at top level."""
-    return parse_config_string(text, env=kw.pop("env", {}), hostname="h", **kw).attrs[key].value  # type: ignore[arg-type]
+    env = kw.pop("env", {})
+    return parse_config_string(text, env=env, hostname="h", **kw).attrs[key].value  # type: ignore[arg-type]
 
 
 # --- golden cases ------------------------------------------------------------------------------

@@ -110,7 +110,8 @@ _TOKEN = re.compile(
     re.VERBOSE | re.DOTALL,
 )
 
-_DQ_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "f": "\f", "b": "\b", "0": "\0", "e": "\x1b", "s": " ", "a": "\a", "v": "\v"}
+_DQ_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "f": "\f", "b": "\b", "0": "\0", "e": "\x1b", "s": " ",
+               "a": "\a", "v": "\v"}
 
 
 def _tokenize(code: str) -> list[tuple[str, str]]:
