@@ -1,0 +1,1155 @@
+"""Time parsing and formatting with Fluentd/Ruby semantics (strptime gem, Time.strptime, Time.iso8601, strftime).
+Formats compile to one anchored regex; epoch math is integer days-from-civil; results are cached per second."""
+
+from __future__ import annotations
+
+import math
+import re
+import time as _time
+from datetime import datetime, timezone as _dt_timezone
+from typing import Any, Callable
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+__all__ = [
+    "TimeParser", "TimeFormatter", "TimeParseError", "days_from_civil", "civil_from_days",
+    "resolve_timezone", "ruby_to_s",
+]
+
+NS = 1_000_000_000
+_CACHE_MAX = 4096
+
+_MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August",
+           "September", "October", "November", "December"]
+_DAYS = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"]
+_MONTH_NUM: dict[str, int] = {}
+for _i, _n in enumerate(_MONTHS):
+    _MONTH_NUM[_n.lower()] = _i + 1
+    _MONTH_NUM[_n[:3].lower()] = _i + 1
+# The strptime gem tries full names first, then abbreviations, first match wins.
+_MONTH_ALT = "|".join([n.lower() for n in _MONTHS] + [n[:3].lower() for n in _MONTHS])
+_DAY_ALT = "|".join([d.lower() for d in _DAYS] + [d[:3].lower() for d in _DAYS])
+
+
+class TimeParseError(ValueError):
+    """A value that does not parse; the message follows Fluentd's wording."""
+
+    def __init__(self, value: Any, reason: str, *, error_class: str = "ArgumentError",
+                 message: str | None = None) -> None:
+        self.value = value
+        self.reason = reason
+        self.error_class = error_class
+        if message is None:
+            message = (f"invalid time format: value = {ruby_to_s(value)}, "
+                       f"error_class = {error_class}, error = {reason}")
+        super().__init__(message)
+
+
+# ---------------------------------------------------------------- calendar math
+
+def days_from_civil(y: int, m: int, d: int) -> int:
+    """Days since 1970-01-01 of the proleptic Gregorian date; d may overflow the month (linear)."""
+    y -= m <= 2
+    era = (y if y >= 0 else y - 399) // 400
+    yoe = y - era * 400
+    doy = (153 * (m + (-3 if m > 2 else 9)) + 2) // 5 + d - 1
+    return era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
+
+
+def civil_from_days(z: int) -> tuple[int, int, int]:
+    """Inverse of days_from_civil: (year, month, day)."""
+    z += 719468
+    era = (z if z >= 0 else z - 146096) // 146097
+    doe = z - era * 146097
+    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
+    y = yoe + era * 400
+    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    mp = (5 * doy + 2) // 153
+    d = doy - (153 * mp + 2) // 5 + 1
+    m = mp + (3 if mp < 10 else -9)
+    return y + (m <= 2), m, d
+
+
+def _is_leap(y: int) -> bool:
+    return y % 4 == 0 and (y % 100 != 0 or y % 400 == 0)
+
+
+# ---------------------------------------------------------------- Ruby value rendering
+
+def _ruby_float_s(v: float) -> str:
+    if v != v:
+        return "NaN"
+    if v in (float("inf"), float("-inf")):
+        return "Infinity" if v > 0 else "-Infinity"
+    r = repr(v)
+    if "e" in r:
+        mant, exp = r.split("e")
+        if "." not in mant:
+            mant += ".0"
+        return f"{mant}e{exp}"
+    return r
+
+
+def ruby_to_s(v: Any) -> str:
+    """Ruby's "#{v}" for the JSON-ish values parsers hand us."""
+    if isinstance(v, str):
+        return v
+    if v is None:
+        return ""
+    if v is True:
+        return "true"
+    if v is False:
+        return "false"
+    if isinstance(v, float):
+        return _ruby_float_s(v)
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, bytes):
+        return v.decode("utf-8", "replace")
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{_ruby_inspect(k)}=>{_ruby_inspect(x)}" for k, x in v.items()) + "}"
+    if isinstance(v, list):
+        return "[" + ", ".join(_ruby_inspect(x) for x in v) + "]"
+    return str(v)
+
+
+def _ruby_inspect(v: Any) -> str:
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if v is None:
+        return "nil"
+    return ruby_to_s(v)
+
+
+def _ruby_class(v: Any) -> str:
+    if v is None:
+        return "NilClass"
+    if v is True:
+        return "TrueClass"
+    if v is False:
+        return "FalseClass"
+    return {str: "String", int: "Integer", float: "Float", dict: "Hash", list: "Array"}.get(type(v), type(v).__name__)
+
+
+_TO_I_RE = re.compile(r"[ \t\n\v\f\r]*([+-]?[0-9]+(?:_[0-9]+)*)")
+
+
+def _ruby_str_to_i(s: str) -> int:
+    m = _TO_I_RE.match(s)
+    return int(m.group(1).replace("_", "")) if m else 0
+
+
+# Ruby's Float(): whole string, surrounding whitespace, underscores between digits, hex integers.
+_RUBY_FLOAT_RE = re.compile(
+    r"[ \t\n\v\f\r]*[+-]?(?:0[xX][0-9a-fA-F]+(?:_[0-9a-fA-F]+)*|"
+    r"[0-9]+(?:_[0-9]+)*(?:\.[0-9]+(?:_[0-9]+)*)?(?:[eE][+-]?[0-9]+(?:_[0-9]+)*)?)[ \t\n\v\f\r]*")
+
+
+def _ruby_float_ok(v: Any) -> bool:
+    if isinstance(v, bool) or v is None:
+        return False
+    if isinstance(v, (int, float)):
+        return True
+    return isinstance(v, str) and _RUBY_FLOAT_RE.fullmatch(v) is not None
+
+
+# ---------------------------------------------------------------- time zones
+
+_NUMERIC_TZ = re.compile(r"[+-]\d\d(?::?\d\d)?")           # Fluent::Timezone::NUMERIC_PATTERN
+_NAME_TZ = re.compile(r"[^/]+/[^/]+(?:/[^/]+)?")            # Fluent::Timezone::NAME_PATTERN
+
+
+def resolve_timezone(tz: str) -> int | ZoneInfo:
+    """Fluentd's accepted timezone spellings: "+09:00", "-0700", "+09" (fixed seconds) or "Region/Zone"."""
+    if _NUMERIC_TZ.fullmatch(tz):
+        sign = -1 if tz[0] == "-" else 1
+        digits = tz[1:].replace(":", "")
+        return sign * (int(digits[:2]) * 3600 + int(digits[2:4] or 0) * 60)
+    if _NAME_TZ.fullmatch(tz):
+        try:
+            return ZoneInfo(tz)
+        except (ZoneInfoNotFoundError, ValueError):
+            pass
+    # abbreviations like "JST" or bare "UTC" are rejected on purpose, as Fluentd does
+    raise ValueError(f"Unsupported timezone '{tz}'")
+
+
+def _zone_offset_at(zone: ZoneInfo, sec: int) -> int:
+    try:
+        d = datetime.fromtimestamp(sec, _dt_timezone.utc).astimezone(zone)
+    except (OverflowError, OSError, ValueError):
+        return 0
+    off = d.utcoffset()
+    return int(off.total_seconds()) if off is not None else 0
+
+
+def _local_offset_at(sec: int) -> int:
+    try:
+        return _time.localtime(sec).tm_gmtoff
+    except (OverflowError, OSError, ValueError):
+        return -_time.timezone
+
+
+def _local_fixed_offset() -> int | None:
+    """The local zone's constant offset when it has no DST (e.g. TZ=UTC): lets us skip libc calls."""
+    if _time.daylight:
+        return None
+    return -_time.timezone
+
+
+def _local_wall_to_utc(wall: int, fixed: int | None) -> int:
+    if fixed is not None:
+        return wall - fixed
+    off1 = _local_offset_at(wall)
+    t = wall - off1
+    off2 = _local_offset_at(t)
+    return t if off2 == off1 else wall - off2
+
+
+# Zone names Date._strptime knows (subset): offsets in seconds.
+_ZONE_ABBR: dict[str, int] = {
+    "utc": 0, "gmt": 0, "ut": 0, "z": 0, "est": -5 * 3600, "edt": -4 * 3600, "cst": -6 * 3600,
+    "cdt": -5 * 3600, "mst": -7 * 3600, "mdt": -6 * 3600, "pst": -8 * 3600, "pdt": -7 * 3600,
+    "jst": 9 * 3600, "cet": 3600, "cest": 7200, "eet": 7200, "eest": 10800, "wet": 0, "west": 3600,
+    "bst": 3600, "hst": -10 * 3600, "akst": -9 * 3600, "akdt": -8 * 3600, "kst": 9 * 3600,
+}
+_ZONE_ABBR_ALT = "|".join(sorted(_ZONE_ABBR, key=len, reverse=True))
+
+
+def _parse_ruby_zone(text: str) -> int:
+    t = text.strip().lower()
+    if t in _ZONE_ABBR:
+        return _ZONE_ABBR[t]
+    for prefix in ("gmt", "utc", "ut"):
+        if t.startswith(prefix) and len(t) > len(prefix) and t[len(prefix)] in "+-":
+            t = t[len(prefix):]
+            break
+    sign = -1 if t[0] == "-" else 1
+    body = t[1:]
+    if ":" in body:
+        hms = body.split(":")
+        h, mi, s = int(hms[0]), int(hms[1]), int(hms[2]) if len(hms) > 2 else 0
+    elif len(body) <= 2:
+        h, mi, s = int(body), 0, 0
+    elif len(body) <= 4:
+        h, mi, s = int(body[:-2]), int(body[-2:]), 0
+    else:
+        h, mi, s = int(body[:-4]), int(body[-4:-2]), int(body[-2:])
+    return sign * (h * 3600 + mi * 60 + s)
+
+
+def _gem_zone(text: str) -> int:
+    # strptime gem %z: optional sign, 1-2 hour digits, optional ':', 0-2 minute digits
+    sign = -1 if text[0] == "-" else 1
+    body = text[1:] if text[0] in "+-" else text
+    hh = body[:2] if len(body) >= 2 and body[1].isdigit() else body[:1]
+    rest = body[len(hh):].lstrip(":")
+    return sign * (int(hh) * 3600 + int(rest or 0) * 60)
+
+
+# ---------------------------------------------------------------- strptime compilation
+
+_GEM_DIRECTIVES = set("BHMNSYbdehmnyz")
+_WS = "[ \\t\\n\\v\\f\\r]"
+_EXPAND = {"T": "%H:%M:%S", "D": "%m/%d/%y", "F": "%Y-%m-%d", "R": "%H:%M", "r": "%I:%M:%S %p",
+           "x": "%m/%d/%y", "X": "%H:%M:%S", "c": "%a %b %e %H:%M:%S %Y", "v": "%e-%b-%Y",
+           "h": "%b"}
+_NUMERIC_DIRECTIVES = set("CDdeFGgHIjklLmMNQRrSsTUuVvWwXxYy")
+
+
+def _tokenize_strptime(fmt: str) -> list[tuple[str, str]]:
+    """Split a strptime format into ('lit', text) / ('ws', '') / ('dir', letter) tokens."""
+    out: list[tuple[str, str]] = []
+    i = 0
+    n = len(fmt)
+    while i < n:
+        c = fmt[i]
+        if c == "%":
+            if i + 1 >= n:
+                raise ValueError(f"invalid strptime format {fmt!r}: trailing %")
+            d = fmt[i + 1]
+            if d == ":" and fmt.startswith("%:z", i):
+                out.append(("dir", ":z"))
+                i += 3
+                continue
+            out.append(("dir", d))
+            i += 2
+            continue
+        if c in " \t\n\v\f\r":
+            out.append(("ws", ""))
+            i += 1
+            continue
+        j = i
+        while j < n and fmt[j] != "%" and fmt[j] not in " \t\n\v\f\r":
+            j += 1
+        out.append(("lit", fmt[i:j]))
+        i = j
+    return out
+
+
+def _is_gem_format(fmt: str) -> bool:
+    """Whether Fluentd would use the fast strptime gem (else it falls back to Ruby's Time.strptime)."""
+    try:
+        toks = _tokenize_strptime(fmt)
+    except ValueError:
+        return False
+    return all(k != "dir" or v in _GEM_DIRECTIVES for k, v in toks)
+
+
+class _Compiled:
+    """One strptime format compiled to a regex plus per-group field kinds."""
+
+    __slots__ = ("fmt", "gem", "regex", "kinds", "frac_group", "has_zone", "has_epoch",
+                 "needs_now", "match")
+
+    def __init__(self, fmt: str, gem: bool) -> None:
+        self.fmt = fmt
+        self.gem = gem
+        toks = _tokenize_strptime(fmt)
+        # expand composite directives (Ruby path only; the gem has none)
+        changed = True
+        while changed and not gem:
+            changed = False
+            new: list[tuple[str, str]] = []
+            for k, v in toks:
+                if k == "dir" and v in _EXPAND:
+                    new.extend(_tokenize_strptime(_EXPAND[v]))
+                    changed = True
+                else:
+                    new.append((k, v))
+            toks = new
+        parts: list[str] = []
+        kinds: list[str] = []
+        for idx, (k, v) in enumerate(toks):
+            nxt = toks[idx + 1] if idx + 1 < len(toks) else None
+            # Date._strptime limits unbounded numbers when a number follows directly
+            bounded = nxt is not None and (
+                (nxt[0] == "dir" and nxt[1] in _NUMERIC_DIRECTIVES)
+                or (nxt[0] == "lit" and nxt[1][:1].isdigit()))
+            if k == "lit":
+                parts.append(re.escape(v))
+                continue
+            if k == "ws":
+                parts.append(_WS + "*+")
+                continue
+            pat, kind = self._directive(v, bounded)
+            if kind is None:
+                parts.append(pat)
+            else:
+                parts.append("(" + pat + ")")
+                kinds.append(kind)
+        self.kinds = tuple(kinds)
+        self.regex = re.compile("".join(parts))
+        self.match = self.regex.match
+        fracs = [i for i, k in enumerate(kinds) if k in ("N", "L")]
+        self.frac_group = fracs[0] + 1 if len(fracs) == 1 else 0
+        self.has_zone = any(k in ("z", "Z") for k in kinds)
+        self.has_epoch = any(k in ("s", "Q") for k in kinds)
+        self.needs_now = not self.has_epoch and not any(k in ("Y", "y", "C") for k in kinds)
+
+    def _directive(self, d: str, bounded: bool) -> tuple[str, str | None]:
+        if self.gem:
+            if d in "Bbh":
+                return f"(?>(?i:{_MONTH_ALT}))", "b"
+            if d in "de":
+                return r"\d{1,2}+", "d"
+            if d == "H":
+                return r"\d{1,2}+", "H"
+            if d == "M":
+                return r"\d{1,2}+", "M"
+            if d == "S":
+                return r"\d{1,2}+", "S"
+            if d == "m":
+                return r"\d{1,2}+", "m"
+            if d == "Y":
+                return r"[+-]?+\d{1,4}+", "Y"
+            if d == "y":
+                return r"\d{1,2}+", "y"
+            if d == "N":
+                return r"\d{1,9}+", "N"
+            if d == "n":
+                return _WS + "*+", None
+            if d == "z":
+                # the gem accepts Z/z without consuming it (si is not advanced)
+                return r"(?=[zZ])|[+-]?+\d{1,2}+:?+\d{0,2}+", "z"
+            raise ValueError(f"directive %{d} not supported by the strptime gem")
+        num = r"\d{1,4}+" if bounded else r"\d++"
+        table: dict[str, tuple[str, str | None]] = {
+            "Y": (r"[+-]?+" + num, "Y"),
+            "C": (r"[+-]?+" + (r"\d{1,2}+" if bounded else r"\d++"), "C"),
+            "y": (r"\d{1,2}+", "y"),
+            "m": (r"\d{1,2}+", "m"),
+            "d": (r"(?: \d|\d{1,2}+)", "d"),
+            "e": (r"(?: \d|\d{1,2}+)", "d"),
+            "j": (r"\d{1,3}+", "j"),
+            "H": (r"(?: \d|\d{1,2}+)", "H"),
+            "k": (r"(?: \d|\d{1,2}+)", "H"),
+            "I": (r"(?: \d|\d{1,2}+)", "I"),
+            "l": (r"(?: \d|\d{1,2}+)", "I"),
+            "M": (r"\d{1,2}+", "M"),
+            "S": (r"\d{1,2}+", "S"),
+            "L": (r"\d{1,3}+" if bounded else r"\d++", "L"),
+            "N": (r"\d{1,9}+" if bounded else r"\d++", "N"),
+            "s": (r"[+-]?+\d++", "s"),
+            "Q": (r"[+-]?+\d++", "Q"),
+            "p": (r"(?i:[ap]\.?m\.?)", "p"),
+            "P": (r"(?i:[ap]\.?m\.?)", "p"),
+            "b": (f"(?>(?i:{_MONTH_ALT}))", "b"),
+            "B": (f"(?>(?i:{_MONTH_ALT}))", "b"),
+            "a": (f"(?>(?i:{_DAY_ALT}))", None),
+            "A": (f"(?>(?i:{_DAY_ALT}))", None),
+            "u": (r"[1-7]", None),
+            "w": (r"[0-6]", None),
+            "n": (_WS + "*+", None),
+            "t": (_WS + "*+", None),
+            "%": ("%", None),
+        }
+        if d in ("z", "Z", ":z"):
+            return (r"(?i:(?:gmt|utc?)?[+-]\d{1,2}+(?::?\d\d(?::?\d\d)?)?|" + _ZONE_ABBR_ALT + r")(?![a-zA-Z])",
+                    "z")
+        if d not in table:
+            raise ValueError(f"unsupported strptime directive %{d}")
+        return table[d]
+
+
+_GEM_LIMITS = {"d": (1, 31), "H": (0, 23), "M": (0, 59), "S": (0, 60), "m": (1, 12)}
+_RUBY_LIMITS = {"d": (1, 31), "H": (0, 24), "M": (0, 59), "S": (0, 60), "m": (1, 12),
+                "I": (1, 12), "j": (1, 366)}
+
+# Result of field extraction: (wall_seconds, zone_offset | None, epoch | None, frac_ns)
+_Fields = tuple[int, "int | None", "int | None", int]
+
+
+def _now_fields(offset: int | None) -> tuple[int, int, int, int, int, int]:
+    sec = int(_time.time())
+    wall = sec + (offset if offset is not None else _local_offset_at(sec))
+    days, rem = divmod(wall, 86400)
+    y, m, d = civil_from_days(days)
+    return y, m, d, rem // 3600, rem % 3600 // 60, rem % 60
+
+
+def _extract(c: _Compiled, m: re.Match[str]) -> _Fields | None:
+    """Field values -> wall seconds (+ zone/epoch); None when a range check fails (Ruby: no match)."""
+    limits = _GEM_LIMITS if c.gem else _RUBY_LIMITS
+    year = mon = mday = hour = minute = sec = None
+    yday = None
+    hour12: int | None = None
+    cent = None
+    pm = None
+    zone: int | None = None
+    epoch: int | None = None
+    frac = 0
+    for kind, text in zip(c.kinds, m.groups()):
+        if kind == "b":
+            mon = _MONTH_NUM[text.lower()]
+            continue
+        if kind == "z":
+            if c.gem:
+                zone = 0 if text == "" else _gem_zone(text)
+            else:
+                zone = _parse_ruby_zone(text)
+            continue
+        if kind == "p":
+            pm = text[0] in "pP"
+            continue
+        if kind in ("N", "L"):
+            # both are a decimal fraction of a second: right-pad to nanoseconds, truncate
+            frac = int((text + "000000000")[:9])
+            continue
+        v = int(text)
+        lim = limits.get(kind)
+        if lim is not None and not (lim[0] <= v <= lim[1]):
+            return None
+        if kind == "Y":
+            year = v
+        elif kind == "y":
+            year = v + (2000 if v < 69 else 1900)
+        elif kind == "C":
+            cent = v
+        elif kind == "m":
+            mon = v
+        elif kind == "d":
+            mday = v
+        elif kind == "H":
+            hour = v
+        elif kind == "I":
+            hour12 = v
+        elif kind == "M":
+            minute = v
+        elif kind == "S":
+            sec = v
+        elif kind == "j":
+            yday = v
+        elif kind == "s":
+            epoch = v
+        elif kind == "Q":
+            epoch = v // 1000
+            frac = (v % 1000) * 1_000_000
+    if hour12 is not None:
+        hour = hour12 % 12 + (12 if pm else 0)
+    elif pm and hour is not None and hour < 12:
+        hour += 12  # Date._strptime applies %p to %H too
+    if cent is not None:
+        year = cent * 100 + (year % 100 if year is not None else 0)
+    if epoch is not None:
+        return 0, zone, epoch, frac
+    if year is None:
+        # missing leading fields come from "now" in the target zone; trailing ones default low
+        ny, nm, nd, nH, nM, nS = _now_fields(zone)
+        year = ny
+        if mon is None and yday is None:
+            mon = nm
+            if mday is None:
+                mday = nd
+                if hour is None:
+                    hour = nH
+                    if minute is None:
+                        minute = nM
+                        if sec is None:
+                            sec = nS
+    if yday is not None and mon is None:
+        days = days_from_civil(year, 1, 1) + yday - 1
+    else:
+        days = days_from_civil(year, mon or 1, 1) + (mday or 1) - 1
+    wall = days * 86400 + (hour or 0) * 3600 + (minute or 0) * 60 + (sec or 0)
+    return wall, zone, None, frac
+
+
+# ---------------------------------------------------------------- single-format parsers
+
+class _FormatParser:
+    """Fluent::TimeParser for one format: value (str) -> ns, raising TimeParseError."""
+
+    fluent_class = "Fluent::TimeParser"
+
+    def __init__(self, fmt: str | None, localtime: bool, tz: str | None) -> None:
+        if fmt is None and (tz is not None or not localtime):
+            raise ValueError("specifying timezone requires time format")
+        self.fmt = fmt
+        self._fixed_local = _local_fixed_offset()
+        with_zone = fmt is not None and ("%z" in fmt or "%Z" in fmt)
+        self._target: int | ZoneInfo | None
+        if with_zone:
+            self._target = None
+        elif tz is not None:
+            self._target = resolve_timezone(tz)
+        elif localtime:
+            self._target = None
+        else:
+            self._target = 0
+        self._mode: str
+        self._c: _Compiled | None = None
+        if fmt == "%iso8601" and not with_zone:
+            self._mode = "iso8601"
+        elif fmt is None:
+            self._mode = "parse"
+        else:
+            gem = _is_gem_format(fmt)
+            self._c = _Compiled(fmt, gem)
+            self._mode = "gem" if gem else "ruby"
+        self._vcache: dict[str, int] = {}
+        self._scache: dict[str, int] = {}
+        self._expiry = float("inf")
+        if self._c is not None and self._c.needs_now:
+            self._expiry = 0.0
+
+    # -- hot path
+    def parse(self, value: Any) -> int:
+        if value.__class__ is not str:
+            if not isinstance(value, str):
+                raise TimeParseError(value, "", message=f"value must be string: {ruby_to_s(value)}")
+        if self._expiry != float("inf"):
+            now = _time.time()
+            if now >= self._expiry:
+                # results depend on today's date: drop them at each quarter hour
+                self._vcache.clear()
+                self._scache.clear()
+                self._expiry = (now // 900 + 1) * 900
+        r = self._vcache.get(value)
+        if r is not None:
+            return r
+        c = self._c
+        if c is None:
+            return self._parse_special(value)
+        m = c.match(value)
+        if m is None:
+            raise TimeParseError(value, self._nomatch(value))
+        fg = c.frac_group
+        if fg:
+            fs, fe = m.span(fg)
+            key = value[:fs] + "\x00" + value[fe:m.end()]
+            s = self._scache.get(key)
+            digits = m.group(fg)
+            frac = int((digits + "000000000")[:9])
+            if s is None:
+                s = self._seconds(value, c, m)
+                if len(self._scache) >= _CACHE_MAX:
+                    self._scache.clear()
+                self._scache[key] = s
+            return s * NS + frac
+        s = self._seconds(value, c, m)
+        ns = s * NS + (self._last_frac if c.has_epoch else 0)
+        if len(self._vcache) >= _CACHE_MAX:
+            self._vcache.clear()
+        self._vcache[value] = ns
+        return ns
+
+    _last_frac = 0
+
+    def _nomatch(self, value: str) -> str:
+        if self._mode == "gem":
+            return "string doesn't match"
+        return f"invalid date or strptime format - `{value}' `{self.fmt}'"
+
+    def _seconds(self, value: str, c: _Compiled, m: re.Match[str]) -> int:
+        f = _extract(c, m)
+        if f is None:
+            raise TimeParseError(value, self._nomatch(value))
+        wall, zone, epoch, frac = f
+        self._last_frac = frac if epoch is not None else 0
+        return self._resolve(wall, zone, epoch)
+
+    def _resolve(self, wall: int, zone: int | None, epoch: int | None) -> int:
+        """Apply Fluentd's zone arithmetic: t.to_i + t.utc_offset - target_offset(t)."""
+        if epoch is not None:
+            inst = epoch
+        elif zone is not None:
+            inst = wall - zone
+        else:
+            inst = _local_wall_to_utc(wall, self._fixed_local)
+        target = self._target
+        if target is None:
+            return inst
+        if zone is not None:
+            t_off = zone
+        elif self._fixed_local is not None:
+            t_off = self._fixed_local
+        else:
+            t_off = _local_offset_at(inst)
+        if isinstance(target, int):
+            return inst + t_off - target
+        # named zone: offset looked up at the locally parsed instant (Fluentd quirk on DST days)
+        return inst + t_off - _zone_offset_at(target, inst)
+
+    def _parse_special(self, value: str) -> int:
+        if self._mode == "iso8601":
+            ns = _parse_iso8601(value, self._fixed_local)
+        else:
+            ns = _parse_free(value, self._fixed_local)
+        if len(self._vcache) >= _CACHE_MAX:
+            self._vcache.clear()
+        self._vcache[value] = ns
+        return ns
+
+
+_ISO_RE = re.compile(
+    r"[ \t\n\v\f\r]*(-?\d+)-(\d\d)-(\d\d)(?:[Tt](\d\d):(\d\d):(\d\d)(\.\d+)?)?"
+    r"([Zz]|[+-]\d\d(?::?\d\d)?)?[ \t\n\v\f\r]*")
+
+
+def _parse_iso8601(value: str, fixed_local: int | None) -> int:
+    """Ruby's Time.iso8601 (xmlschema): date-time or date, optional fraction and zone; no zone = local."""
+    m = _ISO_RE.fullmatch(value)
+    if m is None:
+        raise TimeParseError(value, f"invalid xmlschema format: {_ruby_inspect(value)}")
+    y, mo, d = int(m.group(1)), int(m.group(2)), int(m.group(3))
+    h = int(m.group(4) or 0)
+    mi = int(m.group(5) or 0)
+    s = int(m.group(6) or 0)
+    if not (1 <= mo <= 12 and 1 <= d <= 31 and h <= 24 and mi <= 59 and s <= 60):
+        raise TimeParseError(value, "argument out of range")
+    frac = int((m.group(7)[1:] + "000000000")[:9]) if m.group(7) else 0
+    wall = days_from_civil(y, mo, 1) * 86400 + (d - 1) * 86400 + h * 3600 + mi * 60 + s
+    z = m.group(8)
+    if z is None:
+        inst = _local_wall_to_utc(wall, fixed_local)
+    elif z in "Zz":
+        inst = wall
+    else:
+        inst = wall - _gem_zone(z)
+    return inst * NS + frac
+
+
+# Subset of Ruby's Time.parse (Date._parse) heuristics: the forms seen in logs.
+_FREE_FORMS: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(r"(?P<Y>-?\d{4})-(?P<m>\d{1,2})-(?P<d>\d{1,2})(?:[Tt ]+(?P<H>\d{1,2}):(?P<M>\d\d)"
+                r"(?::(?P<S>\d\d)(?:[.,](?P<f>\d+))?)?)?\s*(?P<z>[Zz]|(?:gmt|utc?)?[+-]\d{1,2}(?::?\d\d)?|[A-Za-z]{1,4}\b)?",
+                re.I), "ymd"),
+    (re.compile(r"(?P<Y>\d{4})/(?P<m>\d{1,2})/(?P<d>\d{1,2})(?:[Tt ]+(?P<H>\d{1,2}):(?P<M>\d\d)"
+                r"(?::(?P<S>\d\d)(?:[.,](?P<f>\d+))?)?)?\s*(?P<z>[Zz]|[+-]\d{1,2}(?::?\d\d)?|[A-Za-z]{1,4}\b)?",
+                re.I), "ymd"),
+    (re.compile(r"(?P<d>\d{1,2})/(?P<b>[A-Za-z]{3,9})/(?P<Y>\d{4})(?::(?P<H>\d{1,2}):(?P<M>\d\d)"
+                r"(?::(?P<S>\d\d))?)?\s*(?P<z>[+-]\d{1,2}(?::?\d\d)?|[Zz])?"), "dby"),
+    (re.compile(r"(?:[A-Za-z]{3,9},?\s+)?(?P<d>\d{1,2})\s+(?P<b>[A-Za-z]{3,9})\s+(?P<Y>\d{4})"
+                r"(?:\s+(?P<H>\d{1,2}):(?P<M>\d\d)(?::(?P<S>\d\d))?)?\s*(?P<z>[+-]\d{1,2}(?::?\d\d)?|[A-Za-z]{1,4}\b)?"),
+     "rfc2822"),
+    (re.compile(r"(?:[A-Za-z]{3,9},?\s+)?(?P<b>[A-Za-z]{3,9})\s+(?P<d>\d{1,2})(?:,?\s+(?P<Y>\d{4}))?"
+                r"(?:\s+(?P<H>\d{1,2}):(?P<M>\d\d)(?::(?P<S>\d\d)(?:\.(?P<f>\d+))?)?)?"
+                r"(?:\s+(?P<z>[+-]\d{1,2}(?::?\d\d)?|[A-Za-z]{1,4}\b))?(?:\s+(?P<Y2>\d{4}))?"), "bdy"),
+    (re.compile(r"(?P<H>\d{1,2}):(?P<M>\d\d)(?::(?P<S>\d\d)(?:\.(?P<f>\d+))?)?"
+                r"\s*(?P<z>[Zz]|[+-]\d{1,2}(?::?\d\d)?)?"), "hms"),
+]
+
+
+def _parse_free(value: str, fixed_local: int | None) -> int:
+    """Time.parse-like: no format given. Raises with Ruby's "no time information" message."""
+    s = value.strip()
+    for rx, _kind in _FREE_FORMS:
+        m = rx.match(s)
+        if m is None:
+            continue
+        g = m.groupdict()
+        if "b" in g and g["b"] is not None:
+            mon = _MONTH_NUM.get(g["b"].lower())
+            if mon is None:
+                continue
+        else:
+            mon = int(g["m"]) if g.get("m") else None
+        zone: int | None = None
+        if g.get("z"):
+            try:
+                zone = _parse_ruby_zone(g["z"])
+            except (ValueError, IndexError):
+                if g["z"].lower() not in _ZONE_ABBR:
+                    zone = None
+        year_s = g.get("Y") or g.get("Y2")
+        ny, nm, nd, _h, _m, _s = _now_fields(zone)
+        year = int(year_s) if year_s else ny
+        if mon is None:
+            mon, day = nm, nd
+        else:
+            day = int(g["d"])
+        hour = int(g["H"] or 0) if g.get("H") else 0
+        minute = int(g["M"] or 0) if g.get("M") else 0
+        sec = int(g["S"] or 0) if g.get("S") else 0
+        if not (1 <= mon <= 12 and 1 <= day <= 31 and hour <= 24 and minute <= 59 and sec <= 60):
+            raise TimeParseError(value, "argument out of range")
+        frac = int((g["f"] + "000000000")[:9]) if g.get("f") else 0
+        wall = (days_from_civil(year, mon, 1) + day - 1) * 86400 + hour * 3600 + minute * 60 + sec
+        inst = wall - zone if zone is not None else _local_wall_to_utc(wall, fixed_local)
+        return inst * NS + frac
+    raise TimeParseError(value, f"no time information in {_ruby_inspect(value)}")
+
+
+class _NumericParser:
+    """Fluent::NumericTimeParser: unixtime (to_i) or float (split on '.', nanoseconds from the fraction)."""
+
+    fluent_class = "Fluent::NumericTimeParser"
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+
+    def parse(self, value: Any) -> int:
+        if value is None or isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise TimeParseError(value, "", message=(
+                f"value must be a string or a number: {ruby_to_s(value)}({_ruby_class(value)})"))
+        if self.kind == "unixtime":
+            if isinstance(value, str):
+                return _ruby_str_to_i(value) * NS
+            if isinstance(value, float):
+                if value != value or value in (float("inf"), float("-inf")):
+                    raise TimeParseError(value, _ruby_float_s(value), error_class="FloatDomainError")
+                return int(value) * NS
+            return value * NS
+        # float: Ruby value.to_s.split('.', 3), first 10 fraction chars, right-padded to 9
+        text = ruby_to_s(value)
+        pieces = text.split(".", 2)
+        sec = _ruby_str_to_i(pieces[0]) if pieces and pieces[0] else 0
+        nsec_s = pieces[1][:10] if len(pieces) > 1 else "0"
+        if len(nsec_s) < 9:
+            nsec_s += "0" * (9 - len(nsec_s))
+        return sec * NS + _ruby_str_to_i(nsec_s)
+
+
+# ---------------------------------------------------------------- public parser
+
+class TimeParser:
+    """Fluentd-compatible time parser: ``parse(value) -> nanoseconds since the epoch``.
+
+    time_type: string (strptime ``time_format``; None = Time.parse-like; "%iso8601"),
+    unixtime, float, or mixed (``time_format`` then ``fallbacks``; "unixtime"/"float" entries).
+    """
+
+    def __init__(self, time_format: str | None = None, *, time_type: str = "string",
+                 localtime: bool = True, utc: bool = False, timezone: str | None = None,
+                 fallbacks: list[str] | None = None) -> None:
+        fallbacks = list(fallbacks or [])
+        if timezone is not None:
+            resolve_timezone(timezone)  # validate early, as Fluentd's configure does
+        eff_local = localtime and timezone is None and not utc
+        self.time_type = time_type
+        self._parsers: list[_FormatParser | _NumericParser]
+        if time_type == "mixed":
+            if time_format is None and not fallbacks:
+                raise ValueError("time_type is :mixed but time_format and time_format_fallbacks is empty.")
+            self._parsers = []
+            for f in [time_format] + fallbacks:
+                if f is None:
+                    continue
+                if f in ("unixtime", "float"):
+                    # Fluentd passes the type as a String here, so both act as :float (fraction kept)
+                    self._parsers.append(_NumericParser("float"))
+                else:
+                    self._parsers.append(_FormatParser(f, eff_local, timezone))
+            self.parse = self._parse_mixed  # type: ignore[method-assign]
+        elif time_type in ("unixtime", "float"):
+            self.parse = _NumericParser(time_type).parse  # type: ignore[method-assign]
+        elif time_type == "string":
+            self.parse = _FormatParser(time_format, eff_local, timezone).parse  # type: ignore[method-assign]
+        else:
+            raise ValueError(f"expected time_type one of string, unixtime, float, mixed; got '{time_type}'")
+
+    def parse(self, value: Any) -> int:  # replaced per instance in __init__
+        raise NotImplementedError
+
+    __call__ = parse
+
+    def _parse_mixed(self, value: Any) -> int:
+        for p in self._parsers:
+            if isinstance(p, _NumericParser) and not _ruby_float_ok(value):
+                continue
+            try:
+                return p.parse(value)
+            except TimeParseError:
+                pass
+        classes = ",".join(p.fluent_class for p in self._parsers)
+        raise TimeParseError(value, "", message=(
+            f"invalid time format: value = {ruby_to_s(value)}, even though fallbacks: {classes}"))
+
+
+# ---------------------------------------------------------------- strftime
+
+_GEM_STRFTIME = set("HLMNSYdbmyz")
+_STRF_TOKEN = re.compile(r"%([-_0^#]*)(\d*)(:{0,2})([a-zA-Z%+])")
+
+
+def _is_gem_strftime(fmt: str) -> bool:
+    i = 0
+    while True:
+        j = fmt.find("%", i)
+        if j < 0:
+            return True
+        if j + 1 >= len(fmt) or fmt[j + 1] not in _GEM_STRFTIME:
+            return False
+        i = j + 2
+
+
+def _pad(v: int, width: int, flags: str, default_pad: str = "0") -> str:
+    if "-" in flags:
+        return str(v)
+    pad = " " if "_" in flags else "0" if "0" in flags else default_pad
+    sign = "-" if v < 0 else ""
+    digits = str(abs(v))
+    if pad == "0":
+        return sign + digits.rjust(width - len(sign), "0")
+    return (sign + digits).rjust(width)
+
+
+def _fmt_offset(off: int, colons: int) -> str:
+    sign = "-" if off < 0 else "+"
+    a = abs(off)
+    h, rem = divmod(a, 3600)
+    mi, s = divmod(rem, 60)
+    if colons == 0:
+        return f"{sign}{h:02d}{mi:02d}"
+    if colons == 1:
+        return f"{sign}{h:02d}:{mi:02d}"
+    return f"{sign}{h:02d}:{mi:02d}:{s:02d}"
+
+
+# A compiled strftime is a list of items: str (literal), or a callable(fields) -> str (per-second),
+# or a tuple ("sub", digits) for sub-second text rendered per call.
+_Item = "str | Callable[[tuple], str] | tuple[str, int]"
+
+
+def _compile_ruby_strftime(fmt: str) -> list[Any]:
+    items: list[Any] = []
+    pos = 0
+    for m in _STRF_TOKEN.finditer(fmt):
+        if m.start() > pos:
+            items.append(fmt[pos:m.start()])
+        pos = m.end()
+        flags, width_s, colons_s, conv = m.groups()
+        width = int(width_s) if width_s else 0
+        colons = len(colons_s)
+        items.extend(_ruby_directive(conv, flags, width, colons))
+    if pos < len(fmt):
+        rest = fmt[pos:]
+        if "%" in rest.replace("%%", ""):
+            raise ValueError(f"unsupported strftime directive in {fmt!r}")
+        items.append(rest)
+    return items
+
+
+def _ruby_directive(conv: str, flags: str, width: int, colons: int) -> list[Any]:
+    up = "^" in flags or "#" in flags
+
+    def num(idx: int, w: int, pad: str = "0") -> Callable[[tuple], str]:
+        ww = width or w
+        return lambda f: _pad(f[idx], ww, flags, pad)
+
+    def text(fn: Callable[[tuple], str]) -> Callable[[tuple], str]:
+        if up:
+            return lambda f: fn(f).upper()
+        return fn
+
+    # fields: (year, month, day, hour, minute, second, wday, yday, offset, zone_name, epoch)
+    if conv == "Y":
+        def year(f: tuple) -> str:
+            y = f[0]
+            if "-" in flags:
+                return str(y)
+            return _pad(y, width or (5 if y < 0 else 4), flags)
+        return [year]
+    simple = {"m": (1, 2, "0"), "d": (2, 2, "0"), "e": (2, 2, " "), "H": (3, 2, "0"), "k": (3, 2, " "),
+              "M": (4, 2, "0"), "S": (5, 2, "0"), "j": (7, 3, "0")}
+    if conv in simple:
+        idx, w, pad = simple[conv]
+        return [num(idx, w, pad)]
+    if conv == "y":
+        return [lambda f: _pad(f[0] % 100, width or 2, flags)]
+    if conv == "C":
+        return [lambda f: _pad(f[0] // 100, width or 2, flags)]
+    if conv in "Il":
+        pad = "0" if conv == "I" else " "
+        return [lambda f: _pad((f[3] % 12) or 12, width or 2, flags, pad)]
+    if conv == "N":
+        return [("sub", width or 9)]
+    if conv == "L":
+        return [("sub", width or 3)]
+    if conv == "z":
+        return [lambda f: _fmt_offset(f[8], colons)]
+    if conv == "Z":
+        return [text(lambda f: f[9])]
+    if conv == "s":
+        return [lambda f: str(f[10])]
+    if conv == "A":
+        return [text(lambda f: _DAYS[f[6]])]
+    if conv == "a":
+        return [text(lambda f: _DAYS[f[6]][:3])]
+    if conv == "B":
+        return [text(lambda f: _MONTHS[f[1] - 1])]
+    if conv in "bh":
+        return [text(lambda f: _MONTHS[f[1] - 1][:3])]
+    if conv == "p":
+        return [(lambda f: "pm" if f[3] >= 12 else "am") if "#" in flags else (lambda f: "PM" if f[3] >= 12 else "AM")]
+    if conv == "P":
+        return [lambda f: "pm" if f[3] >= 12 else "am"]
+    if conv == "u":
+        return [lambda f: str(f[6] or 7)]
+    if conv == "w":
+        return [lambda f: str(f[6])]
+    if conv == "n":
+        return ["\n"]
+    if conv == "t":
+        return ["\t"]
+    if conv == "%":
+        return ["%"]
+    if conv == "+":
+        return _compile_ruby_strftime("%a %b %e %H:%M:%S %Z %Y")
+    if conv in _EXPAND:
+        return _compile_ruby_strftime(_EXPAND[conv])
+    raise ValueError(f"unsupported strftime directive %{conv}")
+
+
+def _compile_gem_strftime(fmt: str) -> list[Any]:
+    """The strftime gem Fluentd uses when it can: note its %Y maps years 1900-1968 to 2000-2068."""
+    items: list[Any] = []
+    i = 0
+    while i < len(fmt):
+        j = fmt.find("%", i)
+        if j < 0:
+            items.append(fmt[i:])
+            break
+        if j > i:
+            items.append(fmt[i:j])
+        d = fmt[j + 1]
+        i = j + 2
+        if d == "Y":
+            def gem_year(f: tuple) -> str:
+                y = f[0] - 1900
+                y += 2000 if y < 69 else 1900
+                # the gem writes exactly four digits (C remainder semantics for negatives)
+                out = []
+                for _ in range(4):
+                    r = int(math.fmod(y, 10))
+                    out.append(chr(48 + r))
+                    y = int(y / 10)
+                return "".join(reversed(out))
+            items.append(gem_year)
+        elif d == "y":
+            items.append(lambda f: "%02d" % ((f[0] - 1900) % 100))
+        elif d == "m":
+            items.append(lambda f: "%02d" % f[1])
+        elif d == "d":
+            items.append(lambda f: "%02d" % f[2])
+        elif d == "H":
+            items.append(lambda f: "%02d" % f[3])
+        elif d == "M":
+            items.append(lambda f: "%02d" % f[4])
+        elif d == "S":
+            items.append(lambda f: "%02d" % f[5])
+        elif d == "b":
+            items.append(lambda f: _MONTHS[f[1] - 1][:3])
+        elif d == "N":
+            items.append(("sub", 9))
+        elif d == "L":
+            items.append(("sub", 3))
+        elif d == "z":
+            def gem_z(f: tuple) -> str:
+                off = f[8]
+                sign = "+" if off >= 0 else "-"
+                a = abs(off) // 60
+                return f"{sign}{(a // 60) & 15:02d}{a % 60:02d}"  # the gem masks hours with & 15
+            items.append(gem_z)
+    return items
+
+
+def _merge_items(items: list[Any]) -> list[Any]:
+    out: list[Any] = []
+    for it in items:
+        if isinstance(it, str) and out and isinstance(out[-1], str):
+            out[-1] += it
+        else:
+            out.append(it)
+    return out
+
+
+class TimeFormatter:
+    """Fluentd-compatible time formatter: ``format(ns)``.
+
+    time_type string -> str (strftime ``time_format``; None = Ruby Time#iso8601),
+    unixtime -> int, float -> float (microsecond-truncated, as <inject>),
+    unixtime_millis / unixtime_micros / unixtime_nanos -> int.
+    """
+
+    def __init__(self, time_format: str | None = None, *, localtime: bool = True, utc: bool = False,
+                 timezone: str | None = None, time_type: str = "string") -> None:
+        self.time_type = time_type
+        numeric: dict[str, Callable[[int], int | float]] = {
+            "unixtime": lambda ns: ns // NS,
+            "float": lambda ns: (ns // 1000 if ns >= 0 else -((-ns) // 1000)) / 1_000_000,
+            "unixtime_millis": lambda ns: ns // 1_000_000,
+            "unixtime_micros": lambda ns: ns // 1000,
+            "unixtime_nanos": lambda ns: ns,
+        }
+        if time_type in numeric:
+            self.format = numeric[time_type]  # type: ignore[method-assign]
+            return
+        if time_type != "string":
+            raise ValueError(f"expected time_type one of string, {', '.join(numeric)}; got '{time_type}'")
+        self._zone: int | ZoneInfo | None
+        if timezone is not None:
+            self._zone = resolve_timezone(timezone)
+            self._mode = "fixed" if isinstance(self._zone, int) else "zone"
+        elif localtime and not utc:
+            self._zone = None
+            self._mode = "local"
+        else:
+            self._zone = 0
+            self._mode = "utc"
+        self._fixed_local = _local_fixed_offset()
+        if time_format is None:
+            # Ruby Time#iso8601: "Z" only for UTC-mode times; local/offset times print "+00:00"
+            iso_zone = "Z" if self._mode == "utc" else "%:z"
+            items = _compile_ruby_strftime("%Y-%m-%dT%H:%M:%S" + iso_zone)
+        elif _is_gem_strftime(time_format):
+            items = _compile_gem_strftime(time_format)
+        else:
+            items = _compile_ruby_strftime(time_format)
+        self._items = _merge_items(items)
+        self._subs = [it for it in self._items if isinstance(it, tuple)]
+        self._cache: dict[int, list[str]] = {}
+        self._last_sec: int | None = None
+        self._last_parts: list[str] = []
+        if not self._subs:
+            self.format = self._format_nosub  # type: ignore[method-assign]
+        elif len(self._subs) == 1:
+            self._sub_digits = self._subs[0][1]
+            self.format = self._format_onesub  # type: ignore[method-assign]
+
+    def format(self, ns: int) -> str | int | float:  # replaced per instance when possible
+        sec, nsec = divmod(ns, NS)
+        parts = self._parts(sec)
+        out: list[str] = []
+        k = 0
+        for it in self._items:
+            if isinstance(it, tuple):
+                out.append(_subsec(nsec, it[1]))
+            else:
+                out.append(parts[k])
+                k += 1
+        return "".join(out)
+
+    __call__ = format
+
+    def _format_nosub(self, ns: int) -> str:
+        sec = ns // NS
+        if sec == self._last_sec:
+            return self._last_parts[0]
+        return self._parts(sec)[0]
+
+    def _format_onesub(self, ns: int) -> str:
+        sec, nsec = divmod(ns, NS)
+        if sec == self._last_sec:
+            p = self._last_parts
+        else:
+            p = self._parts(sec)
+        d = self._sub_digits
+        if d == 9:
+            return f"{p[0]}{nsec:09d}{p[1]}"
+        return p[0] + _subsec(nsec, d) + p[1]
+
+    def _offset(self, sec: int) -> int:
+        mode = self._mode
+        if mode == "utc":
+            return 0
+        if mode == "fixed":
+            return self._zone  # type: ignore[return-value]
+        if mode == "zone":
+            return _zone_offset_at(self._zone, sec)  # type: ignore[arg-type]
+        if self._fixed_local is not None:
+            return self._fixed_local
+        return _local_offset_at(sec)
+
+    def _parts(self, sec: int) -> list[str]:
+        parts = self._cache.get(sec)
+        if parts is None:
+            off = self._offset(sec)
+            wall = sec + off
+            days, rem = divmod(wall, 86400)
+            y, mo, d = civil_from_days(days)
+            wday = (days + 4) % 7
+            yday = days - days_from_civil(y, 1, 1) + 1
+            if self._mode == "utc":
+                zname = "UTC"
+            elif self._mode == "local":
+                try:
+                    zname = _time.localtime(sec).tm_zone
+                except (OverflowError, OSError, ValueError):
+                    zname = ""
+            else:
+                zname = ""  # Ruby Time#localtime(offset) carries no zone name
+            fields = (y, mo, d, rem // 3600, rem % 3600 // 60, rem % 60, wday, yday, off, zname, sec)
+            parts = []
+            cur: list[str] = []
+            for it in self._items:
+                if isinstance(it, tuple):
+                    parts.append("".join(cur))
+                    cur = []
+                elif isinstance(it, str):
+                    cur.append(it)
+                else:
+                    cur.append(it(fields))
+            parts.append("".join(cur))
+            if len(self._cache) >= _CACHE_MAX:
+                self._cache.clear()
+            self._cache[sec] = parts
+        self._last_sec = sec
+        self._last_parts = parts
+        return parts
+
+
+def _subsec(nsec: int, digits: int) -> str:
+    # Ruby %<n>N truncates (never rounds) and pads with zeros beyond nanoseconds
+    s = f"{nsec:09d}"
+    return s[:digits] if digits <= 9 else s + "0" * (digits - 9)
