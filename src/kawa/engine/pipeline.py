@@ -61,11 +61,13 @@ class PipelineBuilder:
         self._warn_log = log if dry_run else self.plugin_log
         self._warned = 0
         self._secret_attrs: set[int] = set()
+        self._param_types: dict[int, dict[str, str]] = {}
 
     # -- public -------------------------------------------------------------------------------
     def build(self) -> Pipeline:
         system = bind_system(self.root, self.bind)
         self.system = system
+        self._remember_secrets(system)
         self._flush_warnings()
         if system.log_level:
             self.log.sink.level = LEVELS[system.log_level]
@@ -160,7 +162,20 @@ class PipelineBuilder:
         """The configuration as Fluentd prints it at start-up, secrets masked (`xxxxxx`)."""
         from kawa.config.parser import dump_config
 
-        return dump_config(_masked(self.root, self._secret_attrs))
+        # Fluentd quotes a value when its parameter is a string; values no plugin declared keep
+        # the quoting they were written with.
+        quoting: dict[tuple[tuple[str, ...], str], str | None] = {}
+
+        def walk(elem: Element, path: tuple[str, ...]) -> None:
+            types = self._param_types.get(id(elem), {})
+            for key, attr in elem.attrs.items():
+                quoting[(path, key)] = types.get(key, "string" if attr.quoted else None)
+            for child in elem.elements:
+                walk(child, path + (child.title(),))
+
+        walk(self.root, ())
+        return dump_config(_masked(self.root, self._secret_attrs),
+                           param_type=lambda path, key: quoting.get((path, key)))
 
     # -- plugins --------------------------------------------------------------------------------
     def _lookup(self, kind: str, type_name: str, location: Location, path: tuple[str, ...]) -> type | None:
@@ -236,7 +251,10 @@ class PipelineBuilder:
         element = getattr(options, "_element", None)
         if element is None:
             return
+        types = self._param_types.setdefault(id(element), {})
         for name, opt in type(options)._options.items():
+            for key in (name, *opt.aliases):
+                types[key] = opt.type
             if opt.secret:
                 for key in (name, *opt.aliases):
                     if key in element.attrs:
