@@ -1,0 +1,206 @@
+"""One tailed file: its open descriptor, position entry, line reader and the batch not yet accepted.
+
+The position moves only after the emitter accepted a batch; a refused batch is kept (already
+parsed) and offered again later, so back-pressure never loses or duplicates a line.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from kawa.errors import BufferOverflowError
+from kawa.plugins.inputs._tail.position_file import MemoryPositionEntry
+from kawa.plugins.inputs._tail.reader import LineReader
+
+if TYPE_CHECKING:
+    from kawa.plugins.inputs.tail import TailInput
+
+# After a refused emit, offer the batch again after this long (Fluentd retries on its 1 s timer).
+RETRY_INTERVAL = 1.0
+
+
+@dataclass
+class FileCounters:
+    lines: int = 0
+    emitted: int = 0
+    unmatched: int = 0
+    invalid: int = 0
+    skipped_long: int = 0
+    refused: int = 0
+
+
+@dataclass
+class Pending:
+    events: list[Any]
+    end_pos: int
+
+
+@dataclass
+class Follower:
+    path: str
+    dev: int
+    ino: int
+    pe: MemoryPositionEntry
+    tag: str
+    fd: int | None = None
+    reader: LineReader | None = None
+    pending: Pending | None = None
+    draining: bool = False          # rotated away: read to the end, then release
+    rotated_at: float = 0.0
+    last_size: int = 0
+    last_active: float = 0.0
+    retry_at: float = 0.0
+    partial_since: float | None = None
+    window_start: float = 0.0
+    window_bytes: int = 0
+    counters: FileCounters = field(default_factory=FileCounters)
+
+    # -- descriptor ---------------------------------------------------------------------------
+
+    def open(self, host: "TailInput") -> bool:
+        """(Re)open the file; False when it is gone or is now another file (caller handles it)."""
+        if self.fd is not None:
+            return True
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+        except OSError as exc:
+            if not isinstance(exc, FileNotFoundError):
+                host.log.warn(str(exc))
+            return False
+        st = os.fstat(fd)
+        if (st.st_dev, st.st_ino) != (self.dev, self.ino):
+            os.close(fd)
+            return False
+        self.fd = fd
+        host.opened_files += 1
+        if self.reader is None:
+            self.reader = LineReader(fd, self.pe.pos, host.options.max_line_size)
+        else:
+            self.reader.fd = fd
+        return True
+
+    def close(self, host: "TailInput") -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+            host.closed_files += 1
+
+    @property
+    def idle(self) -> bool:
+        r = self.reader
+        return self.pending is None and (r is None or (not r.partial and not r.skipping))
+
+    # -- reading ------------------------------------------------------------------------------
+
+    async def pump(self, host: "TailInput", now: float, max_batches: int = 8) -> bool:
+        """Offer a refused batch again, then read and emit up to `max_batches` batches.
+
+        Returns True when there is more to read right away (the caller comes back soon).
+        """
+        if self.pending is not None:
+            if now < self.retry_at or not await self._emit(host, self.pending.events, now):
+                return False
+            self._commit(self.pending.end_pos)
+            self.pending = None
+        if self.fd is None and not self.open(host):
+            return False
+        reader = self.reader
+        assert reader is not None
+        for _ in range(max_batches):
+            limit = self._bytes_allowed(host, now)
+            if limit == 0:
+                host.throttled += 1
+                return False
+            before = reader.read_offset
+            result = reader.read(host.options.read_lines_limit, limit)
+            self.window_bytes += reader.read_offset - before
+            self._note_partial(reader, now)
+            if result is None:
+                return False
+            self.last_active = now
+            self.counters.skipped_long += result.skipped_long
+            for _i in range(result.skipped_long):
+                host.log.warn(f"received line length is longer than {host.options.max_line_size}")
+            events = host.to_events(self, result.data) if result.data else []
+            if events and not await self._emit(host, events, now):
+                self.pending = Pending(events, result.end_pos)
+                return False
+            self._commit(result.end_pos)
+            if result.eof:
+                return False
+        return True
+
+    def _note_partial(self, reader: LineReader, now: float) -> None:
+        if not reader.partial:
+            self.partial_since = None
+        elif self.partial_since is None:
+            self.partial_since = now
+
+    def _bytes_allowed(self, host: "TailInput", now: float) -> int | None:
+        limit = host.options.read_bytes_limit_per_second
+        if limit <= 0:
+            return None
+        if now - self.window_start >= 1.0:
+            self.window_start, self.window_bytes = now, 0
+        return max(0, limit - self.window_bytes)
+
+    async def flush_partial(self, host: "TailInput", now: float) -> None:
+        """multiline_flush_interval passed with an unterminated line held: emit it as a line."""
+        if self.pending is not None or self.reader is None:
+            return
+        taken = self.reader.take_partial()
+        self.partial_since = None
+        if taken is None:
+            return
+        data, end = taken
+        events = host.to_events(self, data + b"\n")
+        if events and not await self._emit(host, events, now):
+            self.pending = Pending(events, end)
+            return
+        self._commit(end)
+
+    async def _emit(self, host: "TailInput", events: list[Any], now: float) -> bool:
+        try:
+            await host.emitter.emit(self.tag, events)
+        except BufferOverflowError:
+            self.counters.refused += 1
+            self.retry_at = now + RETRY_INTERVAL
+            return False
+        except Exception as exc:   # any refusal: keep the lines, never move past what was accepted
+            self.counters.refused += 1
+            self.retry_at = now + RETRY_INTERVAL
+            host.log.limited("tail emit failed", "warn", "emit failed; the lines are kept and retried",
+                             path=self.path, error=f"{type(exc).__name__}: {exc}")
+            return False
+        self.counters.emitted += len(events)
+        return True
+
+    def _commit(self, end_pos: int) -> None:
+        self.pe.update_pos(end_pos)
+
+    # -- rotation -----------------------------------------------------------------------------
+
+    def truncated(self, size: int) -> bool:
+        consumed = self.reader.read_offset if self.reader is not None else self.pe.pos
+        return size < consumed or size < self.last_size
+
+    def restart_from_head(self) -> None:
+        """copytruncate: the same inode got shorter; read it again from 0."""
+        if self.pending is not None:
+            self.pending.end_pos = 0
+        self.pe.update_pos(0)
+        if self.reader is not None:
+            self.reader.reset(0)
+        self.partial_since = None
+
+    def lag(self) -> int:
+        try:
+            size = os.fstat(self.fd).st_size if self.fd is not None else os.stat(self.path).st_size
+        except OSError:
+            return 0
+        return max(0, size - self.pe.pos)
+
+    def at_end(self) -> bool:
+        return self.pending is None and self.reader is not None and self.reader.eof

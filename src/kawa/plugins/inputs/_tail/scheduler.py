@@ -1,0 +1,315 @@
+"""The single task that drives a tail source: which files to read now, rotation, refresh, timers.
+
+Idle files cost nothing: inotify (one watch per directory) marks files dirty; the 1 s watch timer
+(Fluentd's enable_watch_timer) is one stat per file. Wake-ups are coalesced for a short delay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from typing import TYPE_CHECKING
+
+from kawa.plugins.inputs._tail.follower import Follower
+from kawa.plugins.inputs._tail.position_file import MemoryPositionEntry
+from kawa.plugins.inputs._tail.watcher import NEW_NAME_MASK, DirectoryWatcher, InotifyUnavailable
+from kawa.plugins.inputs._tail import paths as tailpaths
+
+if TYPE_CHECKING:
+    from kawa.plugins.inputs.tail import TailInput
+
+WATCH_TIMER_INTERVAL = 1.0      # Fluentd TimerTrigger.new(1, ...)
+SHUTDOWN_TIMEOUT = 5.0          # Fluentd IOHandler::SHUTDOWN_TIMEOUT: reading what is left at stop
+
+
+class TailScheduler:
+    def __init__(self, host: "TailInput") -> None:
+        self.host = host
+        self.o = host.options
+        self.log = host.log
+        self.tails: dict[str, Follower] = {}        # path -> follower of the file now at that path
+        self.draining: list[Follower] = []          # rotated away, read until rotate_wait and EOF
+        self.waiting: set[str] = set()              # rotated paths whose new file is not there yet
+        self.dirty: set[int] = set()                # id() of followers to look at
+        self.refresh_soon = False
+        self.wake = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+        self.inotify: DirectoryWatcher | None = None
+        self.stopping = False
+        self.startup = True
+
+    def all_followers(self) -> list[Follower]:
+        return [*self.tails.values(), *self.draining]
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self.o.enable_stat_watcher:
+            try:
+                self.inotify = DirectoryWatcher(self._on_inotify)
+                asyncio.get_running_loop().add_reader(self.inotify.fd, self.inotify.read_events)
+            except (InotifyUnavailable, OSError, NotImplementedError) as exc:
+                self.log.debug(f"inotify unavailable, polling every second: {exc}")
+                self.inotify = None
+        if not self.o.skip_refresh_on_startup:
+            self.refresh()
+        self.startup = False
+        self.task = asyncio.get_running_loop().create_task(self._run(), name=f"tail:{self.host.plugin_id}")
+
+    async def stop(self) -> None:
+        if self.stopping:
+            return
+        self.stopping = True
+        self.wake.set()
+        if self.task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self.task), SHUTDOWN_TIMEOUT)
+            except (asyncio.TimeoutError, Exception):
+                self.task.cancel()
+        # Read what is left (Fluentd reads remaining lines at shutdown, bounded by a timeout).
+        deadline = time.monotonic() + SHUTDOWN_TIMEOUT
+        for f in self.all_followers():
+            while time.monotonic() < deadline and await f.pump(self.host, time.monotonic()):
+                pass
+        if self.inotify is not None:
+            try:
+                asyncio.get_running_loop().remove_reader(self.inotify.fd)
+            except (RuntimeError, ValueError):
+                pass
+            self.inotify.close()
+        for f in self.all_followers():
+            f.close(self.host)
+
+    # -- notifications ------------------------------------------------------------------------
+
+    def _on_inotify(self, directory: str, name: str, mask: int) -> None:
+        if not directory:                      # queue overflow: look at everything
+            self._mark_all()
+            self.refresh_soon = True
+        else:
+            f = self.tails.get(os.path.join(directory, name))
+            if f is not None:
+                self.dirty.add(id(f))
+            for d in self.draining:
+                self.dirty.add(id(d))
+            if mask & NEW_NAME_MASK or os.path.join(directory, name) in self.waiting:
+                self.refresh_soon = True
+        self.wake.set()
+
+    def _mark_all(self) -> None:
+        self.dirty.update(id(f) for f in self.all_followers())
+
+    def _watch_dirs(self) -> None:
+        if self.inotify is None:
+            return
+        wanted = tailpaths.static_directories(self.paths_now(), self.o.glob_policy)
+        wanted.update(os.path.dirname(p) for p in self.tails)
+        for d in wanted - self.inotify.directories:
+            self.inotify.watch(d)
+
+    def paths_now(self) -> list[str]:
+        now = time.time()
+        return [tailpaths.strftime_path(p, now) for p in self.host.paths]
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        o = self.o
+        now = time.monotonic()
+        next_refresh = now + o.refresh_interval
+        next_sweep = now + WATCH_TIMER_INTERVAL if o.enable_watch_timer or self.inotify is None else float("inf")
+        next_compact = now + o.pos_file_compaction_interval if o.pos_file_compaction_interval else float("inf")
+        self._mark_all()
+        while not self.stopping:
+            timeout = max(0.0, min(next_refresh, next_sweep, next_compact, self._next_deadline()) - time.monotonic())
+            if not self.dirty and not self.refresh_soon:
+                try:
+                    await asyncio.wait_for(self.wake.wait(), timeout)
+                    if o.notify_coalesce_interval > 0 and not self.stopping:
+                        await asyncio.sleep(o.notify_coalesce_interval)
+                except asyncio.TimeoutError:
+                    pass
+            self.wake.clear()
+            if self.stopping:
+                break
+            now = time.monotonic()
+            if now >= next_refresh or self.refresh_soon:
+                self.refresh_soon = False
+                self.refresh()
+                if now >= next_refresh:
+                    next_refresh = now + o.refresh_interval
+            if now >= next_sweep:
+                self._mark_all()
+                next_sweep = now + WATCH_TIMER_INTERVAL
+            if now >= next_compact and self.host.pf is not None:
+                self.log.info("Clean up the pos file")
+                self.host.pf.try_compact()
+                next_compact = now + o.pos_file_compaction_interval
+            await self._service(now)
+
+    def _next_deadline(self) -> float:
+        """Earliest timer of a file: a retry, a rotate_wait expiry, a multiline flush."""
+        soonest = float("inf")
+        for f in self.all_followers():
+            if f.pending is not None:
+                soonest = min(soonest, f.retry_at)
+            if f.draining:
+                soonest = min(soonest, f.rotated_at + self.o.rotate_wait)
+            if f.partial_since is not None and self.o.multiline_flush_interval:
+                soonest = min(soonest, f.partial_since + self.o.multiline_flush_interval)
+        return soonest
+
+    async def _service(self, now: float) -> None:
+        dirty, self.dirty = self.dirty, set()
+        for f in list(self.tails.values()):
+            due = id(f) in dirty or (f.pending is not None and now >= f.retry_at)
+            if due and self.tails.get(f.path) is f:
+                await self._check_rotation(f, now)
+        for f in self.all_followers():
+            due = id(f) in dirty or (f.pending is not None and now >= f.retry_at)
+            if due:
+                if await f.pump(self.host, now):
+                    self.dirty.add(id(f))           # more to read: come back after others had a turn
+                await asyncio.sleep(0)
+            flush = self.o.multiline_flush_interval
+            if flush and f.partial_since is not None and now - f.partial_since >= flush:
+                await f.flush_partial(self.host, now)
+        self._release_drained(now)
+        self._enforce_fd_budget()
+        if self.o.open_on_every_update:
+            for f in self.tails.values():
+                f.close(self.host)
+
+    # -- rotation -----------------------------------------------------------------------------
+
+    async def _check_rotation(self, f: Follower, now: float) -> None:
+        try:
+            st = os.stat(f.path)
+        except OSError:
+            st = None
+        if st is not None and (st.st_dev, st.st_ino) == (f.dev, f.ino):
+            if f.truncated(st.st_size):
+                self.log.info(f"detected rotation of {f.path}")
+                self.host.rotated_files += 1
+                f.restart_from_head()
+                self.log.info(f"following tail of {f.path}")
+            f.last_size = st.st_size
+            return
+        # Renamed or deleted: read the old file to its current end first (Fluentd#1055), then
+        # keep it open for rotate_wait (and, unlike Fluentd, until it is fully read).
+        await f.pump(self.host, now, max_batches=1_000_000)
+        self.log.info(f"detected rotation of {f.path}; waiting {_seconds(self.o.rotate_wait)} seconds")
+        self.host.rotated_files += 1
+        del self.tails[f.path]
+        f.draining, f.rotated_at = True, now
+        file_pe = f.pe
+        if not self.o.follow_inodes:
+            f.pe = MemoryPositionEntry(file_pe.pos, file_pe.ino)   # Fluentd swap_state
+        self.draining.append(f)
+        if f.fd is None:
+            f.reader = None
+        if st is None:
+            self.waiting.add(f.path)
+        else:
+            self._follow(f.path, st, from_head=True)
+
+    def _release_drained(self, now: float) -> None:
+        keep: list[Follower] = []
+        for f in self.draining:
+            waited = now - f.rotated_at >= self.o.rotate_wait
+            finished = f.fd is None or (f.pending is None and f.reader is not None and f.reader.eof)
+            if waited and finished:
+                f.close(self.host)
+                if self.o.follow_inodes and self.host.pf is not None:
+                    self.host.pf.unwatch(f.path, f.ino)
+            else:
+                keep.append(f)
+        self.draining = keep
+
+    # -- refresh ------------------------------------------------------------------------------
+
+    def refresh(self) -> None:
+        """Fluentd refresh_watchers: start new targets, stop vanished ones (pos set unwatched)."""
+        targets = self.host.expand_paths()
+        for path in list(self.tails):
+            if path not in targets:
+                f = self.tails.pop(path)
+                f.draining, f.rotated_at = True, time.monotonic()
+                self.draining.append(f)
+                self.dirty.add(id(f))
+                if self.host.pf is not None and not self.o.follow_inodes:
+                    self.host.pf.unwatch(path, f.ino)
+                    f.pe = MemoryPositionEntry(f.pe.pos, f.pe.ino)
+        for path in list(self.waiting):
+            if path not in targets:
+                self.waiting.discard(path)
+                if self.host.pf is not None and not self.o.follow_inodes:
+                    self.host.pf.unwatch(path, 0)
+        for path, st in targets.items():
+            existing = self.tails.get(path)
+            if existing is not None:
+                if (st.st_dev, st.st_ino) != (existing.dev, existing.ino):
+                    self.dirty.add(id(existing))      # rotated: _check_rotation handles it
+                continue
+            from_head = path in self.waiting or not self.startup
+            self.waiting.discard(path)
+            self._follow(path, st, from_head=from_head)
+        self._watch_dirs()
+
+    def _follow(self, path: str, st: os.stat_result, *, from_head: bool) -> None:
+        key = (st.st_dev, st.st_ino)
+        for f in self.all_followers():
+            if (f.dev, f.ino) != key:
+                continue
+            if f.draining:          # a rotated file matched again under its new name: adopt it
+                self._adopt(f, path, st)
+            else:
+                self.log.debug(f"{path} is the same file as {f.path}; not read twice")
+            return
+        pe = self.host.position_entry(path, st.st_ino)
+        if self.o.read_from_head and pe.ino == 0:
+            pe.update(st.st_ino, 0)
+        if pe.ino == st.st_ino:
+            if st.st_size < pe.pos:
+                pe.update(st.st_ino, 0)
+        elif pe.ino != 0 or from_head:
+            pe.update(st.st_ino, 0)       # a new file since we last saw this path: all of it is new
+        else:
+            pe.update(st.st_ino, 0 if self.o.read_from_head else st.st_size)
+        f = Follower(path, st.st_dev, st.st_ino, pe, self.host.tag_for(path), last_size=st.st_size)
+        if not f.open(self.host):
+            self.log.warn(f"stat() for {path} failed. Continuing without tailing it.")
+            return
+        self.tails[path] = f
+        self.dirty.add(id(f))
+        self.log.info(f"following tail of {path}")
+        if self.inotify is not None:
+            self.inotify.watch(os.path.dirname(path))
+
+    def _adopt(self, f: Follower, path: str, st: os.stat_result) -> None:
+        self.draining.remove(f)
+        f.draining = False
+        if not self.o.follow_inodes:
+            pe = self.host.position_entry(path, st.st_ino)
+            pe.update(st.st_ino, f.pe.pos)
+            f.pe = pe
+        f.path, f.tag = path, self.host.tag_for(path)
+        self.tails[path] = f
+        self.dirty.add(id(f))
+
+    # -- descriptors --------------------------------------------------------------------------
+
+    def _enforce_fd_budget(self) -> None:
+        limit = max(1, self.o.max_open_files)
+        open_tails = [f for f in self.tails.values() if f.fd is not None]
+        if len(open_tails) <= limit:
+            return
+        idle = sorted((f for f in open_tails if f.idle and f.reader is not None and f.reader.eof),
+                      key=lambda f: f.last_active)
+        for f in idle[: len(open_tails) - limit]:
+            f.close(self.host)
+
+
+def _seconds(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)

@@ -1,0 +1,284 @@
+"""The `tail` input (Fluentd in_tail): follows files, survives rotation, resumes from a pos_file.
+
+Option names, defaults, pos_file bytes and log lines are Fluentd's; see docs in _tail/__init__.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from typing import Any
+
+from kawa.config.schema import Options, option, section
+from kawa.engine.registry import register
+from kawa.errors import ConfigError
+from kawa.log import ruby_inspect
+from kawa.plugins.base import Input, Parser
+from kawa.plugins.inputs._tail import paths as tailpaths
+from kawa.plugins.inputs._tail.follower import Follower
+from kawa.plugins.inputs._tail.position_file import MemoryPositionEntry, PositionFile
+from kawa.plugins.inputs._tail.reader import make_decoder, python_codec, split_lines
+from kawa.plugins.inputs._tail.scheduler import TailScheduler
+
+# Fluentd in_tail: RESERVED_CHARS for path_delimiter; 1.18 IOHandler::BYTES_TO_READ (throttle floor).
+RESERVED_DELIMITERS = ("/", "*", "%")
+MIN_BYTES_PER_SECOND = 8192
+_UNSUPPORTED_ENCODINGS = ("utf-16", "utf-32")
+
+
+class GroupRuleOptions(Options):
+    match = option({}, "hash", doc="Label matchers of the rule.")
+    limit = option(-1, "integer", doc="Lines per rate_period.")
+
+
+class GroupOptions(Options):
+    pattern = option(None, "regexp", doc="Pattern extracting the group from the path.")
+    rate_period = option(5, "time", doc="Period of the line limit.")
+    rule = section(GroupRuleOptions, multi=True, doc="Line limit rules.")
+
+
+@register("input", "tail")
+class TailInput(Input):
+    """Fluentd in_tail."""
+
+    compat_sections = ("parse",)
+
+    class Options(Options):
+        path = option(doc="The paths to read; several, separated by path_delimiter (globs allowed).")
+        path_delimiter = option(",", doc="Separator of the paths in `path`.")
+        glob_policy = option("backward_compatible", "enum",
+                             choices=("backward_compatible", "extended", "always"),
+                             doc="Which glob syntax `path` uses (only `*` by default).")
+        tag = option(doc="Tag of the events; a `*` is replaced by the file path with '/' -> '.'.")
+        exclude_path = option([], "array", doc="Paths (globs) never read.")
+        rotate_wait = option(5, "time", doc="How long a rotated file is still read after rotation.")
+        pos_file = option(None, doc="Where positions are saved to resume after a restart.")
+        pos_file_compaction_interval = option(None, "time", doc="Compact the pos_file this often.")
+        read_from_head = option(False, "bool", doc="Read new files from their start, not their end.")
+        refresh_interval = option(60, "time", doc="How often the path list is expanded again.")
+        read_lines_limit = option(1000, "integer", doc="Lines read per batch.")
+        read_bytes_limit_per_second = option(-1, "size", doc="Bytes read per file per second (-1: no limit).")
+        multiline_flush_interval = option(None, "time",
+                                          doc="Emit a held unterminated last line after this long.")
+        emit_unmatched_lines = option(False, "bool", doc="Emit lines the parser rejects as {unmatched_line}.")
+        enable_watch_timer = option(True, "bool", doc="Look at every file each second as well.")
+        enable_stat_watcher = option(True, "bool", doc="Use inotify to follow changes.")
+        encoding = option(None, doc="Encoding of the strings emitted.")
+        from_encoding = option(None, doc="Encoding of the file (needs `encoding`).")
+        path_key = option(None, doc="Add the file path to each record under this key.")
+        open_on_every_update = option(False, "bool", doc="Open and close the file on every read.")
+        limit_recently_modified = option(None, "time", doc="Only files modified this recently.")
+        skip_refresh_on_startup = option(False, "bool", doc="Do not expand paths at startup.")
+        ignore_repeated_permission_error = option(False, "bool", doc="Warn once about unreadable files.")
+        path_timezone = option(None, doc="Time zone of strftime patterns in `path`.")
+        follow_inodes = option(False, "bool", doc="Track files by inode instead of by name.")
+        max_line_size = option(None, "size", doc="Longer lines are skipped with a warning.")
+        # kawa's own: after a change notification, wait this long for more writes before reading,
+        # so a writer that writes one line per syscall costs one wake-up per batch, not per line.
+        notify_coalesce_interval = option(0.05, "time", doc="kawa: batch change notifications (s).")
+        # kawa's own: open descriptors kept at most; idle, fully read files beyond it are closed.
+        max_open_files = option(256, "integer", doc="kawa: open file descriptors kept at most.")
+        parse = section(plugin_kind="parser", required=True, doc="The parser of the lines.")
+        group = section(GroupOptions, doc="Fluentd group watch (not supported by kawa).")
+
+    def __init__(self, options: Any, ctx: Any) -> None:
+        super().__init__(options, ctx)
+        o = self.options
+        self._configure_checks(o)
+        self.paths = [p.strip() for p in o.path.split(o.path_delimiter) if p.strip()]
+        self.paths = list(dict.fromkeys(self.paths))
+        if not self.paths:
+            raise ConfigError("tail: 'path' parameter is required on tail input")
+        self.tag_parts = tailpaths.split_tag(o.tag)
+        self.decoder = self._configure_encoding(o)
+        if o.read_bytes_limit_per_second > 0 and o.read_bytes_limit_per_second < MIN_BYTES_PER_SECOND:
+            self.log.warn(f"Should specify greater equal than {MIN_BYTES_PER_SECOND}. "
+                          f"Use {MIN_BYTES_PER_SECOND} for read_bytes_limit_per_second")
+            o.read_bytes_limit_per_second = MIN_BYTES_PER_SECOND
+        if o.pos_file is None:
+            self.log.warn("'pos_file PATH' parameter is not set to a 'tail' source.")
+            self.log.warn("this parameter is highly recommended to save the position to resume tailing.")
+        self.parser: Parser = self.build_child(o.parse, "parse")  # type: ignore[assignment]
+        self.pf: PositionFile | None = None
+        self.scheduler: TailScheduler | None = None
+        self.opened_files = self.closed_files = self.rotated_files = self.throttled = 0
+        self.unmatched = self.invalid = 0
+        self.ignored_unreadable: set[str] = set()
+
+    def _configure_checks(self, o: Any) -> None:
+        if o.group is not None:
+            raise ConfigError("tail: the <group> section (group watch) is not supported by kawa yet")
+        if o.path_timezone is not None:
+            raise ConfigError("tail: 'path_timezone' is not supported by kawa yet")
+        if o.parse is not None and "multiline" in getattr(o.parse.cls, "type_name", ""):
+            raise ConfigError("tail: multiline parsers are not supported by kawa's tail yet")
+        if not o.enable_watch_timer and not o.enable_stat_watcher:
+            raise ConfigError("either of enable_watch_timer or enable_stat_watcher must be true")
+        if o.glob_policy == "always" and o.path_delimiter == ",":
+            raise ConfigError('cannot use glob_policy as always with the default path_delimiter: `,"')
+        if (o.glob_policy == "extended" and tailpaths._BRACES.search(o.path)
+                and tailpaths.uses_glob(o.path, "extended")):
+            raise ConfigError(f'cannot include curly braces with glob patterns in `{o.path}". '
+                              "Use glob_policy always instead.")
+        if o.path_delimiter in RESERVED_DELIMITERS:
+            raise ConfigError(f"{', '.join(RESERVED_DELIMITERS)} are reserved words: {o.path_delimiter}")
+        if o.follow_inodes and o.pos_file is None:
+            raise ConfigError("Can't follow inodes without pos_file configuration parameter")
+        if o.read_bytes_limit_per_second > 0 and not o.enable_watch_timer:
+            raise ConfigError("Need to enable watch timer when using log throttling feature")
+        if o.read_lines_limit <= 0:
+            raise ConfigError("tail: read_lines_limit must be positive")
+
+    def _configure_encoding(self, o: Any) -> Any:
+        if o.encoding is None and o.from_encoding is not None:
+            raise ConfigError("tail: 'from_encoding' parameter must be specified with 'encoding' parameter.")
+        try:
+            for name in (o.encoding, o.from_encoding):
+                codec = python_codec(name) if name else None
+                if codec and codec.startswith(_UNSUPPORTED_ENCODINGS):
+                    raise ConfigError(f"tail: encoding {name} (not newline-delimited bytes) is not supported by kawa")
+            if o.encoding and o.from_encoding and python_codec(o.encoding) == python_codec(o.from_encoding):
+                self.log.warn("'encoding' and 'from_encoding' are same encoding. No effect")
+            return make_decoder(o.encoding, o.from_encoding)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self.scheduler is not None:
+            return
+        o = self.options
+        if o.pos_file is not None:
+            os.makedirs(os.path.dirname(os.path.abspath(o.pos_file)), exist_ok=True)
+            self.pf = PositionFile(o.pos_file, o.follow_inodes, warn=self.log.warn)
+            self.pf.load(self._existing_keys())
+        self.scheduler = TailScheduler(self)
+        await self.scheduler.start()
+
+    async def stop(self) -> None:
+        if self.scheduler is not None:
+            await self.scheduler.stop()
+        if self.pf is not None:
+            self.pf.sync()
+            self.pf.close()
+            self.pf = None
+
+    # -- paths --------------------------------------------------------------------------------
+
+    def expand_paths(self) -> dict[str, os.stat_result]:
+        """Fluentd expand_paths: existing, readable, not excluded files -> their stat."""
+        o = self.options
+        now = time.time()
+        candidates: list[str] = []
+        for pattern in self.paths:
+            pattern = tailpaths.strftime_path(pattern, now)
+            if tailpaths.uses_glob(pattern, o.glob_policy):
+                candidates.extend(self._readable(tailpaths.ruby_glob(pattern), now))
+            else:
+                candidates.append(pattern)
+        excluded: set[str] = set()
+        for pattern in o.exclude_path:
+            pattern = tailpaths.strftime_path(pattern, now)
+            excluded.update(tailpaths.ruby_glob(pattern) if tailpaths.uses_glob(pattern, o.glob_policy)
+                            else [pattern])
+        out: dict[str, os.stat_result] = {}
+        for p in candidates:
+            if p in excluded or p in out:
+                continue
+            try:
+                out[p] = os.stat(p)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                self.log.warn(f"expand_paths: stat() for {p} failed with {type(exc).__name__}. Skip file.")
+        return out
+
+    def _readable(self, found: list[str], now: float) -> list[str]:
+        o = self.options
+        out = []
+        for p in found:
+            try:
+                st = os.stat(p)
+            except OSError:
+                continue
+            if os.path.isdir(p):
+                continue
+            if not os.access(p, os.R_OK):
+                if p not in self.ignored_unreadable:
+                    self.log.warn(f"{p} unreadable. It is excluded and would be examined next time.")
+                    if o.ignore_repeated_permission_error:
+                        self.ignored_unreadable.add(p)
+                continue
+            if o.limit_recently_modified is not None and st.st_mtime < now - o.limit_recently_modified:
+                continue
+            out.append(p)
+        return out
+
+    def _existing_keys(self) -> set[Any]:
+        found = self.expand_paths()
+        if self.options.follow_inodes:
+            return {st.st_ino for st in found.values()}
+        return set(found)
+
+    def tag_for(self, path: str) -> str:
+        if self.tag_parts is None:
+            return self.options.tag  # type: ignore[no-any-return]
+        prefix, suffix = self.tag_parts
+        return prefix + tailpaths.path_to_tag(path) + suffix
+
+    def position_entry(self, path: str, ino: int) -> MemoryPositionEntry:
+        return self.pf.get(path, ino) if self.pf is not None else MemoryPositionEntry()
+
+    # -- lines -> events ----------------------------------------------------------------------
+
+    def to_events(self, follower: Follower, data: bytes) -> list[Any]:
+        """Decode, chomp and parse one batch of complete lines; fill missing times; path_key."""
+        lines = split_lines(self.decoder(data))
+        follower.counters.lines += len(lines)
+        parsed, failures = self.parser.parse_batch(lines)
+        o = self.options
+        now = self.ctx.clock()
+        events = [(t if t is not None else now, r) for t, r in parsed]
+        if failures:
+            for failure in failures:
+                if failure.kind == "invalid":
+                    follower.counters.invalid += 1
+                    self.invalid += 1
+                    self.log.limited("invalid line found", "warn", "invalid line found",
+                                     file=follower.path, line=failure.text, error=failure.reason)
+                    continue
+                follower.counters.unmatched += 1
+                self.unmatched += 1
+                if o.emit_unmatched_lines:
+                    events.append((now, {"unmatched_line": failure.text}))
+                self.log.limited("pattern not matched", "warn",
+                                 "pattern not matched: " + ruby_inspect(failure.text))
+        key = o.path_key
+        if key is not None:
+            path = follower.path
+            for _t, record in events:
+                if record.get(key) in (None, False):       # Ruby's `||=`
+                    record[key] = path
+        return events
+
+    # -- metrics ------------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        sched = self.scheduler
+        followers = sched.all_followers() if sched is not None else []
+        return {
+            "opened_file_count": self.opened_files,
+            "closed_file_count": self.closed_files,
+            "rotated_file_count": self.rotated_files,
+            "throttled_log_count": self.throttled,
+            "tracked_file_count": len(sched.tails) if sched is not None else 0,
+            "unmatched_lines": self.unmatched,
+            "invalid_lines": self.invalid,
+            "files": {
+                f.path: {"lag_bytes": f.lag(), "position": f.pe.pos, "inode": f.ino, "draining": f.draining,
+                         **vars(f.counters)}
+                for f in followers
+            },
+        }
