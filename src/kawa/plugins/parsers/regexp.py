@@ -1,0 +1,95 @@
+"""The `regexp` parser: named captures of a Ruby regexp become the record (Fluentd RegexpParser).
+Unanchored like Ruby's Regexp#match; groups that did not participate are left out of the record.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Callable, Sequence
+
+from kawa.config.schema import option
+from kawa.engine.registry import register
+from kawa.errors import ConfigError, Problem
+from kawa.plugins.base import ParseFailure, PluginContext
+from kawa.plugins.parsers._common import NOT_MATCHED, BaseParser, ParsedEvent, ParserOptions
+
+
+def fast_matcher(pattern: re.Pattern[str]) -> Callable[[str], re.Match[str] | None]:
+    """Ruby's unanchored match as cheaply as possible: a pattern that starts with ^ or \\A outside any
+    alternation can only match at position 0 of a single-line text, so `match` replaces `search` there."""
+    try:
+        from re import _parser as sre_parse  # type: ignore[attr-defined]
+        from re import _constants as sre_const  # type: ignore[attr-defined]
+        parsed = sre_parse.parse(pattern.pattern, pattern.flags)
+        first = parsed[0] if len(parsed) else None
+        anchored = first is not None and first[0] is sre_const.AT and \
+            first[1] in (sre_const.AT_BEGINNING, sre_const.AT_BEGINNING_STRING)
+        at_string_start = anchored and first[1] is sre_const.AT_BEGINNING_STRING
+    except Exception:
+        anchored = at_string_start = False
+    if not anchored:
+        return pattern.search
+    if at_string_start or not (pattern.flags & re.MULTILINE):
+        return pattern.match
+    match, search = pattern.match, pattern.search
+    return lambda text: match(text) if "\n" not in text else search(text)
+
+
+class RegexpOptions(ParserOptions):
+    expression = option(type="regexp", doc="Regexp with named captures, /.../ with i or m flags")
+    ignorecase = option(False, "bool", deprecated="Use /pattern/i instead, this option is no longer effective")
+    multiline = option(False, "bool", deprecated="Use /pattern/m instead, this option is no longer effective")
+    time_key = "time"
+
+
+@register("parser", "regexp")
+class RegexpParser(BaseParser):
+    Options = RegexpOptions
+
+    def __init__(self, options: Any, ctx: PluginContext) -> None:
+        super().__init__(options, ctx)
+        expression: re.Pattern[str] = options.expression
+        if options.ignorecase or options.multiline:
+            flags = expression.flags | (re.IGNORECASE if options.ignorecase else 0) | \
+                (re.DOTALL if options.multiline else 0)
+            expression = re.compile(expression.pattern, flags)
+        if not expression.groupindex:
+            raise ConfigError([Problem("No named captures in 'expression' parameter. "
+                                       "The regexp must have at least one named capture", None, ())])
+        self.expression = expression
+        self._match = fast_matcher(expression)
+
+    def parse_batch(self, texts: Sequence[str]) -> tuple[list[ParsedEvent], list[ParseFailure]]:
+        events: list[ParsedEvent] = []
+        failures: list[ParseFailure] = []
+        append = events.append
+        match = self._match
+        key = self.time_key
+        keep = self.keep_time_key
+        tparse = self.time_parser.parse
+        terr = self._time_error
+        convert = self.convert_values if self.needs_convert else None
+        for text in texts:
+            m = match(text)
+            if m is None:
+                failures.append(ParseFailure(text, NOT_MATCHED, "unmatched"))
+                continue
+            record = m.groupdict()
+            if None in record.values():
+                record = {k: v for k, v in record.items() if v is not None}
+            time = None
+            if key is not None and key in record:
+                try:
+                    time = tparse(record[key] if keep else record.pop(key))
+                except terr as exc:
+                    failures.append(ParseFailure(text, str(exc), "invalid"))
+                    continue
+            if convert is not None:
+                convert(record)
+            append((time, record))
+        return events, failures
+
+    def parse_into(self, text: str, events: list[ParsedEvent], failures: list[ParseFailure]) -> None:
+        got, bad = self.parse_batch((text,))
+        events.extend(got)
+        failures.extend(bad)
