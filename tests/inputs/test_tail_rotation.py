@@ -1,0 +1,146 @@
+"""tail across rename rotation, copytruncate, deletion, restarts and back-pressure: every line once."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+from kawa.errors import BufferOverflowError
+from kawa.testing.drivers import InputDriver
+
+
+def driver(path: Path | str, pos: Path, extra: str = "", tag: str = "t.app") -> InputDriver:
+    return InputDriver("tail", f"path {path}\ntag {tag}\npos_file {pos}\nread_from_head true\n"
+                               f"{extra}\n<parse>\n@type none\n</parse>")
+
+
+def append(path: Path, lines: range | list[str]) -> None:
+    with open(path, "a") as fh:
+        fh.write("".join(f"{x}\n" for x in lines))
+
+
+def numbers(d: InputDriver) -> list[int]:
+    return [int(r["message"]) for r in d.records]
+
+
+def test_rename_rotation_copytruncate_and_restart_emit_each_line_once(tmp_path: Path) -> None:
+    log, pos = tmp_path / "app.log", tmp_path / "app.pos"
+    append(log, range(0, 10))
+    seen: list[int] = []
+
+    async def first_run() -> None:
+        d = driver(log, pos, extra="rotate_wait 1")
+        async with d.run():
+            await d.wait_for(lambda: len(d.records) == 10)
+            append(log, range(10, 15))
+            await d.wait_for(lambda: len(d.records) == 15)
+            os.rename(log, tmp_path / "app.log.1")                 # rotation by rename
+            append(tmp_path / "app.log.1", range(15, 18))          # late writes to the old file
+            append(log, range(18, 25))                              # the new file
+            await d.wait_for(lambda: len(d.records) == 25)
+            await d.wait_for(lambda: not d.instance.scheduler.draining, timeout=5)
+        seen.extend(numbers(d))
+        assert any("detected rotation of" in line and "waiting 1 seconds" in line for line in d.logs)
+
+    asyncio.run(first_run())
+    append(log, range(25, 30))                                      # written while kawa is down
+
+    async def second_run() -> None:
+        d = driver(log, pos)
+        async with d.run():
+            await d.wait_for(lambda: len(d.records) == 5)
+            with open(log, "r+") as fh:                             # copytruncate
+                fh.truncate(0)
+            append(log, range(30, 33))
+            await d.wait_for(lambda: len(d.records) == 8)
+            append(log, range(33, 35))
+            await d.wait_for(lambda: len(d.records) == 10)
+        seen.extend(numbers(d))
+
+    asyncio.run(second_run())
+    assert sorted(seen) == list(range(35))
+    assert len(seen) == len(set(seen))
+
+
+def test_glob_matching_rotated_names_does_not_read_twice(tmp_path: Path) -> None:
+    log, pos = tmp_path / "app.log", tmp_path / "app.pos"
+    append(log, range(0, 5))
+    d = driver(f"{tmp_path}/app.log*", pos, extra="rotate_wait 30\nrefresh_interval 0.2")
+
+    async def scenario() -> None:
+        async with d.run():
+            await d.wait_for(lambda: len(d.records) == 5)
+            os.rename(log, tmp_path / "app.log.1")
+            append(tmp_path / "app.log.1", range(5, 8))
+            append(log, range(8, 10))
+            await d.wait_for(lambda: len(d.records) == 10)
+            await d.wait_for(lambda: str(tmp_path / "app.log.1") in d.instance.scheduler.tails)
+            append(tmp_path / "app.log.1", range(10, 12))
+            await d.wait_for(lambda: len(d.records) == 12)
+    asyncio.run(scenario())
+    assert sorted(numbers(d)) == list(range(12))
+    entries = {line.split("\t")[0]: int(line.split("\t")[1], 16) for line in pos.read_text().splitlines()}
+    assert entries[str(tmp_path / "app.log.1")] == (tmp_path / "app.log.1").stat().st_size
+
+
+def test_deleted_file_is_released_and_recreated_file_read_from_head(tmp_path: Path) -> None:
+    log, pos = tmp_path / "app.log", tmp_path / "app.pos"
+    append(log, range(0, 3))
+    d = driver(log, pos, extra="rotate_wait 0.2")
+    fds_before = len(os.listdir("/proc/self/fd"))
+
+    async def scenario() -> None:
+        async with d.run():
+            await d.wait_for(lambda: len(d.records) == 3)
+            opened = len(os.listdir("/proc/self/fd"))
+            log.unlink()
+            await d.wait_for(lambda: not d.instance.scheduler.draining and not d.instance.scheduler.tails)
+            await d.wait_for(lambda: len(os.listdir("/proc/self/fd")) < opened)
+            append(log, range(3, 5))
+            await d.wait_for(lambda: len(d.records) == 5)
+    asyncio.run(scenario())
+    assert numbers(d) == list(range(5))
+    assert len(os.listdir("/proc/self/fd")) <= fds_before + 1
+
+
+def test_back_pressure_loses_and_duplicates_nothing(tmp_path: Path) -> None:
+    log, pos = tmp_path / "app.log", tmp_path / "app.pos"
+    append(log, range(0, 3000))
+    d = driver(log, pos, extra="read_lines_limit 100")
+
+    async def scenario() -> None:
+        d.emitter.refuse = BufferOverflowError("buffer space has too many data")
+        async with d.run():
+            await d.wait_for(lambda: sum(f["refused"] for f in d.instance.stats()["files"].values()) >= 2)
+            assert d.records == []
+            assert int(pos.read_text().split("\t")[1], 16) == 0      # nothing accepted, nothing committed
+            append(log, range(3000, 3010))
+            d.emitter.refuse = None
+            await d.wait_for(lambda: len(d.records) == 3010, timeout=15)
+    asyncio.run(scenario())
+    assert numbers(d) == list(range(3010))
+    assert int(pos.read_text().split("\t")[1], 16) == log.stat().st_size
+
+
+def test_rotated_file_is_kept_until_read_even_under_back_pressure(tmp_path: Path) -> None:
+    """Better than Fluentd: rotate_wait does not let go of a rotated file with unread lines."""
+    log, pos = tmp_path / "app.log", tmp_path / "app.pos"
+    append(log, range(0, 5))
+    d = driver(log, pos, extra="rotate_wait 0.1")
+
+    async def scenario() -> None:
+        async with d.run():
+            await d.wait_for(lambda: len(d.records) == 5)
+            d.emitter.refuse = BufferOverflowError("full")
+            append(log, range(5, 10))
+            await d.wait_for(lambda: any(f["refused"] for f in d.instance.stats()["files"].values()))
+            os.rename(log, tmp_path / "app.log.1")
+            append(log, range(10, 12))
+            await d.wait_for(lambda: len(d.instance.scheduler.draining) == 1)
+            await asyncio.sleep(0.3)      # longer than rotate_wait: the point is what did NOT happen
+            assert len(d.instance.scheduler.draining) == 1
+            d.emitter.refuse = None
+            await d.wait_for(lambda: len(d.records) == 12, timeout=10)
+    asyncio.run(scenario())
+    assert sorted(numbers(d)) == list(range(12))
