@@ -40,7 +40,9 @@ def expected_events(name: str, prefix: str = "", time_key: str = "time", tag_key
     for f in sorted(out_dir.glob(f"{prefix}*.log")):
         norm = f.with_name(f.name + ".normalized")
         src = norm if norm.exists() else f
-        for line in src.read_text("utf-8").splitlines():
+        for line in src.read_text("utf-8").split("\n"):
+            if not line:
+                continue
             rec = json.loads(line)
             t = rec.pop(time_key)
             got_tag = rec.pop(tag_key)
@@ -58,6 +60,8 @@ def fmt_time(ns: int | None) -> str | None:
     if ns is None:
         return None
     sec, nsec = divmod(ns, 1_000_000_000)
+    if not -62135596800 <= sec < 253402300800:
+        return f"out-of-range:{ns}"
     return datetime.fromtimestamp(sec, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S") + f".{nsec:09d}+0000"
 
 
