@@ -1,0 +1,140 @@
+"""The json formatter: one record per line, byte-identical to Fluentd's default Oj (compat mode) output.
+
+orjson writes nearly everything the same way; the few float spellings and values it cannot take
+(big integers, raw bytes, non-string keys) go through a small exact encoder instead.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Sequence
+
+import orjson
+
+from kawa.config.schema import Options, option
+from kawa.engine.registry import register
+from kawa.event import Event, Record
+from kawa.plugins._ruby_values import oj_float, ruby_float_to_s
+from kawa.plugins.base import Formatter
+
+# Number spellings where orjson and Oj differ; they only appear right after ':', ',' or '['.
+# "1e+16" (Oj: 1.0e+16 or 10000000000000000.0), "0.00001" (Oj: 1.0e-05), "-0.0" (Oj: 0.0).
+_SUSPECT = re.compile(rb"[:,\[](?:-?(?:[0-9][0-9.]*e|0\.0000)|-0\.0[,\]}])")
+_NON_STRING_VALUE = re.compile(rb'":[^"]')
+_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\b", "\f": "\\f"}
+_NEEDS_ESCAPE = re.compile('["\\\\\x00-\x1f]')
+
+
+def _escape_char(m: re.Match[str]) -> str:
+    ch = m.group()
+    return _ESCAPES.get(ch) or f"\\u{ord(ch):04x}"
+
+
+def _string(s: str) -> str:
+    # Raw bytes kept as surrogates (invalid UTF-8 from files) are written back as the same bytes,
+    # as Oj writes binary strings unchanged.
+    return '"' + _NEEDS_ESCAPE.sub(_escape_char, s) + '"'
+
+
+def _encode(value: Any, out: list[str], float_text: Any) -> None:
+    t = type(value)
+    if t is str or isinstance(value, str):
+        out.append(_string(value))
+    elif value is None:
+        out.append("null")
+    elif value is True:
+        out.append("true")
+    elif value is False:
+        out.append("false")
+    elif isinstance(value, int):
+        out.append(str(int(value)))
+    elif isinstance(value, float):
+        # NaN/Infinity make Oj raise; kawa writes null (as orjson does) so one value cannot lose a chunk.
+        out.append("null" if value != value or value in (float("inf"), float("-inf")) else float_text(value))
+    elif isinstance(value, dict):
+        if not value:
+            out.append("{}")
+            return
+        out.append("{")
+        first = True
+        for k, v in value.items():
+            if not first:
+                out.append(",")
+            first = False
+            out.append(_string(k if isinstance(k, str) else _key_text(k)))
+            out.append(":")
+            _encode(v, out, float_text)
+        out.append("}")
+    elif isinstance(value, (list, tuple)):
+        out.append("[")
+        for i, v in enumerate(value):
+            if i:
+                out.append(",")
+            _encode(v, out, float_text)
+        out.append("]")
+    elif isinstance(value, (bytes, bytearray)):
+        out.append(_string(bytes(value).decode("utf-8", "surrogateescape")))
+    else:
+        out.append(_string(str(value)))
+
+
+def _key_text(key: Any) -> str:
+    from kawa.plugins._ruby_values import ruby_to_s
+
+    return ruby_to_s(key)
+
+
+def exact_dumps(value: Any, float_text: Any = oj_float) -> str:
+    """The slow, exact encoder (also used for the json gem's Float#to_s spelling)."""
+    out: list[str] = []
+    _encode(value, out, float_text)
+    return "".join(out)
+
+
+def oj_dumps(value: Any) -> str:
+    """Oj.dump(value, mode: :compat) as text."""
+    try:
+        data = orjson.dumps(value)
+    except (TypeError, orjson.JSONEncodeError):
+        return exact_dumps(value)
+    # Records whose values are all strings (most log lines) are done after one literal-prefix search;
+    # otherwise cheap substring checks, and the exact regex only when one of them hits.
+    if _NON_STRING_VALUE.search(data) is None and type(value) is dict:
+        return data.decode()
+    if (b"e+" in data or b"e-" in data or b"-0.0" in data or b"0.0000" in data) \
+            and _SUSPECT.search(data) is not None:
+        return exact_dumps(value)
+    return data.decode()
+
+
+def json_gem_dumps(value: Any) -> str:
+    """The json gem / yajl spelling: every float through Float#to_s ("-0.0", "1.0e+16")."""
+    return exact_dumps(value, ruby_float_to_s)
+
+
+class JsonFormatterOptions(Options):
+    json_parser = option("oj", doc="Fluentd's JSON library: oj (default), yajl or json. yajl and json write "
+                         "floats with Ruby's Float#to_s; oj writes integral floats as 1.0 / 100000000000000000.0.")
+    add_newline = option(True, "bool", doc="End each record with a newline.")
+
+
+@register("formatter", "json")
+class JsonFormatter(Formatter):
+    Options = JsonFormatterOptions
+
+    def __init__(self, options: Any, ctx: Any) -> None:
+        super().__init__(options, ctx)
+        if options.json_parser not in ("oj", "yajl", "json"):
+            from kawa.errors import ConfigError
+
+            raise ConfigError(f"json_parser: expected one of oj, yajl, json; got '{options.json_parser}'")
+        self.dumps = oj_dumps if options.json_parser == "oj" else json_gem_dumps
+        self.newline = "\n" if options.add_newline else ""
+
+    def format(self, tag: str, time: int, record: Record) -> str:
+        return self.dumps(record) + self.newline
+
+    def format_batch(self, tag: str, events: Sequence[Event]) -> str:
+        dumps = self.dumps
+        nl = self.newline
+        return "".join([dumps(r) + nl for _, r in events])
