@@ -1,0 +1,278 @@
+"""The generic buffer: staged chunks per Metadata, a queue of chunks to flush, limits and overflow.
+
+Backends (kawa.plugins.buffers.memory / file) subclass Buffer and only create and resume chunks.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any, Callable, ClassVar, Iterable, Iterator
+
+import msgpack
+
+from kawa.buffer.chunk import Chunk, Metadata, new_chunk_id
+from kawa.buffer.options import BufferOptions, BufferSettings
+from kawa.errors import BufferOverflowError
+from kawa.event import Event
+from kawa.plugins.base import Plugin
+
+FormatFn = Callable[[str, list[Event]], bytes]
+
+
+def _default(value: Any) -> Any:
+    # Values msgpack cannot carry (datetime, set, ...) are kept as their text, never lost silently.
+    return str(value)
+
+
+class DeliveryAck:
+    """Settled once every chunk holding a batch is committed (or durably stored, see BufferedOutput.emit).
+
+    `callback()` runs once, in the event loop. Used by inputs for delivery-gated checkpoints.
+    """
+
+    __slots__ = ("pending", "callback", "settled")
+
+    def __init__(self, callback: Callable[[], None]) -> None:
+        self.pending = 0
+        self.callback = callback
+        self.settled = False
+
+    def hold(self) -> None:
+        self.pending += 1
+
+    def release(self) -> None:
+        self.pending -= 1
+        if self.pending <= 0 and not self.settled:
+            self.settled = True
+            self.callback()
+
+
+class Buffer(Plugin):
+    """Stage (one open chunk per Metadata) -> queue -> dequeued (being written) -> purged."""
+
+    Options: ClassVar[type[BufferOptions]] = BufferOptions
+    persistent: ClassVar[bool] = False
+
+    def __init__(self, options: BufferOptions, ctx: Any) -> None:
+        super().__init__(options, ctx)
+        self.settings: BufferSettings | None = None
+        self.formatted = False
+        self.stage: dict[Metadata, Chunk] = {}
+        self.queue: deque[Chunk] = deque()
+        self.dequeued: dict[str, Chunk] = {}
+        self.stage_size = 0
+        self.queue_size = 0
+        self.dropped_records = 0          # counted, logged: records too large for any chunk
+        self._pack = msgpack.Packer(default=_default, unicode_errors="surrogateescape").pack
+        self.on_change: Callable[[], None] = lambda: None   # the flusher wakes on new queued chunks / space
+
+    # -- wiring -----------------------------------------------------------------------------------
+    def configure(self, settings: BufferSettings, *, formatted: bool, owner: Any = None) -> None:
+        """Called by the owning output once its defaults are applied."""
+        self.settings = settings
+        self.formatted = formatted
+        self.chunk_limit_size = settings.chunk_limit_size
+        self.chunk_limit_records = settings.chunk_limit_records
+        self.full_threshold = settings.chunk_full_threshold
+
+    async def start(self) -> None:
+        staged, queued = self.resume()
+        for chunk in staged:
+            self.stage[chunk.metadata] = chunk
+            self.stage_size += chunk.bytesize
+        for chunk in sorted(queued, key=lambda c: c.modified_at):
+            self.queue.append(chunk)
+            self.queue_size += chunk.bytesize
+
+    async def sync(self, chunks: list[Chunk]) -> None:
+        """Make the data of `chunks` durable (persistent backends fsync; memory: nothing to do)."""
+
+    async def stop(self) -> None:
+        for chunk in self.chunks():
+            chunk.close()
+
+    # -- backend hooks ----------------------------------------------------------------------------
+    def generate_chunk(self, unique_id: bytes, metadata: Metadata) -> Chunk:
+        raise NotImplementedError
+
+    def resume(self) -> tuple[list[Chunk], list[Chunk]]:
+        return [], []
+
+    # -- state ------------------------------------------------------------------------------------
+    def chunks(self) -> Iterator[Chunk]:
+        yield from self.stage.values()
+        yield from self.queue
+        yield from self.dequeued.values()
+
+    def storable(self) -> bool:
+        assert self.settings is not None
+        return self.settings.total_limit_size > self.stage_size + self.queue_size
+
+    def queued_records(self) -> int:
+        return sum(c.record_count for c in self.queue)
+
+    def _full(self, chunk: Chunk) -> bool:
+        return (chunk.bytesize >= self.chunk_limit_size * self.full_threshold
+                or (self.chunk_limit_records is not None
+                    and chunk.record_count >= self.chunk_limit_records * self.full_threshold))
+
+    def _room(self, chunk: Chunk) -> tuple[int, int | None]:
+        records = None if self.chunk_limit_records is None else self.chunk_limit_records - chunk.record_count
+        return self.chunk_limit_size - chunk.bytesize, records
+
+    # -- writing ----------------------------------------------------------------------------------
+    def write(self, tag: str, groups: dict[Metadata, list[Event]], *, format_fn: FormatFn | None,
+              enqueue: bool, ack: DeliveryAck | None = None) -> list[Chunk]:
+        """Append every group to its staged chunk, splitting at the chunk limits.
+
+        Raises BufferOverflowError before writing anything when the buffer is full; an OSError of
+        the backend (ENOSPC) leaves already-buffered data intact and is re-raised as overflow.
+        """
+        if not self.storable():
+            raise BufferOverflowError("buffer space has too many data")
+        touched: list[Chunk] = []
+        for meta, events in groups.items():
+            pieces = self._serialize(tag, events, format_fn)
+            for data, count in pieces:
+                chunk = self._staged_chunk(meta)
+                room_bytes, room_records = self._room(chunk)
+                if chunk.record_count and (len(data) > room_bytes or (room_records is not None and count > room_records)):
+                    self.enqueue_chunk(meta)
+                    chunk = self._staged_chunk(meta)
+                try:
+                    before = chunk.bytesize
+                    chunk.append(data, count, self.ctx.clock())
+                except OSError as exc:
+                    raise BufferOverflowError(f"cannot write buffer chunk: {exc}") from exc
+                self.stage_size += chunk.bytesize - before
+                if not touched or touched[-1] is not chunk:
+                    touched.append(chunk)
+                    if ack is not None:
+                        ack.hold()
+                        chunk.acks.append(ack)
+                if enqueue or self._full(chunk):
+                    self.enqueue_chunk(meta)
+        return touched
+
+    def _serialize(self, tag: str, events: list[Event], format_fn: FormatFn | None) -> list[tuple[bytes, int]]:
+        """Bytes of the events, cut into pieces that each fit in one chunk."""
+        limit = self.chunk_limit_size
+        rec_limit = self.chunk_limit_records
+        if format_fn is None:
+            pack = self._pack
+            parts = [pack(e) for e in events]
+            total = sum(map(len, parts))
+            if total <= limit and (rec_limit is None or len(parts) <= rec_limit):
+                return [(b"".join(parts), len(parts))]
+            return self._cut(parts)
+        data = format_fn(tag, events)
+        if len(data) <= limit and (rec_limit is None or len(events) <= rec_limit):
+            return [(data, len(events))]
+        if len(events) == 1:
+            self._too_large(len(data))
+            return []
+        half = len(events) // 2
+        return self._serialize(tag, events[:half], format_fn) + self._serialize(tag, events[half:], format_fn)
+
+    def _cut(self, parts: list[bytes]) -> list[tuple[bytes, int]]:
+        out: list[tuple[bytes, int]] = []
+        current: list[bytes] = []
+        size = 0
+        for nth, part in enumerate(parts):
+            if len(part) > self.chunk_limit_size:
+                self._too_large(len(part), nth)
+                continue
+            full_records = self.chunk_limit_records is not None and len(current) >= self.chunk_limit_records
+            if current and (size + len(part) > self.chunk_limit_size or full_records):
+                out.append((b"".join(current), len(current)))
+                current, size = [], 0
+            current.append(part)
+            size += len(part)
+        if current:
+            out.append((b"".join(current), len(current)))
+        return out
+
+    def _too_large(self, size: int, nth: int = 0) -> None:
+        # Fluentd buffer.rb BufferChunkOverflowError text; the record is dropped, counted, logged.
+        self.dropped_records += 1
+        self.log.limited("buffer.too_large", "warn",
+                         f"a {size} bytes record (nth: {nth}) is larger than buffer chunk limit size "
+                         f"({self.chunk_limit_size})")
+
+    def _staged_chunk(self, meta: Metadata) -> Chunk:
+        chunk = self.stage.get(meta)
+        if chunk is None:
+            chunk = self.generate_chunk(new_chunk_id(self.ctx.clock), meta)
+            self.stage[meta] = chunk
+        return chunk
+
+    # -- queue ------------------------------------------------------------------------------------
+    def enqueue_chunk(self, meta: Metadata) -> None:
+        chunk = self.stage.pop(meta, None)
+        if chunk is None:
+            return
+        self.stage_size -= chunk.bytesize
+        if chunk.record_count == 0:
+            chunk.purge()
+            return
+        chunk.enqueued()
+        self.queue.append(chunk)
+        self.queue_size += chunk.bytesize
+        self.on_change()
+
+    def enqueue_all(self, predicate: Callable[[Metadata, Chunk], bool] | None = None, *, force: bool = False) -> None:
+        """Queue staged chunks (all, or those `predicate` selects); timers stop at queued_chunks_limit_size."""
+        assert self.settings is not None
+        for meta, chunk in list(self.stage.items()):
+            if not force and len(self.queue) >= self.settings.queued_chunks_limit_size:
+                return
+            if predicate is None or predicate(meta, chunk):
+                self.enqueue_chunk(meta)
+
+    def dequeue(self, ready: Callable[[Chunk], bool] = lambda c: True) -> Chunk | None:
+        for chunk in self.queue:
+            if ready(chunk):
+                self.queue.remove(chunk)
+                self.queue_size -= chunk.bytesize
+                self.dequeued[chunk.id] = chunk
+                return chunk
+        return None
+
+    def takeback(self, chunk: Chunk) -> None:
+        """A write failed: the chunk goes back to the queue, at its old place (the front)."""
+        if self.dequeued.pop(chunk.id, None) is not None:
+            self.queue.appendleft(chunk)
+            self.queue_size += chunk.bytesize
+
+    def purge(self, chunk: Chunk) -> None:
+        """The chunk was written (or moved to the dead-letter directory): delete it, settle acks."""
+        if self.dequeued.pop(chunk.id, None) is None:
+            try:
+                self.queue.remove(chunk)
+                self.queue_size -= chunk.bytesize
+            except ValueError:
+                pass
+        chunk.purge()
+        for ack in chunk.acks:
+            ack.release()
+        chunk.acks.clear()
+        self.on_change()
+
+    def drop_oldest(self) -> Chunk | None:
+        """overflow_action drop_oldest_chunk: remove the oldest queued chunk."""
+        if not self.queue:
+            return None
+        chunk = self.queue.popleft()
+        self.queue_size -= chunk.bytesize
+        chunk.purge()
+        for ack in chunk.acks:
+            ack.release()
+        return chunk
+
+    def iter_queued(self) -> Iterable[Chunk]:
+        return list(self.queue)
+
+    def stats(self) -> dict[str, Any]:
+        return {"stage_length": len(self.stage), "stage_byte_size": self.stage_size,
+                "queue_length": len(self.queue), "queue_byte_size": self.queue_size,
+                "buffer_dropped_records": self.dropped_records}

@@ -1,0 +1,214 @@
+"""Chunks and their Metadata(timekey, tag, variables), and how a batch is split by chunk keys.
+
+A chunk holds msgpack event frames `[time_ns, record]` (standard) or bytes an output formatted.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import time as _time
+from datetime import datetime, timezone
+from typing import Any, Callable, Iterator
+
+import msgpack
+
+from kawa.buffer.options import ChunkKeys
+from kawa.event import NS_PER_SEC, Event
+
+# Fluentd EventTime msgpack ext type (lib/fluent/time.rb TYPE = 0): 4-byte sec + 4-byte nsec, big endian.
+# kawa writes integer nanoseconds but reads this form too, so Fluentd-written chunks resume.
+EVENT_TIME_EXT = 0
+
+
+def _ext_hook(code: int, data: bytes) -> Any:
+    if code == EVENT_TIME_EXT and len(data) == 8:
+        sec, nsec = struct.unpack(">II", data)
+        return sec * NS_PER_SEC + nsec
+    return msgpack.ExtType(code, data)
+
+
+def new_unpacker(**kw: Any) -> msgpack.Unpacker:
+    return msgpack.Unpacker(raw=False, strict_map_key=False, ext_hook=_ext_hook,
+                            unicode_errors="surrogateescape", **kw)
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, dict):
+        return tuple(sorted((k, _freeze(v)) for k, v in value.items()))
+    if isinstance(value, list):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+class Metadata:
+    """What every event of a chunk shares: `timekey` (epoch seconds or None), `tag` (or None),
+    `variables` (record chunk key -> value, or None). Hashable; compare by value."""
+
+    __slots__ = ("timekey", "tag", "variables", "_hash")
+
+    def __init__(self, timekey: int | None = None, tag: str | None = None,
+                 variables: dict[str, Any] | None = None) -> None:
+        self.timekey = timekey
+        self.tag = tag
+        self.variables = variables
+        self._hash = hash((timekey, tag, _freeze(variables)))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        return (isinstance(other, Metadata) and self.timekey == other.timekey and self.tag == other.tag
+                and self.variables == other.variables)
+
+    def __repr__(self) -> str:
+        return f"Metadata(timekey={self.timekey!r}, tag={self.tag!r}, variables={self.variables!r})"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"timekey": self.timekey, "tag": self.tag, "variables": self.variables, "seq": 0}
+
+
+def new_chunk_id(clock_ns: Callable[[], int] = _time.time_ns) -> bytes:
+    """16 bytes like Fluentd's UniqueId: microseconds first (ids sort by creation), then random."""
+    micros = clock_ns() // 1000
+    return struct.pack(">Q", micros) + os.urandom(8)
+
+
+class Chunk:
+    """One chunk. Backends implement `_append`, `_raw`, `purge`; the rest is shared.
+
+    Public contract (outputs rely on it): `.id` (32 hex chars), `.metadata`, `.record_count`,
+    `.bytesize`, `.events()` (standard chunks), `.read()` (bytes: the formatted text, or the msgpack
+    stream of standard chunks), `.formatted`, `.created_at` / `.modified_at` (ns).
+    """
+
+    persistent = False
+
+    def __init__(self, unique_id: bytes, metadata: Metadata, formatted: bool, created_at: int) -> None:
+        self.unique_id = unique_id
+        self.id = unique_id.hex()
+        self.metadata = metadata
+        self.formatted = formatted
+        self.created_at = created_at
+        self.modified_at = created_at
+        self.record_count = 0
+        self.bytesize = 0
+        self.state = "staged"          # staged -> queued -> (dequeued) -> purged
+        self.acks: list[Any] = []      # DeliveryAck objects settled when this chunk is committed
+
+    def append(self, data: bytes, records: int, now_ns: int) -> None:
+        """Add `records` events already serialized as `data`; all or nothing."""
+        self._append(data, records)
+        self.record_count += records
+        self.bytesize += len(data)
+        self.modified_at = now_ns
+
+    def read(self) -> bytes:
+        return self._raw()
+
+    def events(self) -> Iterator[Event]:
+        """(time_ns, record) of every event; only for standard (not formatted) chunks."""
+        if self.formatted:
+            raise TypeError("this chunk holds bytes formatted by the output, not events")
+        unpacker = new_unpacker()
+        unpacker.feed(self._raw())
+        for time_ns, record in unpacker:
+            yield time_ns, record
+
+    def enqueued(self) -> None:
+        self.state = "queued"
+
+    def _append(self, data: bytes, records: int) -> None:
+        raise NotImplementedError
+
+    def _raw(self) -> bytes:
+        raise NotImplementedError
+
+    def purge(self) -> None:
+        """Forget the data (after commit or when moved to the dead-letter directory)."""
+        self.state = "purged"
+
+    def close(self) -> None:
+        """Release handles, keep data (persistent backends resume it)."""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.id} {self.state} {self.metadata!r} records={self.record_count}>"
+
+
+# -- chunk key extraction ----------------------------------------------------------------------
+
+def make_accessor(key: str) -> Callable[[dict[str, Any]], Any]:
+    """Fluentd record_accessor for chunk keys: `$.a.b` walks nested hashes, plain keys are literal."""
+    if not key.startswith("$."):
+        return lambda record: record.get(key)
+    path = key[2:].split(".")
+
+    def get(record: dict[str, Any]) -> Any:
+        value: Any = record
+        for part in path:
+            if not isinstance(value, dict):
+                return None
+            value = value.get(part)
+        return value
+
+    return get
+
+
+class TimekeyCalc:
+    """Fluentd output.rb calculate_timekey: start of the timekey range in the configured zone."""
+
+    def __init__(self, timekey: float, utc_offset: Any) -> None:
+        self.timekey = int(timekey)
+        self.offset = utc_offset
+
+    def __call__(self, time_ns: int) -> int:
+        sec = time_ns // NS_PER_SEC
+        offset = self.offset
+        if not isinstance(offset, int):
+            delta = datetime.fromtimestamp(sec, timezone.utc).astimezone(offset).utcoffset()
+            offset = int(delta.total_seconds()) if delta is not None else 0
+        return sec - ((sec + offset) % self.timekey)
+
+
+class Chunker:
+    """Groups a batch's events by Metadata according to the chunk keys."""
+
+    def __init__(self, keys: ChunkKeys, timekey: float | None, utc_offset: Any) -> None:
+        self.keys = keys
+        self.timekey = TimekeyCalc(timekey, utc_offset) if keys.time and timekey else None
+        self.accessors = [(k, make_accessor(k)) for k in keys.records]
+        self._simple: dict[str | None, Metadata] = {}
+
+    def metadata_for(self, tag: str, time_ns: int, record: dict[str, Any]) -> Metadata:
+        timekey = self.timekey(time_ns) if self.timekey is not None else None
+        variables = {k: get(record) for k, get in self.accessors} if self.accessors else None
+        return Metadata(timekey, tag if self.keys.tag else None, variables)
+
+    def split(self, tag: str, events: list[Event]) -> dict[Metadata, list[Event]]:
+        if self.keys.simple:
+            key = tag if self.keys.tag else None
+            meta = self._simple.get(key)
+            if meta is None:
+                meta = self._simple[key] = Metadata(None, key, None)
+            return {meta: events}
+        groups: dict[Metadata, list[Event]] = {}
+        if not self.accessors and self.timekey is not None:
+            calc = self.timekey
+            by_key: dict[int, list[Event]] = {}
+            for event in events:
+                tk = calc(event[0])
+                group = by_key.get(tk)
+                if group is None:
+                    by_key[tk] = [event]
+                else:
+                    group.append(event)
+            tag_value = tag if self.keys.tag else None
+            return {Metadata(tk, tag_value, None): evs for tk, evs in by_key.items()}
+        for event in events:
+            meta = self.metadata_for(tag, event[0], event[1])
+            group = groups.get(meta)
+            if group is None:
+                groups[meta] = [event]
+            else:
+                group.append(event)
+        return groups

@@ -1,0 +1,194 @@
+"""BufferedOutput: the base of every output that writes through Fluentd's `<buffer>` (and `<secondary>`).
+
+Contract for subclasses (the CloudWatch Logs output, out_file, ...):
+
+* `async write(chunk)` sends one chunk. Success = return. Failure = raise
+  `kawa.errors.RetryableError` (transient; `slow_down=True` backs off the whole output, e.g.
+  throttling) or `UnrecoverableError` (the chunk goes to `<secondary>` or the dead-letter dir
+  `<root_dir|$FLUENT_BACKUP_DIR|/tmp/fluent>/backup/worker<N>/<plugin_id>/<chunk_id>.log`).
+  Never sleep or retry inside `write`; the buffer owns the retry schedule (retry_* options).
+  Any other exception counts as retryable (TypeError/ValueError/UnicodeError as unrecoverable).
+* A chunk offers: `chunk.id` (32 hex chars), `chunk.metadata.tag` / `.timekey` (epoch seconds of
+  the time range start) / `.variables` (record chunk key -> value; None without record keys),
+  `chunk.events()` -> iterator of `(time_ns, record)` in arrival order, `chunk.record_count`,
+  `chunk.bytesize`, `chunk.read()` -> bytes (msgpack stream of `[time_ns, record]`, or the text of
+  `format_events` when the output defines it; then `events()` is not available and
+  `chunk.formatted` is True). A chunk may be written several times (retries): write idempotently
+  or accept duplicates (at-least-once).
+* Optional `format_events(tag, events) -> bytes`: format at emit time (out_file does, to inject
+  the tag); the chunk then holds that text.
+* Class attributes: `default_chunk_keys` (e.g. ("time",)), `buffer_defaults` (option defaults
+  such as {"timekey": 86400}); the default buffer @type is the Options `buffer` section's
+  `default_type` (memory unless a subclass redeclares the section).
+* `extract_placeholders(template, chunk)` fills `${tag}`, `${tag[N]}`, `${key}`, `${chunk_id}`, strftime;
+  `validate_placeholders(name, template)` raises Fluentd's ConfigError texts at configure time.
+
+Delivery acks (`<system> at_least_once_from_source`): `emit(tag, events, ack=DeliveryAck(cb))`
+calls `cb` once the events are safe: for a persistent (file) buffer when the chunk data was
+fsync'ed (durable before emit returns), for a memory buffer when every chunk holding them was
+written by the output (or moved to the dead-letter directory). Inputs advance checkpoints in `cb`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, ClassVar
+
+from kawa.buffer.buffer import Buffer, DeliveryAck
+from kawa.buffer.chunk import Chunker
+from kawa.buffer.flusher import Flusher
+from kawa.buffer.options import BufferOptions, apply_defaults, resolve
+from kawa.buffer.placeholders import Placeholders, validate
+from kawa.config.element import Element
+from kawa.config.schema import Options, PluginSpec, section
+from kawa.engine import registry
+from kawa.errors import BufferOverflowError, ConfigError
+from kawa.event import Event
+from kawa.plugins.base import Output, PluginContext
+
+__all__ = ["BufferedOutput", "DeliveryAck"]
+
+
+class BufferedOptions(Options):
+    """Sections every buffered output has."""
+
+    buffer = section(plugin_kind="buffer", default_type="memory", doc="Buffer (chunk keys as the argument).")
+    secondary = section(plugin_kind="output", doc="Output used when the primary cannot write a chunk.")
+
+
+class BufferedOutput(Output):
+    Options: ClassVar[type[Options]] = BufferedOptions
+    default_chunk_keys: ClassVar[tuple[str, ...]] = ()
+    buffer_defaults: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, options: Any, ctx: PluginContext) -> None:
+        super().__init__(options, ctx)
+        self.buffer_spec_given = getattr(options, "buffer", None) is not None
+        self.buffer: Buffer = self._build_buffer(getattr(options, "buffer", None))
+        opts: BufferOptions = self.buffer.options  # type: ignore[assignment]
+        apply_defaults(opts, self.buffer_defaults)
+        self.configure_buffer_options(opts)
+        self.buffer_settings = resolve(opts, default_chunk_keys=self.default_chunk_keys,
+                                       persistent=self.buffer.persistent, log=self.log)
+        self.formatted = type(self).format_events is not BufferedOutput.format_events
+        self.buffer.configure(self.buffer_settings, formatted=self.formatted, owner=self)
+        s = self.buffer_settings
+        self.chunk_keys = s.keys
+        self.chunker = Chunker(s.keys, s.timekey, s.utc_offset)
+        self.placeholders = Placeholders(s.keys, s.utc_offset, self.log)
+        sec_spec = getattr(options, "secondary", None)
+        self.secondary: Any = self.build_child(sec_spec, "secondary") if sec_spec is not None else None
+        if self.secondary is not None and s.retry_forever:
+            self.log.warn("<secondary> with 'retry_forever', only unrecoverable errors are moved to secondary")
+        self.flusher = Flusher(self, self.buffer, s, clock=ctx.clock, secondary=self.secondary,
+                               rand=ctx.extras.get("random", __import__("random").random),
+                               backup_base=getattr(ctx.system, "root_dir", None))
+        self.emit_count = 0
+        self.emit_records = 0
+        self._stopping = False
+
+    # -- building -------------------------------------------------------------------------------
+    def _build_buffer(self, spec: PluginSpec | None) -> Buffer:
+        if spec is None:
+            sec = type(self.options)._sections.get("buffer")
+            type_name = (sec.default_type if sec is not None else None) or "memory"
+            cls = registry.lookup("buffer", type_name)
+            if cls is None:
+                raise ConfigError(f"Unknown buffer plugin '{type_name}'")
+            spec = PluginSpec(cls, cls.Options.defaults(), Element("buffer", ""))
+        if self.ctx.build is not None:
+            return self.build_child(spec, "buffer")  # type: ignore[return-value]
+        return spec.cls(spec.options, self.ctx.child(f"{self.plugin_id}.buffer"))  # type: ignore[no-any-return]
+
+    def configure_buffer_options(self, opts: BufferOptions) -> None:
+        """Hook: adjust buffer options before they are resolved (out_file sets the buffer path)."""
+
+    # -- placeholders ---------------------------------------------------------------------------
+    def extract_placeholders(self, template: str, chunk: Any) -> str:
+        return self.placeholders.extract(template, chunk)
+
+    def validate_placeholders(self, name: str, template: str) -> None:
+        validate(name, template, self.chunk_keys, self.buffer_settings.timekey)
+
+    # -- subclass API ---------------------------------------------------------------------------
+    async def write(self, chunk: Any) -> None:
+        raise NotImplementedError("BUG: buffered outputs implement write(chunk)")
+
+    def format_events(self, tag: str, events: list[Event]) -> bytes:
+        raise NotImplementedError("BUG: not called unless a subclass defines it")
+
+    # -- data path ------------------------------------------------------------------------------
+    async def emit(self, tag: str, events: list[Event], ack: DeliveryAck | None = None) -> None:
+        if not events:
+            return
+        self.emit_count += 1
+        groups = self.chunker.split(tag, events)
+        fmt = self.format_events if self.formatted else None
+        enqueue = self.buffer_settings.flush_mode == "immediate"
+        chunk_ack = None if self.buffer.persistent else ack
+        while True:
+            try:
+                touched = self.buffer.write(tag, groups, format_fn=fmt, enqueue=enqueue, ack=chunk_ack)
+                break
+            except BufferOverflowError as exc:
+                await self._overflow(exc)
+        self.emit_records += len(events)
+        if self.buffer.persistent:
+            if getattr(self.ctx.system, "at_least_once_from_source", False) or ack is not None:
+                await self.buffer.sync(touched)  # type: ignore[attr-defined]
+            if ack is not None:
+                ack.hold()
+                ack.release()
+        if self.buffer.queue:
+            self.flusher.wake()
+
+    async def _overflow(self, exc: BufferOverflowError) -> None:
+        action = self.buffer_settings.overflow_action
+        self.log.warn("failed to write data into buffer by buffer overflow", action=action)
+        if action == "throw_exception" or self._stopping:
+            raise exc
+        if action == "block":
+            self.log.debug("buffer.write is now blocking")
+            waiter = asyncio.Event()
+            previous = self.buffer.on_change
+
+            def changed() -> None:
+                previous()
+                waiter.set()
+
+            self.buffer.on_change = changed
+            try:
+                await asyncio.wait_for(waiter.wait(), 1.0)
+            except asyncio.TimeoutError:
+                pass
+            finally:
+                self.buffer.on_change = previous
+            return
+        oldest = self.buffer.drop_oldest()
+        if oldest is None:
+            self.log.warn("no queued chunks to be dropped for new event")
+            raise exc
+        self.log.warn("dropping oldest chunk to make space after buffer overflow", chunk_id=oldest.id)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    async def start(self) -> None:
+        if self.flusher.running:
+            return
+        await self.buffer.start()
+        self.flusher.start()
+
+    async def stop(self) -> None:
+        if self._stopping:
+            return
+        self._stopping = True
+        budget = getattr(self.ctx.system, "shutdown_timeout", None) or 25
+        await self.flusher.stop(float(budget))
+        await self.buffer.stop()
+
+    async def flush(self) -> None:
+        await self.flusher.flush_all()
+
+    def stats(self) -> dict[str, Any]:
+        return {**self.buffer.stats(), "emit_count": self.emit_count, "emit_records": self.emit_records,
+                "write_count": self.flusher.write_count, "rollback_count": self.flusher.rollback_count,
+                "retry_count": self.flusher.num_errors, "dead_letter_count": self.flusher.dead_lettered}

@@ -1,0 +1,378 @@
+"""`<buffer> @type file`: chunks on disk in Fluentd's layout, resumed at start, recovered record by record.
+
+See docs in FileBuffer for the on-disk format, crash model and fsync policy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import glob
+import os
+import re
+import struct
+from typing import Any, Callable
+
+import msgpack
+
+from kawa.buffer.buffer import Buffer
+from kawa.buffer.chunk import Chunk, Metadata, new_unpacker
+from kawa.buffer.options import BufferOptions
+from kawa.config.schema import option
+from kawa.engine.registry import register
+from kawa.errors import ConfigError
+from kawa.event import NS_PER_SEC
+
+# buf_file.rb DEFAULT_CHUNK_LIMIT_SIZE / DEFAULT_TOTAL_LIMIT_SIZE
+FILE_CHUNK_LIMIT_SIZE = 256 * 1024 * 1024
+FILE_TOTAL_LIMIT_SIZE = 64 * 1024 * 1024 * 1024
+# buffer/file_chunk.rb BUFFER_HEADER: "\xc1\x00" + 4-byte big-endian length + msgpack metadata
+META_HEADER = b"\xc1\x00"
+_CHUNK_NAME = re.compile(r"\.(b|q)([0-9a-f]+)\.[^/]*$")
+_FRAME_START = 0x92            # msgpack fixarray of 2: every frame is [time_ns, record] or [count, bytes]
+
+Opener = Callable[[str, int, int], int]
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _valid(frame: Any, formatted: bool) -> int:
+    """Records in a frame, or 0 when it is not a frame of this chunk kind (corruption)."""
+    if not isinstance(frame, list) or len(frame) != 2 or not isinstance(frame[0], int):
+        return 0
+    if formatted:
+        return frame[0] if isinstance(frame[1], bytes) and frame[0] > 0 else 0
+    return 1 if isinstance(frame[1], dict) and frame[0] >= 0 else 0
+
+
+def scan_frames(data: bytes, formatted: bool) -> tuple[list[tuple[int, int]], int, int]:
+    """Good frame ranges, records in them, bytes lost. Resyncs after corruption at the next frame start."""
+    good: list[tuple[int, int]] = []
+    records = lost = 0
+    pos, n = 0, len(data)
+    while pos < n:
+        unpacker = new_unpacker(use_list=True)
+        unpacker.feed(data[pos:])
+        start = 0
+        try:
+            for frame in unpacker:
+                end = unpacker.tell()
+                count = _valid(frame, formatted)
+                if not count:
+                    raise ValueError("not a frame")
+                good.append((pos + start, pos + end))
+                records += count
+                start = end
+        except Exception:  # msgpack raises several types on garbage; all mean "corrupt here"
+            pass
+        bad_at = pos + start
+        if bad_at >= n:
+            break
+        nxt = data.find(bytes([_FRAME_START]), bad_at + 1)
+        if nxt < 0:
+            lost += n - bad_at
+            break
+        lost += nxt - bad_at
+        pos = nxt
+    return good, records, lost
+
+
+class FileChunk(Chunk):
+    """Data file `<prefix>.b<id><suffix>` (`.q` once queued) + `.meta`; frames appended with os.write."""
+
+    persistent = True
+
+    def __init__(self, unique_id: bytes, metadata: Metadata, formatted: bool, created_at: int,
+                 path: str, opener: Opener) -> None:
+        super().__init__(unique_id, metadata, formatted, created_at)
+        self.path = path
+        self._open = opener
+        self._fd: int | None = None
+        self.file_size = 0
+        self._pack = msgpack.Packer().pack
+
+    @property
+    def meta_path(self) -> str:
+        return self.path + ".meta"
+
+    def create(self) -> None:
+        self.write_meta()
+        self._fd = self._open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+
+    def write_meta(self) -> None:
+        data = self.metadata.to_dict()
+        data.update(id=self.unique_id, s=self.record_count, c=self.created_at // NS_PER_SEC,
+                    m=self.modified_at // NS_PER_SEC, f=1 if self.formatted else 0)
+        body = msgpack.packb(data)
+        tmp = self.meta_path + ".tmp"
+        fd = self._open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            _write_all(fd, META_HEADER + struct.pack(">I", len(body)) + body)
+        finally:
+            os.close(fd)
+        os.replace(tmp, self.meta_path)   # atomic: a crash leaves the old or the new meta, never half
+
+    def _append(self, data: bytes, records: int) -> None:
+        frame = self._pack([records, data]) if self.formatted else data
+        if self._fd is None:
+            self._fd = self._open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            _write_all(self._fd, frame)
+        except OSError:
+            # ENOSPC/EIO mid-frame: cut the partial frame so the chunk stays readable, then re-raise
+            try:
+                os.ftruncate(self._fd, self.file_size)
+            except OSError:
+                pass
+            raise
+        self.file_size += len(frame)
+
+    def _raw(self) -> bytes:
+        with open(self.path, "rb") as f:
+            data = f.read()
+        if not self.formatted:
+            return data
+        unpacker = new_unpacker(use_list=True)
+        unpacker.feed(data)
+        return b"".join(frame[1] for frame in unpacker)
+
+    def sync(self) -> None:
+        if self._fd is not None:
+            os.fdatasync(self._fd)
+
+    def enqueued(self) -> None:
+        super().enqueued()
+        new_path = _CHUNK_NAME.sub(lambda m: m.group(0).replace(f".b{self.id}", f".q{self.id}", 1), self.path)
+        if new_path != self.path:
+            old_meta = self.meta_path
+            os.replace(self.path, new_path)
+            self.path = new_path
+            os.replace(old_meta, self.meta_path)
+        self.close()
+        self.write_meta()
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def purge(self) -> None:
+        super().purge()
+        self.close()
+        for p in (self.path, self.meta_path):
+            try:
+                os.unlink(p)
+            except FileNotFoundError:
+                pass
+
+
+@register("buffer", "file")
+class FileBuffer(Buffer):
+    """Fluentd buf_file, crash-safe.
+
+    On disk: `<dir>/buffer.b<32 hex>.log` while staged, `.q<id>.log` once queued, each with a
+    `.meta` (Fluentd's "\\xc1\\x00" + length + msgpack {timekey, tag, variables, seq, id, s, c, m}
+    plus kawa's `f`: 1 when the data holds formatted text). Data is a msgpack stream of frames:
+    `[time_ns, record]` per event, or `[records, bytes]` per formatted batch.
+
+    Crash model: every append is one os.write of whole frames to an O_APPEND fd and the .meta is
+    replaced atomically, so kill -9 at any instant leaves at most a torn last frame; at start every
+    chunk is resumed and a torn/corrupted file is rewritten with its good frames (loss logged with
+    the chunk name). A chunk whose .meta is unreadable is moved to the backup directory, never
+    crash-looping. fsync policy: none on the data path by default (kill -9 safe, not power-loss
+    safe, as Fluentd); with `<system> at_least_once_from_source true` (or an emit ack) the chunk
+    data is fdatasync'ed before emit returns. Disk full (ENOSPC): the partial frame is cut, emit
+    raises BufferOverflowError (input holds back / overflow_action), buffered data is untouched.
+    """
+
+    class Options(BufferOptions):
+        path = option(None, doc="Directory (or file pattern with '.*') of the chunk files.")
+        path_suffix = option(".log", doc="Suffix of chunk files.")
+        file_permission = option(None, no_effect="kawa creates chunk files 0644", doc="Chunk file mode.")
+        dir_permission = option(None, no_effect="kawa creates directories 0755", doc="Directory mode.")
+        chunk_limit_size = FILE_CHUNK_LIMIT_SIZE
+        total_limit_size = FILE_TOTAL_LIMIT_SIZE
+
+    persistent = True
+
+    def __init__(self, options: Any, ctx: Any) -> None:
+        super().__init__(options, ctx)
+        self._open: Opener = ctx.extras.get("buffer_file_opener") or os.open
+        self.pattern = ""
+        self.extra_resume: str | None = None
+        self.symlink_hook: Callable[[Chunk], None] | None = None
+        self._latest_timekey = -1
+        self.recovered_lost_bytes = 0
+
+    def configure(self, settings: Any, *, formatted: bool, owner: Any = None) -> None:
+        super().configure(settings, formatted=formatted, owner=owner)
+        opts = self.options
+        path = opts.path  # type: ignore[attr-defined]
+        suffix = opts.path_suffix  # type: ignore[attr-defined]
+        system = self.ctx.system
+        workers = getattr(system, "workers", 1) or 1
+        owner_id = getattr(owner, "plugin_id", self.plugin_id)
+        from_root = False
+        if not path:
+            root = getattr(system, "root_dir", None)
+            if not root or owner_id.startswith("object:"):
+                raise ConfigError("buffer path is not configured. specify 'path' in <buffer>")
+            path = os.path.join(root, f"worker{self.ctx.worker_id}", owner_id, "buffer")
+            from_root = True
+        if os.path.isdir(path) or (not os.path.exists(path) and ".*" not in path):
+            if from_root or workers <= 1:
+                self.pattern = os.path.join(path, f"buffer.*{suffix}")
+            else:
+                self.pattern = os.path.join(path, f"worker{self.ctx.worker_id}", f"buffer.*{suffix}")
+                if self.ctx.worker_id == 0:
+                    self.extra_resume = os.path.join(path, f"buffer.*{suffix}")
+        elif ".*." in os.path.basename(path):
+            self.pattern = path
+        elif path.endswith(".*"):
+            self.pattern = path + suffix
+        else:
+            self.pattern = f"{path}.*{suffix}"
+
+    def _chunk_path(self, unique_id: bytes) -> str:
+        pos = self.pattern.index(".*.") if ".*." in self.pattern else self.pattern.rindex(".*")
+        return f"{self.pattern[:pos]}.b{unique_id.hex()}.{self.pattern[pos + 3:]}"
+
+    def generate_chunk(self, unique_id: bytes, metadata: Metadata) -> Chunk:
+        os.makedirs(os.path.dirname(self.pattern), exist_ok=True)
+        chunk = FileChunk(unique_id, metadata, self.formatted, self.ctx.clock(), self._chunk_path(unique_id), self._open)
+        try:
+            chunk.create()
+        except OSError:
+            chunk.purge()
+            raise
+        if self.symlink_hook is not None and metadata.timekey is not None and metadata.timekey >= self._latest_timekey:
+            self._latest_timekey = metadata.timekey
+            self.symlink_hook(chunk)
+        return chunk
+
+    async def sync(self, chunks: list[Chunk]) -> None:
+        def run() -> None:
+            for chunk in chunks:
+                if isinstance(chunk, FileChunk):
+                    chunk.sync()
+            dir_fd = os.open(os.path.dirname(self.pattern), os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        await asyncio.to_thread(run)
+
+    # -- resume -----------------------------------------------------------------------------------
+    def resume(self) -> tuple[list[Chunk], list[Chunk]]:
+        staged: dict[Metadata, Chunk] = {}
+        queued: list[Chunk] = []
+        patterns = [p for p in (self.extra_resume, self.pattern) if p]
+        for pattern in patterns:
+            for path in sorted(glob.glob(glob.escape(pattern).replace(glob.escape(".*"), ".*", 1)
+                                         .replace(".*", ".[bq]*", 1))):
+                if path.endswith((".meta", ".tmp")) or not os.path.isfile(path):
+                    continue
+                chunk = self._resume_one(path)
+                if chunk is None:
+                    continue
+                if chunk.state == "staged" and chunk.metadata not in staged and not self._full(chunk):
+                    staged[chunk.metadata] = chunk
+                else:
+                    chunk.enqueued()
+                    queued.append(chunk)
+        return list(staged.values()), queued
+
+    def _resume_one(self, path: str) -> FileChunk | None:
+        m = _CHUNK_NAME.search(path)
+        if m is None:
+            return None
+        state, hex_id = m.group(1), m.group(2)
+        meta = _read_meta(path + ".meta")
+        if meta is None:
+            other = path.replace(f".{state}{hex_id}", f".{'b' if state == 'q' else 'q'}{hex_id}", 1) + ".meta"
+            meta = _read_meta(other)
+            if meta is not None:
+                os.replace(other, path + ".meta")
+        if meta is None:
+            self._broken(path, "metadata file is missing or unreadable")
+            return None
+        formatted = bool(meta.get("f", 0))
+        if formatted != self.formatted:
+            self._broken(path, "chunk was written by an output with a different format")
+            return None
+        metadata = Metadata(meta.get("timekey"), meta.get("tag"), meta.get("variables"))
+        created = int(meta.get("c", 0)) * NS_PER_SEC
+        unique_id = meta.get("id") if isinstance(meta.get("id"), bytes) else bytes.fromhex(hex_id)
+        chunk = FileChunk(unique_id, metadata, formatted, created, path, self._open)
+        chunk.modified_at = int(meta.get("m", 0)) * NS_PER_SEC
+        chunk.state = "staged" if state == "b" else "queued"
+        with open(path, "rb") as f:
+            data = f.read()
+        good, records, lost = scan_frames(data, formatted)
+        if lost:
+            kept = b"".join(data[a:b] for a, b in good)
+            tmp = path + ".tmp"
+            with open(tmp, "wb") as f:
+                f.write(kept)
+            os.replace(tmp, path)
+            data = kept
+            self.recovered_lost_bytes += lost
+            self.log.warn("recovered a damaged buffer chunk; damaged bytes dropped", chunk=path,
+                          records_kept=records, records_in_meta=meta.get("s"), bytes_lost=lost)
+        if records == 0:
+            chunk.purge()
+            return None
+        chunk.record_count = records
+        chunk.file_size = len(data)
+        chunk.bytesize = len(data) if not formatted else sum(len(p) for p in _payloads(data))
+        self.log.debug("restoring buffer file", path=path)
+        return chunk
+
+    def _broken(self, path: str, reason: str) -> None:
+        """Fluentd buf_file.rb handle_broken_files: log, back up, delete; never crash-loop."""
+        self.log.error("found broken chunk file during resume.", path=path, err_msg=reason)
+        root = getattr(self.ctx.system, "root_dir", None) or os.environ.get("FLUENT_BACKUP_DIR") or "/tmp/fluent"
+        owner = self.plugin_id.rsplit(".buffer", 1)[0]
+        dest = os.path.join(root, "backup", f"worker{self.ctx.worker_id}", re.sub(r'[ "/\\:;|*<>?]', "_", owner),
+                            os.path.basename(path))
+        try:
+            os.makedirs(os.path.dirname(dest), exist_ok=True)
+            os.replace(path, dest)
+            self.log.warn(f"bad chunk is moved to {dest}")
+        except OSError as exc:
+            self.log.error("backup failed. Delete corresponding files.", err_msg=str(exc))
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+        for p in (path + ".meta",):
+            try:
+                os.unlink(p)
+            except OSError:
+                pass
+
+
+def _payloads(data: bytes) -> list[bytes]:
+    unpacker = new_unpacker(use_list=True)
+    unpacker.feed(data)
+    return [frame[1] for frame in unpacker]
+
+
+def _read_meta(path: str) -> dict[str, Any] | None:
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError:
+        return None
+    try:
+        if raw[:2] == META_HEADER and len(raw) > 6:
+            size = struct.unpack(">I", raw[2:6])[0]
+            data = msgpack.unpackb(raw[6:6 + size], raw=False, strict_map_key=False)
+        else:
+            data = msgpack.unpackb(raw, raw=False, strict_map_key=False)
+    except Exception:
+        return None
+    return data if isinstance(data, dict) else None

@@ -1,0 +1,44 @@
+"""`<buffer> @type memory`: chunks held in process memory (lost on kill; flushed at shutdown).
+
+Defaults as Fluentd buf_memory: chunk_limit_size 8m, total_limit_size 512m, flush_at_shutdown true.
+"""
+
+from __future__ import annotations
+
+from kawa.buffer.buffer import Buffer
+from kawa.buffer.chunk import Chunk, Metadata
+from kawa.buffer.options import BufferOptions
+from kawa.engine.registry import register
+
+
+class MemoryChunk(Chunk):
+    """Data kept as a list of appended pieces, joined once when read."""
+
+    def __init__(self, unique_id: bytes, metadata: Metadata, formatted: bool, created_at: int) -> None:
+        super().__init__(unique_id, metadata, formatted, created_at)
+        self._pieces: list[bytes] = []
+
+    def _append(self, data: bytes, records: int) -> None:
+        self._pieces.append(data)
+
+    def _raw(self) -> bytes:
+        if len(self._pieces) > 1:
+            self._pieces = [b"".join(self._pieces)]
+        return self._pieces[0] if self._pieces else b""
+
+    def purge(self) -> None:
+        super().purge()
+        self._pieces = []
+
+
+@register("buffer", "memory")
+class MemoryBuffer(Buffer):
+    """Fluentd buf_memory."""
+
+    class Options(BufferOptions):
+        pass
+
+    persistent = False
+
+    def generate_chunk(self, unique_id: bytes, metadata: Metadata) -> Chunk:
+        return MemoryChunk(unique_id, metadata, self.formatted, self.ctx.clock())
