@@ -73,9 +73,10 @@ def expand_braces(pattern: str) -> list[str]:
 
 
 def ruby_glob(pattern: str) -> list[str]:
+    """Dir.glob: brace alternatives in order, each one's matches sorted (Ruby >= 3.0 sorts)."""
     found: list[str] = []
     for p in expand_braces(pattern):
-        found.extend(_glob.glob(p, recursive="**" in p))
+        found.extend(sorted(_glob.glob(p, recursive="**" in p)))
     return found
 
 
