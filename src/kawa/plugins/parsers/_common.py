@@ -11,8 +11,7 @@ from kawa.config.schema import Options, option
 from kawa.errors import ConfigError, Problem
 from kawa.event import Record
 from kawa.plugins.base import ParseFailure, Parser, PluginContext
-
-from kawa.plugins.parsers._timeshim import TimeParseError, ruby_str_to_i, ruby_to_s
+from kawa.timeparse import TimeParseError, TimeParser, ruby_to_s
 
 ParsedEvent = tuple[int | None, Record]
 NOT_MATCHED = "pattern not matched"
@@ -54,36 +53,28 @@ class ParserOptions(Options):
 
 
 def create_time_parser(opts: Any, time_type: str | None = None, time_format: str | None = None,
-                       timezone: str | None = None) -> Any:
-    """A cached time parser for these options: `.parse(value) -> ns`, raising TimeParseError."""
+                       timezone: str | None = None) -> TimeParser:
+    """Fluentd's time_parser_create: a cached `.parse(value) -> ns` raising TimeParseError."""
     given = opts._element.attrs if getattr(opts, "_element", None) is not None else {}
     localtime = opts.localtime
     if "utc" in given and "localtime" not in given:
         localtime = not opts.utc  # Fluentd: utc true turns localtime off
-    time_type = time_type or opts.time_type
-    time_format = time_format if time_format is not None else opts.time_format
-    timezone = timezone if timezone is not None else opts.timezone
-    try:
-        from kawa import timeparse  # type: ignore[attr-defined]
-    except ImportError:
-        from kawa.plugins.parsers._timeshim import make_time_parser
-        return make_time_parser(time_type, time_format, localtime, opts.utc, timezone,
-                                list(opts.time_format_fallbacks or []))
-    return timeparse.TimeParser(time_format, time_type=time_type, localtime=localtime, utc=opts.utc,
-                                timezone=timezone, fallbacks=list(opts.time_format_fallbacks or []))
-
-
-def time_error_class() -> type[Exception]:
-    try:
-        from kawa import timeparse  # type: ignore[attr-defined]
-    except ImportError:
-        return TimeParseError
-    return timeparse.TimeParseError  # type: ignore[no-any-return]
+    return TimeParser(time_format if time_format is not None else opts.time_format,
+                      time_type=time_type or opts.time_type, localtime=localtime, utc=opts.utc,
+                      timezone=timezone if timezone is not None else opts.timezone,
+                      fallbacks=list(opts.time_format_fallbacks or []))
 
 
 # ---- Ruby value conversions (Parser#build_type_converters) ----
 
+_TO_I = re.compile(r"[ \t\n\v\f\r]*([+-]?\d+(?:_\d+)*)")
 _TO_F = re.compile(r"[ \t\n\v\f\r]*([+-]?(?:\d+(?:_\d+)*)?(?:\.\d+(?:_\d+)*)?)(?:([eE][+-]?\d+))?")
+
+
+def ruby_str_to_i(s: str) -> int:
+    """Ruby String#to_i: leading blanks, sign, digits with underscores; 0 when none."""
+    m = _TO_I.match(s)
+    return int(m.group(1).replace("_", "")) if m else 0
 
 
 def ruby_to_i(value: Any) -> Any:
@@ -133,12 +124,11 @@ def _time_converter(option_text: str | None, opts: Any) -> Callable[[Any], Any]:
         if fmt in TIME_TYPES:
             time_type, fmt = fmt, None
     parser = create_time_parser(opts, time_type=time_type, time_format=fmt or None, timezone=zone)
-    err = time_error_class()
 
     def convert(value: Any) -> Any:
         try:
             return parser.parse(value) // 1_000_000_000   # EventTime serialises as its seconds
-        except err:
+        except TimeParseError:
             return None
     return convert
 
@@ -192,7 +182,7 @@ class BaseParser(Parser):
         self.keep_time_key: bool = o.keep_time_key
         self.estimate_current_event: bool = o.estimate_current_event
         self.time_parser = self.make_time_parser()
-        self._time_error = time_error_class()
+        self._time_error = TimeParseError
         self._converters = build_type_converters(o.types, o)
         self._null_pattern: re.Pattern[str] | None = o.null_value_pattern
         self._null_empty: bool = o.null_empty_string
