@@ -230,3 +230,20 @@ def test_fd_count_stays_bounded_with_1000_files(tmp_path: Path) -> None:
     assert len(os.listdir("/proc/self/fd")) <= fds_before + 2
     assert sorted(r["message"] for r in d.records)[-1] == "more"
     assert len({r["message"] for r in d.records}) == 1001
+
+
+@pytest.mark.parametrize("extra", ["enable_stat_watcher false", "open_on_every_update true",
+                                   "follow_inodes true", "read_bytes_limit_per_second 8192"])
+def test_modes_follow_appends(tmp_path: Path, extra: str) -> None:
+    log, pos = tmp_path / "app.log", tmp_path / "app.pos"
+    log.write_text("".join(f"{i} {'x' * 100}\n" for i in range(200)))
+    d = driver(log, extra=f"read_from_head true\n{extra}", pos=pos)
+
+    async def scenario() -> None:
+        async with d.run():
+            await d.wait_for(lambda: len(d.records) == 200)
+            append(log, "tail\n")
+            await d.wait_for(lambda: len(d.records) == 201)
+    asyncio.run(scenario())
+    assert [r["message"].split()[0] for r in d.records] == [str(i) for i in range(200)] + ["tail"]
+    assert pos_entries(pos) == [(str(log), log.stat().st_size, log.stat().st_ino)]

@@ -1,6 +1,5 @@
 """The `tail` input (Fluentd in_tail): follows files, survives rotation, resumes from a pos_file.
-
-Option names, defaults, pos_file bytes and log lines are Fluentd's; see docs in _tail/__init__.
+Option names, defaults, pos_file bytes and log lines are Fluentd's; the differences are on TailInput.
 """
 
 from __future__ import annotations
@@ -40,7 +39,20 @@ class GroupOptions(Options):
 
 @register("input", "tail")
 class TailInput(Input):
-    """Fluentd in_tail."""
+    """Fluentd in_tail.
+
+    Where kawa differs on purpose (Fluentd's behaviour loses or duplicates lines):
+    - a rotated file is released after rotate_wait only once it is read to its end and every line
+      was accepted, even under back-pressure (Fluentd lets go after rotate_wait when not throttled);
+    - any emit error keeps the lines for a retry (Fluentd retries only on BufferOverflowError);
+    - a glob that also matches the rotated name takes over the rotated file at its position
+      instead of reading it again from its head (files are identified by device + inode);
+    - with emit_unmatched_lines, unmatched records come after the parsed ones of the same batch;
+    - at most max_open_files descriptors stay open; idle, fully read files are closed and reopened
+      when they grow (a file rotated while closed is followed at its path; lines written to it
+      between its close and its rotation are not read).
+    Not supported (ConfigError): <group>, path_timezone, multiline parsers, UTF-16/32 input.
+    """
 
     compat_sections = ("parse",)
 

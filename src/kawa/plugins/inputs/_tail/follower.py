@@ -104,8 +104,13 @@ class Follower:
                 return False
             self._commit(self.pending.end_pos)
             self.pending = None
-        if self.fd is None and not self.open(host):
-            return False
+        if self.fd is None:
+            # Closed by the descriptor budget: reopen only when the file grew (the caller's stat
+            # refreshed last_size), so idle files cost one stat, not an open/read/close.
+            if self.reader is not None and self.last_size <= self.reader.read_offset and not self.draining:
+                return False
+            if not self.open(host):
+                return False
         reader = self.reader
         assert reader is not None
         for _ in range(max_batches):
