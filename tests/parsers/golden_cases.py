@@ -40,7 +40,7 @@ def expected_events(name: str, prefix: str = "", time_key: str = "time", tag_key
     for f in sorted(out_dir.glob(f"{prefix}*.log")):
         norm = f.with_name(f.name + ".normalized")
         src = norm if norm.exists() else f
-        for line in src.read_text("utf-8").split("\n"):
+        for line in src.read_bytes().decode("utf-8", "replace").split("\n"):
             if not line:
                 continue
             rec = json.loads(line)
