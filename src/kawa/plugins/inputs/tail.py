@@ -4,7 +4,6 @@ Option names, defaults, pos_file bytes and log lines are Fluentd's; the differen
 
 from __future__ import annotations
 
-import asyncio
 import os
 import time
 from typing import Any

@@ -96,7 +96,7 @@ class LineReader:
         if not cut:
             return None
         end = base + cut
-        self.offset = end if not self.skipping else end
+        self.offset = end
         return ReadResult(complete, end, skipped, self.eof)
 
     def take_partial(self) -> tuple[bytes, int] | None:
@@ -142,7 +142,7 @@ def make_decoder(encoding: str | None, from_encoding: str | None) -> Decoder:
     source = python_codec(from_encoding) if from_encoding else None
     if encoding is None or (target is None and source is None):
         return _raw
-    if source == target or (from_encoding and source is None and target is None):
+    if source == target:
         return _raw if target in (None, "utf-8") else (lambda b: b.decode(target, "surrogateescape"))
     if source is None:
         if target in _UNICODE or target is None:
