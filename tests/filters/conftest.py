@@ -13,7 +13,11 @@ GOLDEN = Path(__file__).resolve().parents[2] / ".." / "shared" / "golden"
 
 
 def _ns(text: str) -> int:
-    return int(datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp()) * 10**9
+    if text.endswith("Z"):
+        parsed = datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    else:
+        parsed = datetime.strptime(text, "%Y-%m-%dT%H:%M:%S%z")
+    return int(parsed.timestamp()) * 10**9
 
 
 class GoldenCase:

@@ -10,7 +10,6 @@ import socket
 from typing import Any
 
 from kawa.config.schema import Options, option
-from kawa.errors import ConfigError
 from kawa.event import Event
 from kawa.log import Logger
 from kawa.timeparse import TimeFormatter
@@ -27,9 +26,7 @@ class InjectOptions(Options):
     worker_id_key = option(None, doc="Key for the worker id.")
     tag_key = option(None, doc="Key for the event tag.")
     time_key = option(None, doc="Key for the event time.")
-    # "string" + a check in Injector while config.values.convert reads `list=` and the schema passes
-    # `choices=` (enum options raise KeyError there today).
-    time_type = option("float", doc="How the time is written: " + ", ".join(TIME_TYPES) + ".")
+    time_type = option("float", "enum", choices=TIME_TYPES, doc="How the time is written.")
     time_format = option(None, doc="strftime format for time_type string (%N: nanoseconds); default ISO 8601.")
     localtime = option(True, "bool", doc="Format times in local time.")
     utc = option(False, "bool", doc="Format times in UTC.")
@@ -48,8 +45,6 @@ class Injector:
         self._format_time: Any = None
         if options is None:
             return
-        if options.time_type not in TIME_TYPES:
-            raise ConfigError(f"time_type: expected one of {', '.join(TIME_TYPES)}; got '{options.time_type}'")
         static: dict[str, Any] = {}
         if options.hostname_key:
             host = options.hostname
