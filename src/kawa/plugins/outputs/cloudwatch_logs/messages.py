@@ -1,0 +1,155 @@
+"""From chunk records to one destination's PutLogEvents plan: the Ruby plugin's record handling
+(drop empty values, scrub invalid UTF-8, message_keys / JSON / <format>, length cap), then batches.
+"""
+
+from __future__ import annotations
+
+import re
+from bisect import bisect_left, bisect_right
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import orjson
+
+from kawa.plugins._ruby_values import ruby_to_s
+from kawa.plugins.formatters.json import json_gem_dumps
+from kawa.plugins.outputs.cloudwatch_logs import batcher
+
+NS_PER_MS = 1_000_000
+# orjson and Ruby's Float#to_s (yajl, the Ruby plugin's json_handler) differ only for exponent forms:
+# orjson "1e+16" / "0.00001", Ruby "1.0e+16" / "1.0e-05". Such output goes through the exact encoder.
+_FLOAT_MISMATCH = re.compile(rb"[:,\[]-?(?:[0-9]+e|0\.0000)")
+
+
+def scrub(value: Any) -> Any:
+    """Ruby String#scrub over a record: invalid UTF-8 (kept as lone surrogates) -> U+FFFD."""
+    if isinstance(value, str):
+        try:
+            return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "replace").decode("utf-8")
+    if isinstance(value, dict):
+        return {k: scrub(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [scrub(v) for v in value]
+    return value
+
+
+def yajl_dumps(record: dict[str, Any]) -> str:
+    """Yajl.dump(record) text: orjson, exact encoder when a float spelling would differ."""
+    try:
+        data = orjson.dumps(record)
+    except (TypeError, orjson.JSONEncodeError):
+        return json_gem_dumps(record)
+    if _FLOAT_MISMATCH.search(data) is not None:
+        return json_gem_dumps(record)
+    return data.decode()
+
+
+def cut_utf8(message: str, max_bytes: int) -> str:
+    """The longest prefix of at most max_bytes UTF-8 bytes that does not split a character."""
+    if len(message) <= max_bytes and message.isascii():
+        return message
+    data = message.encode("utf-8", "surrogatepass")
+    if len(data) <= max_bytes:
+        return message
+    end = max_bytes
+    while end > 0 and (data[end] & 0xC0) == 0x80:
+        end -= 1
+    return data[:end].decode("utf-8", "surrogatepass")
+
+
+class MessageBuilder:
+    """One record -> the message text, exactly in the Ruby plugin's order (write())."""
+
+    def __init__(self, *, message_keys: list[str], formatter: Callable[[str, int, dict[str, Any]], str] | None,
+                 max_message_length: int | None, remove_keys: tuple[str, ...]) -> None:
+        self.message_keys = message_keys
+        self.formatter = formatter
+        self.max_len = max_message_length
+        self.remove_keys = remove_keys
+
+    def build(self, tag: str, time_ns: int, record: dict[str, Any]) -> str:
+        for key in self.remove_keys:      # remove_retention_in_days_key / remove_log_group_aws_tags_key
+            record.pop(key, None)
+        if "" in record.values():         # drop_empty_record: only top-level "" values
+            record = {k: v for k, v in record.items() if v != ""}
+        if self.formatter is not None:
+            message = self.formatter(tag, time_ns, scrub(record))
+        elif self.message_keys:
+            parts = [ruby_to_s(record.get(k)) for k in self.message_keys]
+            message = " ".join(p for p in parts if p)
+            message = scrub(message)
+        else:
+            try:
+                message = yajl_dumps(record)
+            except UnicodeEncodeError:
+                message = yajl_dumps(scrub(record))
+            else:
+                if not message.isascii() and _has_surrogates(message):
+                    message = yajl_dumps(scrub(record))
+        if self.max_len is not None:
+            message = cut_utf8(message, self.max_len)
+        return message
+
+
+def _has_surrogates(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+@dataclass
+class Plan:
+    """One group/stream of one chunk: its pieces in send order and the batches over them."""
+
+    group: str
+    stream: str
+    pieces: list[batcher.LogEvent] = field(default_factory=list)
+    batches: list[tuple[int, int]] = field(default_factory=list)    # [start, end) positions
+    source: list[int] = field(default_factory=list)                 # position -> record index
+    records: list[tuple[str, int, dict[str, Any]]] = field(default_factory=list)   # (tag, time_ns, original)
+    tags: dict[str, str] | None = None
+    retention: int | None = None
+    result: batcher.BatchResult | None = None
+
+    @property
+    def key(self) -> str:
+        return self.group + "\0" + self.stream
+
+    def window(self, now_ms: int, retention_days: int | None, send_anyway: bool) -> tuple[int, int]:
+        """[lo, hi): positions AWS would store; the pieces are sorted, so rejects are a prefix/suffix."""
+        ts = [p[0] for p in self.pieces]
+        if send_anyway:
+            return bisect_left(ts, 0), len(ts)     # negative timestamps fail the whole request
+        oldest = now_ms - batcher.TOO_OLD_MS
+        if retention_days is not None:
+            oldest = max(oldest, now_ms - retention_days * batcher.MS_PER_DAY)
+        return bisect_left(ts, max(oldest, 0)), bisect_right(ts, now_ms + batcher.TOO_NEW_MS)
+
+
+def plan_destination(plan: Plan, messages: list[tuple[int, str, int]], *, max_events: int,
+                     oversize: batcher.OversizePolicy) -> None:
+    """Sort (stably) and batch `messages` = (timestamp_ms, message, record index) into `plan`."""
+    messages.sort(key=lambda m: m[0])
+    result = batcher.build_batches([(ts, msg) for ts, msg, _ in messages], max_events=max_events,
+                                   oversize=oversize, empty="drop")
+    plan.result = result
+    pos = 0
+    for b in result.batches:
+        plan.pieces.extend(b.events)
+        plan.batches.append((pos, pos + len(b.events)))
+        pos += len(b.events)
+    if not result.split_extra:
+        plan.source = [i for _, _, i in messages]
+        return
+    # Some events were split into several pieces: count pieces per message the way the batcher did.
+    max_msg = batcher.MAX_MESSAGE_BYTES
+    source: list[int] = []
+    for _, msg, i in messages:
+        size = batcher.utf8_len(msg.encode("utf-8", "replace").decode("utf-8"))
+        n = 1 if size <= max_msg else len(batcher.split_message(msg.encode("utf-8", "replace").decode(), max_msg))
+        source.extend([i] * n)
+    plan.source = source

@@ -1,0 +1,289 @@
+"""`@type cloudwatch_logs`: fluent-plugin-cloudwatch-logs' options and record handling, without its
+losses (discard after throttling, missing group skipped) and duplicates (whole-chunk resend).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Iterator
+
+import msgpack
+
+from kawa.buffer.chunk import new_unpacker
+from kawa.buffer.output import BufferedOutput
+from kawa.engine.registry import register
+from kawa.errors import ConfigError, RetryableError
+from kawa.event import Event
+from kawa.plugins.inject import Injector
+from kawa.plugins.outputs.cloudwatch_logs import batcher
+from kawa.plugins.outputs.cloudwatch_logs.sender import Delivery
+from kawa.plugins.outputs.cloudwatch_logs.messages import NS_PER_MS, MessageBuilder, Plan, plan_destination
+from kawa.plugins.outputs.cloudwatch_logs.names import BoundedCache, Destinations, NameFixer
+from kawa.plugins.outputs.cloudwatch_logs.options import RETENTION_DAYS, CloudwatchLogsOptions
+from kawa.plugins.outputs.cloudwatch_logs.progress import ProgressStore
+
+# Ruby plugin configure(): exactly one source for each name (presence in the config counts).
+GROUP_SOURCES = ("log_group_name", "use_tag_as_group", "log_group_name_key")
+STREAM_SOURCES = ("log_stream_name", "use_tag_as_stream", "log_stream_name_key")
+MISSING_NAME_KEY = "\0missing-name"      # progress key for records without a group/stream name
+# Progress entries kept before pruning those of chunks that left the buffer (dead-lettered, dropped).
+PROGRESS_PRUNE_AT = 256
+
+
+@register("output", "cloudwatch_logs")
+class CloudwatchLogsOutput(BufferedOutput):
+    """Buffered CloudWatch Logs output; see docs of every option in CloudwatchLogsOptions."""
+
+    Options = CloudwatchLogsOptions
+    compat_sections = ("buffer", "inject")
+
+    def __init__(self, options: CloudwatchLogsOptions, ctx: Any) -> None:
+        super().__init__(options, ctx)
+        o = options
+        given = set(o._element.attrs) if o._element is not None else set()
+        problems = []
+        if sum(k in given for k in GROUP_SOURCES) != 1:
+            problems.append("Set only one of log_group_name, use_tag_as_group and log_group_name_key")
+        if sum(k in given for k in STREAM_SOURCES) != 1:
+            problems.append("Set only one of log_stream_name, use_tag_as_stream and log_stream_name_key")
+        if {"log_group_aws_tags", "log_group_aws_tags_key"} <= given:
+            problems.append("Set only one of log_group_aws_tags, log_group_aws_tags_key")
+        if {"retention_in_days", "retention_in_days_key"} <= given:
+            problems.append("Set only one of retention_in_days, retention_in_days_key")
+        if problems:
+            raise ConfigError(problems)
+        self.max_events = o.max_events_per_batch
+        if self.max_events > batcher.MAX_BATCH_EVENTS:
+            self.log.warn(f"max_events_per_batch {self.max_events} is above CloudWatch Logs' limit; "
+                          f"using {batcher.MAX_BATCH_EVENTS}")
+            self.max_events = batcher.MAX_BATCH_EVENTS
+        self.auto_create_group = o.auto_create_stream if o.auto_create_group is None else o.auto_create_group
+        self.injector = Injector(o.inject, self.log, ctx.worker_id)
+        if o.include_time_key and o.inject is not None and o.inject._element is not None \
+                and "time_type" not in o.inject._element.attrs:
+            # Fluentd compat_parameters: include_time_key injects the time as a string.
+            self.injector = Injector(_with(o.inject, time_type="string"), self.log, ctx.worker_id)
+        formatter: Callable[[str, int, dict[str, Any]], str] | None = None
+        if o.format is not None:
+            formatter = self.build_child(o.format, "format").format  # type: ignore[attr-defined]
+        remove = []
+        if o.log_group_aws_tags_key and o.remove_log_group_aws_tags_key:
+            remove.append(o.log_group_aws_tags_key)
+        if o.retention_in_days_key and o.remove_retention_in_days_key:
+            remove.append(o.retention_in_days_key)
+        self.builder = MessageBuilder(message_keys=o.message_keys, formatter=formatter,
+                                      max_message_length=o.max_message_length, remove_keys=tuple(remove))
+        self.fixer = NameFixer(lambda msg: self.log.warn(msg))
+        self.destinations = Destinations(
+            use_tag_as_group=o.use_tag_as_group, log_group_name_key=o.log_group_name_key,
+            remove_group_key=o.remove_log_group_name_key, use_tag_as_stream=o.use_tag_as_stream,
+            log_stream_name_key=o.log_stream_name_key, remove_stream_key=o.remove_log_stream_name_key,
+            fixer=self.fixer)
+        self.copy_records = bool(o.remove_log_group_name_key or o.remove_log_stream_name_key or remove)
+        self.progress = ProgressStore(self._progress_dir())
+        self.retention: BoundedCache[str, int] = BoundedCache()   # groups we created, with their retention
+        self.known_streams: BoundedCache[tuple[str, str], bool] = BoundedCache()
+        self.counters: dict[str, int] = dict.fromkeys((
+            "events_sent", "batches_sent", "rejected_too_old", "rejected_too_new", "rejected_expired",
+            "window_too_old", "window_too_new", "window_expired", "invalid_batches", "invalid_events",
+            "truncated", "split", "empty_skipped", "missing_name", "groups_created", "streams_created",
+            "throttled", "failed_calls"), 0)
+        self._packer = msgpack.Packer(unicode_errors="surrogateescape", default=str)
+        self.delivery: Delivery | None = None
+        self._executor: ThreadPoolExecutor | None = None
+
+    # -- buffer side ----------------------------------------------------------------------------
+    def _progress_dir(self) -> str | None:
+        """Next to a persistent buffer's files (durable progress), else memory only."""
+        if not self.buffer.persistent:
+            return None
+        path = getattr(self.buffer.options, "path", None)
+        if path:
+            base = path if os.path.isdir(path) or "*" not in os.path.basename(path) and not \
+                os.path.splitext(path)[1] else os.path.dirname(path)
+        else:
+            base = os.path.join(getattr(self.ctx.system, "root_dir", None) or "/tmp/fluent", self.plugin_id)
+        return os.path.join(base, "cloudwatch_logs_progress")
+
+    def format_events(self, tag: str, events: list[Event]) -> bytes:
+        """Like the Ruby plugin's format(): inject, then msgpack [tag, time, record] (tag per event)."""
+        events = self.injector.inject_batch(tag, events)
+        pack = self._packer.pack
+        return b"".join([pack((tag, t, r)) for t, r in events])
+
+    def _iter_chunk(self, chunk: Any) -> Iterator[tuple[str, int, Any]]:
+        if not chunk.formatted:   # a chunk of plain [time, record] frames (other writer): tag from metadata
+            tag = chunk.metadata.tag or ""
+            for t, r in chunk.events():
+                yield tag, t, r
+            return
+        unpacker = new_unpacker()
+        unpacker.feed(chunk.read())
+        for item in unpacker:
+            if len(item) == 3:
+                yield item[0], item[1], item[2]
+            else:
+                yield chunk.metadata.tag or "", item[0], item[1]
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    async def start(self) -> None:
+        await super().start()
+        self.progress.prune(c.id for c in self.buffer.chunks())
+
+    async def stop(self) -> None:
+        await super().stop()
+        if self.delivery is not None:
+            self.delivery.close()
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)
+            self._executor = None
+
+    async def _ensure_delivery(self) -> Delivery:
+        if self.delivery is None or self.delivery.stale:
+            if self._executor is None:
+                workers = self.options.concurrency * self.buffer_settings.flush_thread_count + 1
+                self._executor = ThreadPoolExecutor(workers, thread_name_prefix=f"{self.plugin_id}.cwl")
+            old = self.delivery
+            self.delivery = await asyncio.to_thread(Delivery.connect, self, self._executor)
+            if old is not None:
+                old.close()
+        return self.delivery
+
+    # -- writing --------------------------------------------------------------------------------
+    async def write(self, chunk: Any) -> None:
+        delivery = await self._ensure_delivery()
+        if len(self.progress) > PROGRESS_PRUNE_AT:
+            self.progress.prune([c.id for c in self.buffer.chunks()] + [chunk.id])
+        progress = self.progress.load(chunk.id)
+        plans, missing = await asyncio.to_thread(self._plan_chunk, chunk)
+        if missing:
+            self._route_missing(progress, missing)
+        if not progress.reported:
+            self._report_changes(plans)
+            progress.reported = True
+        failures = await delivery.send_all(plans, progress)
+        if failures:
+            throttled = any(f.slow_down for f in failures)
+            text = "; ".join(dict.fromkeys(f.message for f in failures))
+            raise RetryableError(f"CloudWatch Logs: {text}", slow_down=throttled)
+        self.progress.forget(chunk.id)
+
+    def _plan_chunk(self, chunk: Any) -> tuple[list[Plan], list[tuple[int, str, int, Any, str]]]:
+        """Group records by destination, build messages, sort and batch (runs in a worker thread)."""
+        o = self.options
+        group_tpl = self.extract_placeholders(o.log_group_name, chunk) if o.log_group_name else None
+        stream_tpl = self.extract_placeholders(o.log_stream_name, chunk) if o.log_stream_name else None
+        tags = o.log_group_aws_tags
+        if tags:
+            tags = {self.extract_placeholders(str(k), chunk): self.extract_placeholders(str(v), chunk)
+                    for k, v in tags.items()}
+        plans: dict[tuple[str, str], Plan] = {}
+        pending: dict[tuple[str, str], list[tuple[int, str, int]]] = {}
+        missing: list[tuple[int, str, int, Any, str]] = []
+        resolve = self.destinations.resolve
+        per_record = self.destinations.per_record
+        build = self.builder.build
+        copy = self.copy_records
+        fixed: tuple[str | None, str | None] | None = None
+        for idx, (tag, time_ns, record) in enumerate(self._iter_chunk(chunk)):
+            if not isinstance(record, dict):
+                self.log.limited("cwl.nil_record", "warn", f"record is nil (tag={tag})")
+                continue
+            original = dict(record) if copy else record
+            if per_record or fixed is None:
+                dest = resolve(tag, record, group_tpl, stream_tpl)
+                if not per_record:
+                    fixed = dest
+            else:
+                dest = fixed
+            group, stream = dest
+            if group is None or stream is None:
+                what = "log group" if group is None else "log stream"
+                missing.append((idx, tag, time_ns, original, f"{what} name is missing (group={group}, stream={stream})"))
+                continue
+            plan = plans.get(dest)  # type: ignore[arg-type]
+            if plan is None:
+                plan = plans[dest] = Plan(group, stream)  # type: ignore[index]
+                pending[dest] = []  # type: ignore[index]
+                plan.tags, plan.retention = self._group_settings(record, tags)
+            rec_index = len(plan.records)
+            plan.records.append((tag, time_ns, original))
+            message = build(tag, time_ns, record)
+            if not message:
+                self.counters["empty_skipped"] += 1
+                self.log.limited("cwl.empty", "warn", "Within specified message_key(s): "
+                                 f"({','.join(o.message_keys)}) do not have non-empty record. Skip.")
+                continue
+            pending[dest].append((time_ns // NS_PER_MS, message, rec_index))  # type: ignore[index]
+        for dest, plan in plans.items():
+            plan_destination(plan, pending[dest], max_events=self.max_events, oversize=o.oversize_policy)
+        return list(plans.values()), missing
+
+    def _group_settings(self, record: dict[str, Any], tags: Any) -> tuple[Any, int | None]:
+        """Tags and retention for a group this chunk may create, from its first record (Ruby)."""
+        o = self.options
+        if o.log_group_aws_tags_key:
+            tags = record.get(o.log_group_aws_tags_key)
+            tags = tags if isinstance(tags, dict) else None
+        retention = o.retention_in_days
+        if o.retention_in_days_key:
+            raw = record.get(o.retention_in_days_key)
+            try:
+                retention = int(raw) if raw is not None else None
+            except (TypeError, ValueError):
+                retention = None
+            if retention is not None and retention not in RETENTION_DAYS:
+                self.log.limited("cwl.retention", "warn", f"retention_in_days {raw!r} from the record is not "
+                                 "accepted by CloudWatch Logs; the group is created without retention")
+                retention = None
+        return tags, retention
+
+    def _route_missing(self, progress: Any, missing: list[tuple[int, str, int, Any, str]]) -> None:
+        """Records without a group or stream name go to @ERROR (the Ruby plugin skips them silently)."""
+        for idx, tag, time_ns, record, reason in missing:
+            if progress.remaining(MISSING_NAME_KEY, idx, idx + 1):
+                self.counters["missing_name"] += 1
+                self.log.limited("cwl.missing_name", "warn", f"record routed to @ERROR: {reason}", tag=tag)
+                self.emit_error(tag, time_ns, record, reason)
+                progress.mark(MISSING_NAME_KEY, idx, idx + 1)
+
+    def _report_changes(self, plans: list[Plan]) -> None:
+        for plan in plans:
+            r = plan.result
+            if r is None:
+                continue
+            if r.truncated:
+                self.counters["truncated"] += r.truncated
+                self.log.warn(f"{r.truncated} log events over {batcher.MAX_MESSAGE_BYTES} bytes were truncated",
+                              group=plan.group, stream=plan.stream)
+            if r.split:
+                self.counters["split"] += r.split
+                self.log.warn(f"{r.split} log events over {batcher.MAX_MESSAGE_BYTES} bytes were split into "
+                              f"{r.split + r.split_extra} events", group=plan.group, stream=plan.stream)
+
+    def emit_error(self, tag: str, time_ns: int, record: Any, reason: str) -> None:
+        if self.ctx.emitter is not None:
+            self.ctx.emitter.emit_error_event(tag, time_ns, record, reason)
+        else:
+            self.log.warn("dump an error event", error=reason, tag=tag)
+
+    def stats(self) -> dict[str, Any]:
+        return {**super().stats(), **self.counters, "names_fixed": self.fixer.fixed,
+                "known_streams": len(self.known_streams)}
+
+
+def _with(options: Any, **changes: Any) -> Any:
+    clone = type(options).__new__(type(options))
+    clone.__dict__.update(options.__dict__)
+    clone.__dict__.update(changes)
+    return clone
+
+
+def check_aws(plugin: CloudwatchLogsOutput) -> list[str]:
+    """`kawa --dry-run --check-aws`: credentials resolve (sts:GetCallerIdentity) and the configured
+    log groups exist or may be created. Blocking; returns problems (empty = all good)."""
+    from kawa.plugins.outputs.cloudwatch_logs.sender import check
+
+    return check(plugin)
