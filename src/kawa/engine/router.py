@@ -95,8 +95,8 @@ class Router:
             asyncio.get_running_loop().create_task(self.emit(ERROR_LABEL, tag, [(time, record)]))
             return
         error_class, message = describe_error(error)
-        self.log.warn("dump an error event:", error_class=error_class, error=message, tag=tag,
-                      time=time // 1_000_000_000, record=_ruby_hash(record))
+        self.log.warn("dump an error event:", error_class=_Raw(error_class), error=message, location=None,
+                      tag=tag, time=_Raw(_event_time_text(time)), record=_ruby_hash(record))
 
 
 class BoundEmitter:
@@ -116,9 +116,20 @@ class BoundEmitter:
 
 
 def describe_error(error: BaseException | str) -> tuple[str, str]:
+    """(class name, message). An exception may carry `error_class`, the name Fluentd would print
+    (e.g. "Fluent::Plugin::Parser::ParserError"), so operators' log searches keep working."""
     if isinstance(error, BaseException):
-        return type(error).__name__, str(error)
-    return "KawaError", error
+        return getattr(error, "error_class", type(error).__name__), str(error)
+    return "RuntimeError", error
+
+
+def _event_time_text(time_ns: int) -> str:
+    """Fluentd prints an EventTime in logs as `2019-07-10 08:20:14.785411989 +0000`, local time."""
+    import time as _t
+
+    seconds, nanos = divmod(time_ns, 1_000_000_000)
+    local = _t.localtime(seconds)
+    return _t.strftime("%Y-%m-%d %H:%M:%S", local) + f".{nanos:09d} " + _t.strftime("%z", local)
 
 
 def _ruby_hash(record: Any) -> Any:
