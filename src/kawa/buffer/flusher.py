@@ -50,6 +50,7 @@ class Flusher:
         self.running = False
         self._wake = asyncio.Event()
         self._done = asyncio.Event()       # set after each write attempt (flush() waits on it)
+        self._stopping = asyncio.Event()   # ends the enqueue timer at once
         self._tasks: list[asyncio.Task[None]] = []
         self.write_count = 0
         self.rollback_count = 0
@@ -85,6 +86,7 @@ class Flusher:
                         break
                 await self._wait(self._done, min(remaining, 0.5))
         self.running = False
+        self._stopping.set()
         self.wake()
         if self._tasks:
             _, pending = await asyncio.wait(self._tasks, timeout=max(0.0, deadline - _time.monotonic()) + 0.1)
@@ -171,7 +173,10 @@ class Flusher:
                 self.enqueue_due()
             except Exception as exc:  # a timer bug must not stop flushing
                 self.log.error("unexpected error while checking flushed chunks. ignored.", error=exc)
-            await asyncio.sleep(interval)
+            try:
+                await asyncio.wait_for(self._stopping.wait(), interval)
+            except asyncio.TimeoutError:
+                pass
 
     # -- one chunk --------------------------------------------------------------------------------
     async def flush_one(self, chunk: Chunk) -> None:
