@@ -203,7 +203,10 @@ class PipelineBuilder:
         if cls is None:
             return None
         compat.apply(cls, elem, self.bind.warnings)
+        before = len(self.bind.problems)
         options = cls.Options.bind(elem, self.bind, path)
+        if len(self.bind.problems) != before:
+            return None     # options are wrong: the plugin would only report follow-on errors
         spec = PluginSpec(cls, options, elem)
         target_label = elem.get("@label") or label
         if elem.get("@label") and elem.name in ("source", "match") and not _label_defined(self.root, target_label):
@@ -229,8 +232,9 @@ class PipelineBuilder:
         except ConfigError as exc:
             path = (spec.element.title(),)
             for p in exc.problems:
-                self.bind.problems.append(Problem(p.message, p.location or spec.element.location,
-                                                  p.path or path, p.option))
+                problem = Problem(p.message, p.location or spec.element.location, p.path or path, p.option)
+                if p not in self.bind.problems and problem not in self.bind.problems:
+                    self.bind.problems.append(problem)
             return None
         if len(self.bind.problems) != before:
             return None
@@ -239,7 +243,9 @@ class PipelineBuilder:
         self._remember_secrets(spec.options)
         return plugin
 
-    def _build_child(self, spec: PluginSpec, plugin_id: str, label: str) -> Plugin:
+    def _build_child(self, spec: PluginSpec | None, plugin_id: str, label: str) -> Plugin:
+        if spec is None:   # the section's own problem (e.g. unknown @type) is already recorded
+            raise ConfigError(self.bind.problems[-1:] or [Problem("invalid section")])
         log_level = spec.element.get("@log_level")
         plugin = self._instantiate(spec, spec.element.get("@id") or plugin_id, spec.element.get("@label") or label,
                                    log_level)
