@@ -52,8 +52,12 @@ class HttpInput(Input):
     def __init__(self, options: Any, ctx: PluginContext) -> None:
         super().__init__(options, ctx)
         self.health = health_of(ctx.extras)
-        self.health.stale_after = options.health_stale_timeout
-        self.health.failing_after = options.ready_failure_timeout
+        # only thresholds written in the config change the shared Health (defaults leave it as built)
+        given = options._element.attrs if options._element is not None else {}
+        if "health_stale_timeout" in given:
+            self.health.stale_after = options.health_stale_timeout
+        if "ready_failure_timeout" in given:
+            self.health.failing_after = options.ready_failure_timeout
         self.registry = registry_of(ctx.extras)
         bind = options.bind
         # brackets are for URLs, not for bind() (fluent-plugin-prometheus strips them too)
