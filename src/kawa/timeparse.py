@@ -7,6 +7,7 @@ import math
 import re
 import time as _time
 from datetime import datetime, timezone as _dt_timezone
+from functools import lru_cache
 from typing import Any, Callable
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -215,6 +216,7 @@ _ZONE_ABBR: dict[str, int] = {
 _ZONE_ABBR_ALT = "|".join(sorted(_ZONE_ABBR, key=len, reverse=True))
 
 
+@lru_cache(maxsize=512)  # few distinct zone strings per stream; parsing one costs ~1 µs
 def _parse_ruby_zone(text: str) -> int:
     t = text.strip().lower()
     if t in _ZONE_ABBR:
@@ -237,6 +239,7 @@ def _parse_ruby_zone(text: str) -> int:
     return sign * (h * 3600 + mi * 60 + s)
 
 
+@lru_cache(maxsize=512)
 def _gem_zone(text: str) -> int:
     # strptime gem %z: optional sign, 1-2 hour digits, optional ':', 0-2 minute digits
     sign = -1 if text[0] == "-" else 1
@@ -299,7 +302,7 @@ class _Compiled:
     """One strptime format compiled to a regex plus per-group field kinds."""
 
     __slots__ = ("fmt", "gem", "regex", "kinds", "frac_group", "has_zone", "has_epoch",
-                 "needs_now", "match")
+                 "needs_now", "match", "extract")
 
     def __init__(self, fmt: str, gem: bool) -> None:
         self.fmt = fmt
@@ -345,6 +348,7 @@ class _Compiled:
         self.has_zone = any(k in ("z", "Z") for k in kinds)
         self.has_epoch = any(k in ("s", "Q") for k in kinds)
         self.needs_now = not self.has_epoch and not any(k in ("Y", "y", "C") for k in kinds)
+        self.extract = _make_extractor(self)
 
     def _directive(self, d: str, bounded: bool) -> tuple[str, str | None]:
         if self.gem:
@@ -427,63 +431,18 @@ def _now_fields(offset: int | None) -> tuple[int, int, int, int, int, int]:
     return y, m, d, rem // 3600, rem % 3600 // 60, rem % 60
 
 
-def _extract(c: _Compiled, m: re.Match[str]) -> _Fields | None:
-    """Field values -> wall seconds (+ zone/epoch); None when a range check fails (Ruby: no match)."""
-    limits = _GEM_LIMITS if c.gem else _RUBY_LIMITS
-    year = mon = mday = hour = minute = sec = None
-    yday = None
-    hour12: int | None = None
-    cent = None
-    pm = None
-    zone: int | None = None
-    epoch: int | None = None
-    frac = 0
-    for kind, text in zip(c.kinds, m.groups()):
-        if kind == "b":
-            mon = _MONTH_NUM[text.lower()]
-            continue
-        if kind == "z":
-            if c.gem:
-                zone = 0 if text == "" else _gem_zone(text)
-            else:
-                zone = _parse_ruby_zone(text)
-            continue
-        if kind == "p":
-            pm = text[0] in "pP"
-            continue
-        if kind in ("N", "L"):
-            # both are a decimal fraction of a second: right-pad to nanoseconds, truncate
-            frac = int((text + "000000000")[:9])
-            continue
-        v = int(text)
-        lim = limits.get(kind)
-        if lim is not None and not (lim[0] <= v <= lim[1]):
-            return None
-        if kind == "Y":
-            year = v
-        elif kind == "y":
-            year = v + (2000 if v < 69 else 1900)
-        elif kind == "C":
-            cent = v
-        elif kind == "m":
-            mon = v
-        elif kind == "d":
-            mday = v
-        elif kind == "H":
-            hour = v
-        elif kind == "I":
-            hour12 = v
-        elif kind == "M":
-            minute = v
-        elif kind == "S":
-            sec = v
-        elif kind == "j":
-            yday = v
-        elif kind == "s":
-            epoch = v
-        elif kind == "Q":
-            epoch = v // 1000
-            frac = (v % 1000) * 1_000_000
+_MONTH_START: dict[int, int] = {y * 16 + mo: days_from_civil(y, mo, 1) for y in range(1970, 2101) for mo in range(1, 13)}
+
+
+def _month_start(year: int, mon: int) -> int:
+    d = _MONTH_START.get(year * 16 + mon)
+    return d if d is not None else days_from_civil(year, mon, 1)
+
+
+def _finish(year: int | None, mon: int | None, mday: int | None, hour: int | None, minute: int | None,
+            sec: int | None, yday: int | None, hour12: int | None, pm: bool | None, cent: int | None,
+            zone: int | None, epoch: int | None, frac: int) -> _Fields:
+    """General case: 12-hour clock, century, day of year, epoch and fields taken from "now"."""
     if hour12 is not None:
         hour = hour12 % 12 + (12 if pm else 0)
     elif pm and hour is not None and hour < 12:
@@ -509,9 +468,57 @@ def _extract(c: _Compiled, m: re.Match[str]) -> _Fields | None:
     if yday is not None and mon is None:
         days = days_from_civil(year, 1, 1) + yday - 1
     else:
-        days = days_from_civil(year, mon or 1, 1) + (mday or 1) - 1
-    wall = days * 86400 + (hour or 0) * 3600 + (minute or 0) * 60 + (sec or 0)
-    return wall, zone, None, frac
+        days = _month_start(year, mon or 1) + (mday or 1) - 1
+    return days * 86400 + (hour or 0) * 3600 + (minute or 0) * 60 + (sec or 0), zone, None, frac
+
+
+_VAR = {"Y": "year", "C": "cent", "m": "mon", "d": "mday", "H": "hour", "I": "hour12", "M": "minute",
+        "S": "sec", "j": "yday", "s": "epoch"}
+
+
+def _make_extractor(c: _Compiled) -> Callable[[re.Match[str]], "_Fields | None"]:
+    """Generate straight-line code for this format's fields: the generic loop costs several µs per miss."""
+    limits = _GEM_LIMITS if c.gem else _RUBY_LIMITS
+    kinds = c.kinds
+    body = ["def _ex(m):",
+            "    year = mon = mday = hour = minute = sec = yday = hour12 = pm = cent = zone = epoch = None",
+            "    frac = 0"]
+    if kinds:
+        body.append("    " + "".join(f"g{i}, " for i in range(len(kinds))) + "= m.groups()")
+    for i, k in enumerate(kinds):
+        g = f"g{i}"
+        if k == "b":
+            body.append(f"    mon = MN[{g}.lower()]")
+        elif k == "z":
+            body.append(f"    zone = (0 if not {g} else GZ({g}))" if c.gem else f"    zone = RZ({g})")
+        elif k == "p":
+            body.append(f"    pm = {g}[0] in 'pP'")
+        elif k in ("N", "L"):
+            body.append(f"    frac = int(({g} + '000000000')[:9])")
+        elif k == "y":
+            body.append(f"    year = int({g}); year += 2000 if year < 69 else 1900")
+        elif k == "Q":
+            body.append(f"    epoch, frac = divmod(int({g}), 1000); frac *= 1000000")
+        else:
+            var = _VAR[k]
+            body.append(f"    {var} = int({g})")
+            if k in limits:
+                lo, hi = limits[k]
+                body.append(f"    if not {lo} <= {var} <= {hi}: return None")
+    fast = ("Y" in kinds or "y" in kinds) and not any(k in ("I", "p", "C", "j", "s", "Q") for k in kinds)
+    if fast:
+        mon_e = "mon" if ("m" in kinds or "b" in kinds) else "1"
+        expr = [f"(MS({mon_e and 'year'}, {mon_e}) + {'mday - 1' if 'd' in kinds else '0'}) * 86400"]
+        for k, mult in (("H", 3600), ("M", 60), ("S", 1)):
+            if k in kinds:
+                expr.append(f"{_VAR[k]} * {mult}" if mult != 1 else _VAR[k])
+        body.append(f"    return {' + '.join(expr)}, zone, None, frac")
+    else:
+        body.append("    return FIN(year, mon, mday, hour, minute, sec, yday, hour12, pm, cent, zone, epoch, frac)")
+    ns: dict[str, Any] = {"MN": _MONTH_NUM, "GZ": _gem_zone, "RZ": _parse_ruby_zone, "MS": _month_start,
+                          "FIN": _finish}
+    exec("\n".join(body), ns)  # noqa: S102 - our own generated code, no user text inside
+    return ns["_ex"]
 
 
 # ---------------------------------------------------------------- single-format parsers
@@ -601,7 +608,7 @@ class _FormatParser:
         return f"invalid date or strptime format - `{value}' `{self.fmt}'"
 
     def _seconds(self, value: str, c: _Compiled, m: re.Match[str]) -> int:
-        f = _extract(c, m)
+        f = c.extract(m)
         if f is None:
             raise TimeParseError(value, self._nomatch(value))
         wall, zone, epoch, frac = f
@@ -1094,10 +1101,10 @@ class TimeFormatter:
             p = self._last_parts
         else:
             p = self._parts(sec)
-        d = self._sub_digits
-        if d == 9:
-            return f"{p[0]}{nsec:09d}{p[1]}"
-        return p[0] + _subsec(nsec, d) + p[1]
+        if self._sub_digits == 9:
+            # str(NS + nsec)[1:] is the cheapest 9-digit zero pad in CPython
+            return p[0] + str(NS + nsec)[1:] + p[1]
+        return p[0] + _subsec(nsec, self._sub_digits) + p[1]
 
     def _offset(self, sec: int) -> int:
         mode = self._mode
