@@ -70,3 +70,31 @@ def make_stream(logs: Any) -> Callable[..., tuple[str, str]]:
         logs.create_log_stream(logGroupName=group, logStreamName="s")
         return group, "s"
     return make
+
+
+# --- cloudwatch_logs output fixtures ------------------------------------------------------------
+
+@pytest.fixture
+def cw_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fake credentials and region in the environment; nothing from a developer's ~/.aws."""
+    from kawa.testing.cwl_server import FAKE_CREDENTIALS
+
+    for key in ("AWS_PROFILE", "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ENDPOINT_URL",
+                "AWS_ENDPOINT_URL_LOGS", "AWS_ENDPOINT_URL_STS", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in FAKE_CREDENTIALS.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent/kawa-test-aws-config")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/kawa-test-aws-credentials")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
+@pytest.fixture
+def cw_output(cw_env: None, cwl_proxy: StrictCloudWatchProxy, clock: FakeClock) -> Callable[..., Any]:
+    """Build a cloudwatch_logs OutputDriver aimed at the strict proxy; its clock follows the proxy's."""
+    from kawa.testing.drivers import OutputDriver
+
+    def make(conf: str, *, endpoint: str | None = None) -> Any:
+        body = f"region us-east-1\nendpoint {endpoint or cwl_proxy.endpoint}\nrequest_timeout 5\n{conf}"
+        return OutputDriver("cloudwatch_logs", body, clock=lambda: int(clock() * 1_000_000_000))
+    return make

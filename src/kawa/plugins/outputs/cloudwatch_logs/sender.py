@@ -255,7 +255,7 @@ class Delivery:
                     return self._missing(plan, "group", failures)
                 await self._create_group(plan)
             if not out.options.auto_create_stream:
-                return self._missing(plan, "stream" if missing != "group" else "stream", failures)
+                return self._missing(plan, "stream", failures)
             try:
                 await self._create_stream(group, stream)
             except AwsApiError as err:
@@ -279,7 +279,8 @@ class Delivery:
 
     def _missing(self, plan: Plan, what: str, failures: list[Failure]) -> bool:
         name = plan.group if what == "group" else plan.stream
-        option = "auto_create_group" if what == "group" else "auto_create_stream"
+        explicit = self.out.options.auto_create_group is not None
+        option = "auto_create_group" if what == "group" and explicit else "auto_create_stream"
         self.log.warn(f"Log {what} '{name}' does not exist")
         failures.append(Failure(f"log {what} '{name}' does not exist and {option} is false"))
         return False
