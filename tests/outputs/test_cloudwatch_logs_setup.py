@@ -1,0 +1,188 @@
+"""cloudwatch_logs output: credentials (env, static, IRSA web identity and AssumeRole via moto's STS),
+config checks, check_aws, lazy AWS imports, and durable progress across a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import subprocess
+import sys
+import time
+from typing import Any
+
+import pytest
+
+from kawa.errors import ConfigError, RetryableError
+from kawa.plugins.outputs.cloudwatch_logs import check_aws
+from kawa.plugins.outputs.cloudwatch_logs.progress import ChunkProgress, ProgressStore
+from kawa.testing.cwl_server import read_all_events
+from kawa.testing.drivers import OutputDriver
+
+ROLE_ARN = "arn:aws:iam::123456789012:role/kawa-test"
+
+
+def arun(fn: Any) -> Any:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return asyncio.run(fn(*args, **kwargs))
+    return wrapper
+
+
+async def write_one(d: Any, record: dict[str, Any]) -> None:
+    await d.instance.emit("app", [(time.time_ns(), record)])
+    d.instance.buffer.enqueue_all(force=True)
+    await d.instance.write(d.instance.buffer.dequeue())
+
+
+def creds_of(d: Any) -> Any:
+    return d.instance.delivery.client.signer.credentials.get_frozen_credentials()
+
+
+@arun
+async def test_credentials_from_environment(cw_output, cwl_proxy, make_stream, monkeypatch):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAKAWAENVTEST")
+    group, stream = make_stream()
+    d = cw_output(f"log_group_name {group}\nlog_stream_name {stream}")
+    await write_one(d, {"a": 1})
+    assert creds_of(d).access_key == "AKIAKAWAENVTEST"
+    assert len(read_all_events(cwl_proxy.endpoint, group, stream)) == 1
+
+
+@arun
+async def test_static_keys_win_over_environment(cw_output, make_stream):
+    group, stream = make_stream()
+    d = cw_output(f"log_group_name {group}\nlog_stream_name {stream}\naws_key_id AKIASTATIC\naws_sec_key sekrit")
+    await write_one(d, {"a": 1})
+    assert creds_of(d).access_key == "AKIASTATIC"
+    assert "sekrit" not in repr(d.logs)
+
+
+@pytest.fixture
+def irsa_env(cw_env, moto_server, tmp_path, monkeypatch):
+    """EKS IRSA as the pod sees it: a projected token file and a role, no static keys."""
+    token = tmp_path / "token"
+    token.write_text("eyJhbGciOiJSUzI1NiJ9.kawa-test-token.sig")
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_STS", moto_server.endpoint)
+    return token
+
+
+@arun
+async def test_irsa_web_identity_from_default_chain(irsa_env, cw_output, make_stream, cwl_proxy, monkeypatch):
+    monkeypatch.setenv("AWS_ROLE_ARN", ROLE_ARN)
+    monkeypatch.setenv("AWS_WEB_IDENTITY_TOKEN_FILE", str(irsa_env))
+    group, stream = make_stream()
+    d = cw_output(f"log_group_name {group}\nlog_stream_name {stream}")
+    await write_one(d, {"a": 1})
+    creds = creds_of(d)
+    assert creds.token and creds.access_key not in ("testing", None)
+    assert any('credentials="assume-role-with-web-identity"' in line for line in d.logs)
+    assert len(read_all_events(cwl_proxy.endpoint, group, stream)) == 1
+
+
+@arun
+async def test_web_identity_credentials_section(irsa_env, cw_output, make_stream):
+    group, stream = make_stream()
+    d = cw_output(f"log_group_name {group}\nlog_stream_name {stream}\n<web_identity_credentials>\n"
+                  f"role_arn {ROLE_ARN}\nrole_session_name kawa\nweb_identity_token_file {irsa_env}\n"
+                  "</web_identity_credentials>")
+    await write_one(d, {"a": 1})
+    assert creds_of(d).token
+    assert any('credentials="assume-role-with-web-identity"' in line for line in d.logs)
+
+
+@arun
+async def test_aws_use_sts_assumes_role(cw_output, make_stream, moto_server):
+    group, stream = make_stream()
+    d = cw_output(f"log_group_name {group}\nlog_stream_name {stream}\naws_use_sts true\n"
+                  f"aws_sts_role_arn {ROLE_ARN}\naws_sts_endpoint_url {moto_server.endpoint}")
+    await write_one(d, {"a": 1})
+    assert creds_of(d).access_key != "testing" and creds_of(d).token
+    assert any('credentials="assume-role"' in line for line in d.logs)
+
+
+def test_check_aws_reports_missing_group(cw_output, make_stream, moto_server, monkeypatch):
+    monkeypatch.setenv("AWS_ENDPOINT_URL_STS", moto_server.endpoint)
+    group, stream = make_stream()
+    assert check_aws(cw_output(f"log_group_name {group}\nlog_stream_name s").instance) == []
+    problems = check_aws(cw_output("log_group_name /kawa/test/nope-never\nlog_stream_name s").instance)
+    assert len(problems) == 1 and "does not exist" in problems[0]
+    assert check_aws(cw_output("log_group_name /kawa/test/nope\nlog_stream_name s\n"
+                               "auto_create_stream true").instance) == []
+
+
+@pytest.mark.parametrize("conf, message", [
+    ("log_group_name g\nuse_tag_as_group true\nlog_stream_name s",
+     "Set only one of log_group_name, use_tag_as_group and log_group_name_key"),
+    ("log_group_name g", "Set only one of log_stream_name, use_tag_as_stream and log_stream_name_key"),
+    ("log_group_name g\nlog_stream_name s\nretention_in_days 8", "is not accepted by CloudWatch Logs"),
+    ("log_group_name g\nlog_stream_name s\nretention_in_days 7\nretention_in_days_key r",
+     "Set only one of retention_in_days, retention_in_days_key"),
+])
+def test_config_errors(conf, message):
+    with pytest.raises(ConfigError, match=message):
+        OutputDriver("cloudwatch_logs", conf)
+
+
+def test_ruby_retry_options_accepted_without_effect():
+    d = OutputDriver("cloudwatch_logs", "log_group_name g\nlog_stream_name s\nput_log_events_retry_limit 3\n"
+                     "json_handler json\nconcurrency 4")
+    opts = type(d.instance.options)._options
+    assert opts["put_log_events_retry_limit"].no_effect and opts["json_handler"].no_effect
+    assert opts["aws_sec_key"].secret and opts["aws_key_id"].secret
+
+
+def test_no_aws_import_until_started():
+    code = ("import sys; from kawa.testing.drivers import OutputDriver; "
+            "OutputDriver('cloudwatch_logs', 'log_group_name g\\nlog_stream_name s'); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('botocore', 'boto3')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_progress_ranges_and_layout_change():
+    p = ChunkProgress("c1")
+    assert p.bind("d", 100)
+    p.mark("d", 10, 20)
+    p.mark("d", 20, 30)
+    p.mark("d", 50, 60)
+    assert p.done["d"] == [(10, 30), (50, 60)]
+    assert p.remaining("d", 0, 100) == [(0, 10), (30, 50), (60, 100)]
+    assert p.remaining("d", 12, 28) == []
+    assert not p.bind("d", 99) and p.remaining("d", 0, 100) == [(0, 100)]
+
+
+def test_progress_file_survives_restart(tmp_path):
+    store = ProgressStore(str(tmp_path))
+    p = store.load("abc")
+    p.bind("g\0s", 30)
+    p.mark("g\0s", 0, 10)
+    store.save(p)
+    again = ProgressStore(str(tmp_path)).load("abc")
+    assert again.remaining("g\0s", 0, 30) == [(10, 30)]
+    ProgressStore(str(tmp_path)).prune([])
+    assert not list(tmp_path.iterdir())
+
+
+@arun
+async def test_restart_resumes_from_durable_progress(cw_output, cwl_proxy, make_stream, tmp_path):
+    group, stream = make_stream()
+    conf = f"log_group_name {group}\nlog_stream_name {stream}\nmax_events_per_batch 10"
+    first = cw_output(conf)
+    first.instance.progress = ProgressStore(str(tmp_path))
+    base = time.time_ns() - 60_000_000_000
+    await first.instance.emit("app", [(base + i, {"i": i}) for i in range(40)])
+    first.instance.buffer.enqueue_all(force=True)
+    chunk = first.instance.buffer.dequeue()
+    cwl_proxy.faults.delay(0.0, 2)
+    cwl_proxy.faults.unavailable(1)
+    with pytest.raises(RetryableError):
+        await first.instance.write(chunk)
+    second = cw_output(conf)                       # a new process: only the progress file remains
+    second.instance.progress = ProgressStore(str(tmp_path))
+    await second.instance.write(chunk)
+    got = [e["message"] for e in read_all_events(cwl_proxy.endpoint, group, stream)]
+    assert len(got) == 40 and len(set(got)) == 40
+    assert not list(tmp_path.glob("*.cwlprogress"))
