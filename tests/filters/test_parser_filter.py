@@ -118,7 +118,10 @@ def test_one_parse_batch_call_per_batch() -> None:
     assert calls == [30]
     assert len(d.filtered_records) == 20 and d.filtered_records[0] == {"a": "x", "b": "1"}
     assert len(keeper.errors) == 10
-    assert [t for _, t, _ in d.filtered_events][:2] == [T0 + 1, T0 + 2]   # no time in the text: event time
+    assert {t for _, t, _ in d.filtered_events} == {NOW}     # no time in the text: estimate_current_event
+    d, _ = _driver("key_name log\nreserve_time true\n<parse>\n@type json\n</parse>")
+    d.feed_batch("t", [(T0, {"log": '{"time": 5}'}), (T0 + 1, {"log": '{}'})])
+    assert [t for _, t, _ in d.filtered_events] == [T0, T0 + 1]
 
 
 def test_prefix_hash_value_field_and_remove_key() -> None:
