@@ -107,15 +107,19 @@ class Flusher:
         self._wake.set()
 
     async def flush_all(self) -> None:
-        """Force flush: queue every staged chunk and write every chunk not waiting for a retry."""
+        """Force flush: queue every staged chunk; the writers (flush_thread_count of them, so chunk
+        order holds) write every chunk not waiting for a retry; return when they are done."""
         self.buffer.enqueue_all(force=True)
         while True:
-            chunk = self.buffer.dequeue(self._ready)
-            if chunk is not None:
+            if not self._tasks:      # not started: write here, in order
+                chunk = self.buffer.dequeue(self._ready)
+                if chunk is None:
+                    return
                 await self.flush_one(chunk)
                 continue
-            if not self.buffer.dequeued:
+            if not self.buffer.dequeued and not any(self._ready(c) for c in self.buffer.queue):
                 return
+            self.wake()
             await self._wait(self._done, 1.0)
 
     # -- loops ------------------------------------------------------------------------------------

@@ -136,11 +136,12 @@ class FileOutput(BufferedOutput):
 
     def _write_file(self, path: str, data: bytes) -> str:
         os.makedirs(os.path.dirname(path) or ".", mode=_DEFAULT_DIR_PERMISSION, exist_ok=True)
-        if not self.options.append:
-            path = _first_free(path)
         if self.compress:
             data = gzip.compress(data)  # one gzip member per chunk, as Fluentd's GzipWriter per write
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, _DEFAULT_FILE_PERMISSION)
+        if self.options.append:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, _DEFAULT_FILE_PERMISSION)
+        else:
+            path, fd = _create_first_free(path)
         try:
             view = memoryview(data)
             while view:
@@ -162,11 +163,13 @@ class FileOutput(BufferedOutput):
         os.replace(tmp, link)
 
 
-def _first_free(template: str) -> str:
-    """out_file.rb find_filepath_available: the first `_<N>` name that does not exist."""
+def _create_first_free(template: str) -> tuple[str, int]:
+    """out_file.rb find_filepath_available: create the first free `_<N>` name (O_EXCL: no two flushes
+    can pick the same name)."""
     i = 0
     while True:
         path = template.replace("_**", f"_{i}", 1)
-        if not os.path.exists(path):
-            return path
-        i += 1
+        try:
+            return path, os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _DEFAULT_FILE_PERMISSION)
+        except FileExistsError:
+            i += 1
