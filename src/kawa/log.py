@@ -81,7 +81,9 @@ class LogSink:
             self.stream.write(line + "\n")
             self.stream.flush()
         hook = self.event_hook
-        if hook is not None:
+        # Only the worker's own lines ("#0 ...") become fluent.* events, as in Fluentd where the
+        # supervisor's lines never reach a worker's router.
+        if hook is not None and prefix:
             tail = "".join(f" {k}={_quote(v)}" for k, v in fields.items())
             hook(level, message + tail, fields)
 

@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -128,7 +129,9 @@ class Run:
     def normalize_paths(self, text: str) -> str:
         root = str(self.root)
         tag_form = root.lstrip("/").replace("/", ".")
-        return text.replace(root, "@CASE@").replace(tag_form, "@CASE_TAG@")
+        text = text.replace(root, "@CASE@").replace(tag_form, "@CASE_TAG@")
+        # The golden machine was called `vm`; ${hostname} values were written @HOSTNAME@.
+        return re.sub(rf"\b{re.escape(socket.gethostname())}\b", "@HOSTNAME@", text)
 
     def normalize_now(self, text: str) -> str:
         """Replace timestamps inside this run's wall-clock window by @NOW@ (golden README rule)."""

@@ -64,6 +64,7 @@ def compare_outputs(run: Run, case: str, step: str | None = None) -> None:
         ours = run.normalize_now(got[name]) if normalized else got[name]
         if normalized:
             ours = re.sub(r'"(pid|ppid)":\d+', r'"\1":"@PID@"', ours)
+            ours = re.sub(r'\b(pid|ppid)=\d+', r'\1=@PID@', ours)
         assert ours == text, f"{name} differs"
 
 

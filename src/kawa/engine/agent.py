@@ -37,6 +37,7 @@ class Agent:
         self.wlog.info("fluentd worker is now running", worker=self.worker_id)
         await self._stop.wait()
         self.wlog.info("fluentd worker is now stopping", worker=self.worker_id)
+        self.log.sink.event_hook = None   # Fluentd's last fluent.* event is "now stopping"
         await self.stop()
         return 0
 

@@ -160,7 +160,9 @@ class ExecInput(Input):
             return
         now = self.ctx.clock()
         extract = self.options.extract
-        by_tag: dict[str, list[Event]] = {}
+        # Consecutive runs of one tag become one batch: records keep their input order across tags,
+        # as in_exec's one-by-one emits do.
+        runs: list[tuple[str, list[Event]]] = []
         for time, record in parsed:
             tag = self.options.tag
             if extract is not None and extract.tag_key and extract.tag_key in record:
@@ -172,6 +174,8 @@ class ExecInput(Input):
                     time = self._time_parser.parse(raw)
                 except Exception as exc:
                     self.log.warn("exec failed to extract time", error=str(exc))
-            by_tag.setdefault(tag, []).append((now if time is None else time, record))
-        for tag, events in by_tag.items():
+            if not runs or runs[-1][0] != tag:
+                runs.append((tag, []))
+            runs[-1][1].append((now if time is None else time, record))
+        for tag, events in runs:
             await self.emitter.emit(tag, events)
