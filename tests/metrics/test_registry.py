@@ -173,3 +173,20 @@ def test_order_and_configured_type_follow_monitor_agent_on_a_real_pipeline() -> 
                      ("other_null", "output")]
     reg = MetricsRegistry({"pipeline": pipe})
     assert [s.type for s in reg.snapshots()] == ["sample", "null", "grep", "null"]
+
+
+def test_buffer_and_tail_alias_keys_are_understood() -> None:
+    out = FakePlugin("out", "cloudwatch_logs", "output",
+                     {"stage_length": 2, "stage_byte_size": 100, "queue_length": 1, "queue_byte_size": 50,
+                      c.RETRY_COUNT: 3})
+    tail = FakePlugin("in_tail", "tail", "input", {"unmatched_lines": 4, "invalid_lines": 1})
+    fams = scrape(fake_pipeline(tail, out))
+    assert fams["fluentd_output_status_buffer_stage_length"].value(plugin_id="out") == 2
+    assert fams["fluentd_output_status_buffer_queue_length"].value(plugin_id="out") == 1
+    assert fams["fluentd_output_status_buffer_total_bytes"].value(plugin_id="out") == 150
+    assert fams["fluentd_output_status_num_errors"].value(plugin_id="out") == 3
+    records = fams["kawa_records_total"]
+    assert records.value(stage="unmatched", reason="unmatched") == 4
+    assert records.value(stage="unmatched", reason="invalid") == 1
+    assert out.stats() == {"stage_length": 2, "stage_byte_size": 100, "queue_length": 1, "queue_byte_size": 50,
+                           c.RETRY_COUNT: 3}

@@ -81,7 +81,7 @@ class MetricsRegistry:
         out: list[Snapshot] = []
         for plugin, category in ordered_plugins(self.pipeline):
             try:
-                stats = plugin.stats() or {}
+                stats = normalize(plugin.stats() or {})
             except Exception:  # a broken stats() hides that plugin's series, not the whole scrape
                 stats = {}
             out.append(Snapshot(plugin, category, stats))
@@ -197,6 +197,30 @@ class MetricsRegistry:
             ready.set((), 1 if self.health.readiness()[0] else 0)
             fams += [age, ready]
         return fams
+
+
+# Spellings some plugins use for catalog keys (the Buffer's own names without Output's "buffer_"
+# prefix; in_tail's line counters). Accepted so a plugin is not invisible for a naming slip.
+_ALIASES = {"stage_length": c.BUFFER_STAGE_LENGTH, "stage_byte_size": c.BUFFER_STAGE_BYTE_SIZE,
+            "queue_length": c.BUFFER_QUEUE_LENGTH, "queue_byte_size": c.BUFFER_QUEUE_BYTE_SIZE}
+_PARSE_ERROR_ALIASES = {"unmatched_lines": "unmatched", "invalid_lines": "invalid"}
+
+
+def normalize(stats: dict[str, Any]) -> dict[str, Any]:
+    """The stats with alias keys renamed to catalog keys; the plugin's dict is never modified."""
+    if not any(k in stats for k in _ALIASES) and not any(k in stats for k in _PARSE_ERROR_ALIASES):
+        return stats
+    out = dict(stats)
+    for alias, key in _ALIASES.items():
+        if alias in out and key not in out:
+            out[key] = out.pop(alias)
+    if c.BUFFER_TOTAL_QUEUED_SIZE not in out and c.BUFFER_STAGE_BYTE_SIZE in out:
+        out[c.BUFFER_TOTAL_QUEUED_SIZE] = out[c.BUFFER_STAGE_BYTE_SIZE] + out.get(c.BUFFER_QUEUE_BYTE_SIZE, 0)
+    if c.PARSE_ERRORS not in out:
+        errors = {reason: out[k] for k, reason in _PARSE_ERROR_ALIASES.items() if k in out}
+        if errors:
+            out[c.PARSE_ERRORS] = errors
+    return out
 
 
 def _stat(stats: dict[str, Any], key: str) -> Any:

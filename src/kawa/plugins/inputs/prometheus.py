@@ -65,8 +65,8 @@ class PrometheusInput(HttpInput):
         return {self.options.metrics_path: self._metrics, self.options.aggregated_metrics_path: self._metrics}
 
     def _metrics(self, _req: Request) -> Response:
-        # Aggregated metrics equal this worker's: kawa runs one pipeline per process and
-        # does not fetch its sibling workers' ports (see the module docstring of kawa.metrics).
+        # Aggregated metrics are this worker's only: kawa does not yet fetch and merge its
+        # sibling workers' ports as the plugin does (identical with the usual single worker).
         body = self.registry.render().encode()
         encoding = self.options.content_encoding
         if encoding == "gzip":
