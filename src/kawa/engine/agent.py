@@ -48,6 +48,9 @@ class Agent:
         self._signals += 1
         if self._signals == 1:
             self.log.info("Received graceful stop")
+            from kawa.metrics import begin_drain
+
+            begin_drain()             # /readyz answers 503 while we drain
             self._stop.set()
         else:
             self.log.warn("Received a second stop signal: exiting now without flushing", signal=sig)

@@ -54,7 +54,7 @@ class PipelineBuilder:
         self.log = log
         self.worker_id = worker_id
         self.dry_run = dry_run
-        self.extras = extras or {}
+        self.extras = extras if extras is not None else {}
         self.bind = BindContext(lookup=self._lookup)
         self.plugin_log = log.child(prefix=f"#{worker_id} ")
         # Fluentd prints configure-time warnings from the worker ("#0 ..."); a dry run has no worker.
@@ -74,6 +74,8 @@ class PipelineBuilder:
         router = Router(self.plugin_log)
         pipe = Pipeline(system, router)
         self.pipe = pipe
+        # monitor_agent / prometheus read every plugin's stats() through this at scrape time.
+        self.extras["pipeline"] = pipe
         top = self._worker_elements(self.root, system.workers or 1)
         for elem in top:
             if elem.name == "label":
