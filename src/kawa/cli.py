@@ -10,7 +10,7 @@ import asyncio
 import os
 import platform
 import sys
-from typing import Sequence, TextIO
+from typing import TYPE_CHECKING, Sequence, TextIO
 
 from kawa import __version__
 from kawa.errors import ConfigError, KawaError
@@ -19,6 +19,9 @@ from kawa.log import LEVELS, LogSink, Logger
 DEFAULT_CONFIGS = ("/fluentd/etc/fluent.conf", "/etc/kawa/kawa.conf", "/etc/kawa/fluent.conf",
                    "/etc/fluent/fluent.conf")
 EXIT_CONFIG = 2
+
+if TYPE_CHECKING:
+    from kawa.engine.pipeline import Pipeline
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -108,7 +111,11 @@ def _run(args: argparse.Namespace, log: Logger) -> int:
     log.info(f"starting kawa-{__version__}", pid=os.getpid(), python=platform.python_version())
     from kawa.engine.agent import Agent
 
-    agent = Agent(pipeline, log, worker_id=worker_id)
+    def reload() -> "Pipeline":
+        new_root = parse_config_file(path)
+        return PipelineBuilder(new_root, log, worker_id=worker_id).build()
+
+    agent = Agent(pipeline, log, worker_id=worker_id, reload=reload)
     return asyncio.run(agent.run())
 
 

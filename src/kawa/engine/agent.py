@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from typing import Any
+from typing import Any, Callable
+
+from kawa.errors import ConfigError
 
 from kawa.engine.pipeline import Pipeline
 from kawa.engine.router import FLUENT_LOG_LABEL, ROOT_LABEL
@@ -17,8 +19,14 @@ from kawa.log import Logger
 
 
 class Agent:
-    def __init__(self, pipeline: Pipeline, log: Logger, *, worker_id: int = 0) -> None:
+    """`reload` builds a new pipeline from the config file (SIGHUP); it raises ConfigError when the
+    new configuration is wrong, and the running one is kept."""
+
+    def __init__(self, pipeline: Pipeline, log: Logger, *, worker_id: int = 0,
+                 reload: Callable[[], Pipeline] | None = None) -> None:
         self.pipe = pipeline
+        self._reload = reload
+        self._reloading = False
         self.log = log
         self.wlog = log.child(prefix=f"#{worker_id} ")
         self.worker_id = worker_id
@@ -31,6 +39,8 @@ class Agent:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_stop_signal, sig)
         loop.add_signal_handler(signal.SIGUSR1, lambda: loop.create_task(self.flush_all()))
+        if self._reload is not None:
+            loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(self.reload()))
         self._route_own_logs()
         await self.start()
         self.wlog.info("starting fluentd worker", pid=os.getpid(), ppid=os.getppid(), worker=self.worker_id)
@@ -75,6 +85,33 @@ class Agent:
         for out in self.pipe.outputs:
             self.wlog.info("shutting down output plugin", type=_Sym(out.type_name), plugin_id=out.plugin_id)
             await _guard(out.stop(), self.wlog, out.plugin_id)
+
+    async def reload(self) -> bool:
+        """Swap to a freshly built pipeline. File buffers stay on disk and are resumed by the new
+        outputs; memory buffers are flushed by the old outputs' stop(); tail positions are saved by
+        the old inputs' stop() and resumed by the new ones."""
+        if self._reload is None or self._reloading or self._stop.is_set():
+            return False
+        self._reloading = True
+        try:
+            self.log.info("reloading configuration (SIGHUP)")
+            try:
+                new = self._reload()
+            except ConfigError as exc:
+                for problem in exc.problems:
+                    self.log.error(str(problem))
+                self.log.error("configuration reload failed: keeping the running configuration")
+                return False
+            hook, self.log.sink.event_hook = self.log.sink.event_hook, None
+            await self.stop()
+            self.pipe = new
+            await self.start()
+            if hook is not None:
+                self._route_own_logs()
+            self.log.info("configuration reloaded")
+            return True
+        finally:
+            self._reloading = False
 
     async def flush_all(self) -> None:
         self.wlog.info("force flushing buffered events")

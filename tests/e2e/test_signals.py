@@ -1,0 +1,101 @@
+"""Signals on the real `kawa` process: SIGTERM drains and exits 0, SIGHUP reloads (a bad new config is
+refused and the old one keeps running), SIGUSR1 flushes buffers now."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+CONF = """
+<source>
+  @type sample
+  tag app.{name}
+  rate 50
+  auto_increment_key n
+  sample {{"message":"hello"}}
+</source>
+<match app.**>
+  @type file
+  path {out}/{name}
+  append true
+  <format>
+    @type json
+  </format>
+  <buffer>
+    flush_mode {flush_mode}
+    {flush_extra}
+  </buffer>
+</match>
+"""
+
+
+def _conf(path: Path, out: Path, name: str, flush_mode: str = "immediate", flush_extra: str = "") -> None:
+    path.write_text(CONF.format(out=out, name=name, flush_mode=flush_mode, flush_extra=flush_extra))
+
+
+def _records(out: Path, name: str) -> list[dict]:
+    return [orjson.loads(l) for p in sorted(out.glob(f"{name}.*.log")) for l in p.read_bytes().splitlines()]
+
+
+def _wait(cond, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
+
+
+def _start(conf: Path, log: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "kawa", "-c", str(conf)], stdout=log.open("w"),
+                            stderr=subprocess.STDOUT)
+
+
+def test_sighup_reloads_and_refuses_a_bad_config(tmp_path: Path) -> None:
+    out, conf, log = tmp_path / "out", tmp_path / "fluent.conf", tmp_path / "kawa.log"
+    _conf(conf, out, "first")
+    proc = _start(conf, log)
+    try:
+        _wait(lambda: len(_records(out, "first")) >= 20)
+        conf.write_text(conf.read_text().replace("@type file", "@type fiel"))      # a broken config
+        proc.send_signal(signal.SIGHUP)
+        _wait(lambda: "configuration reload failed" in log.read_text())
+        assert "Unknown output plugin 'fiel'" in log.read_text()
+        before = len(_records(out, "first"))
+        _wait(lambda: len(_records(out, "first")) > before + 10)                 # still running
+        _conf(conf, out, "second")
+        proc.send_signal(signal.SIGHUP)
+        _wait(lambda: len(_records(out, "second")) >= 10)
+        assert "configuration reloaded" in log.read_text()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+    assert proc.returncode == 0, log.read_text()
+    assert "Traceback" not in log.read_text()
+    first = [r["n"] for r in _records(out, "first")]
+    assert first == list(range(len(first)))          # nothing lost or doubled before the reload
+
+
+def test_sigusr1_flushes_an_interval_buffer_and_sigterm_drains(tmp_path: Path) -> None:
+    out, conf, log = tmp_path / "out", tmp_path / "fluent.conf", tmp_path / "kawa.log"
+    _conf(conf, out, "app", flush_mode="interval", flush_extra="flush_interval 1h")
+    proc = _start(conf, log)
+    try:
+        _wait(lambda: "fluentd worker is now running" in log.read_text())
+        time.sleep(1.0)
+        assert _records(out, "app") == []              # nothing written yet: flush_interval is 1 h
+        proc.send_signal(signal.SIGUSR1)
+        _wait(lambda: len(_records(out, "app")) >= 10)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+    assert proc.returncode == 0, log.read_text()
+    numbers = [r["n"] for r in _records(out, "app")]
+    assert numbers == list(range(len(numbers)))        # SIGTERM wrote everything in flight, once
