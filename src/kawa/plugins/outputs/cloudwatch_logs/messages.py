@@ -41,7 +41,8 @@ def yajl_dumps(record: dict[str, Any]) -> str:
         data = orjson.dumps(record)
     except (TypeError, orjson.JSONEncodeError):
         return json_gem_dumps(record)
-    if _FLOAT_MISMATCH.search(data) is not None:
+    # memmem pre-checks first: the regex costs ~1 µs per message, the substring tests ~50 ns.
+    if (b"e+" in data or b"e-" in data or b"0.0000" in data) and _FLOAT_MISMATCH.search(data) is not None:
         return json_gem_dumps(record)
     return data.decode()
 
