@@ -101,6 +101,13 @@ class Run:
         self.log = (self.root / "kawa.log").read_text(errors="replace")
         return self.rc
 
+    def kill_all(self) -> None:
+        """Never leave a kawa process behind when a test fails half-way through its steps."""
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
     def _state(self) -> tuple:
         items = []
         for sub in ("out", "work"):

@@ -88,9 +88,12 @@ def _is_buffer_file(name: str) -> bool:
 @pytest.mark.parametrize("case", _run_cases())
 def test_run_case(case: str, tmp_path: Path) -> None:
     run = prepare(case, tmp_path)
-    run.start()
-    run.wait_quiet()
-    rc = run.stop()
+    try:
+        run.start()
+        run.wait_quiet()
+        rc = run.stop()
+    finally:
+        run.kill_all()
     assert rc == 0, run.log
     assert "Traceback" not in run.log, run.log
     compare_outputs(run, case)

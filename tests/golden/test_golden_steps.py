@@ -52,6 +52,16 @@ def _apply(run: Run, case: str, step_file: str) -> None:
 @pytest.mark.parametrize("case", sorted(SCRIPTS))
 def test_step_case(case: str, tmp_path: Path) -> None:
     run = prepare(case, tmp_path)
+    try:
+        _run_script(run, case)
+    finally:
+        run.kill_all()
+    assert "Traceback" not in run.log, run.log
+    compare_outputs(run, case)
+    compare_pos_files(run, case)
+
+
+def _run_script(run: Run, case: str) -> None:
     for action, arg in SCRIPTS[case]:
         if action == "start":
             run.start()
@@ -69,6 +79,3 @@ def test_step_case(case: str, tmp_path: Path) -> None:
         elif action == "snapshot":
             compare_outputs(run, case, step=arg)
             compare_pos_files(run, case, step=arg)
-    assert "Traceback" not in run.log, run.log
-    compare_outputs(run, case)
-    compare_pos_files(run, case)
