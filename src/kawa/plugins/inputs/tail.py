@@ -16,8 +16,10 @@ from kawa.plugins.base import Input, Parser
 from kawa.plugins.inputs._tail import paths as tailpaths
 from kawa.plugins.inputs._tail.follower import Follower
 from kawa.plugins.inputs._tail.position_file import MemoryPositionEntry, PositionFile
+from kawa.plugins.inputs._tail.rotated_file import RotatedFiles
 from kawa.plugins.inputs._tail.reader import make_decoder, python_codec, split_lines
 from kawa.plugins.inputs._tail.scheduler import TailScheduler
+from kawa.plugins.parsers._stateful import StatefulLineParser
 
 # Fluentd in_tail: RESERVED_CHARS for path_delimiter; 1.18 IOHandler::BYTES_TO_READ (throttle floor).
 RESERVED_DELIMITERS = ("/", "*", "%")
@@ -50,7 +52,14 @@ class TailInput(Input):
     - at most max_open_files descriptors stay open; idle, fully read files are closed and reopened
       when they grow (a file rotated while closed is followed at its path; lines written to it
       between its close and its rotation are not read).
-    Not supported (ConfigError): <group>, path_timezone, multiline parsers, UTF-16/32 input.
+    - with a parser that joins lines (multiline, cri, docker) the pos_file never moves past the
+      first line the parser still holds, and a stop with a pos_file does not flush held lines:
+      the next start reads them again and joins them with what follows (Fluentd flushes them at
+      shutdown and, after a crash, loses them). With several streams interleaved (cri stdout and
+      stderr), lines of the other stream after the first held line are read twice after a restart;
+    - a rotated file being read during rotate_wait is listed in `<pos_file>.kawa-rotated`, so a
+      restart finishes it from its position (Fluentd forgets it).
+    Not supported (ConfigError): <group>, path_timezone, UTF-16/32 input.
     """
 
     compat_sections = ("parse",)
@@ -111,7 +120,10 @@ class TailInput(Input):
             self.log.warn("'pos_file PATH' parameter is not set to a 'tail' source.")
             self.log.warn("this parameter is highly recommended to save the position to resume tailing.")
         self.parser: Parser = self.build_child(o.parse, "parse")  # type: ignore[assignment]
+        # multiline, cri, docker: lines joined per file inside the parser (see parsers/_stateful.py)
+        self.joining = self.parser if isinstance(self.parser, StatefulLineParser) else None
         self.pf: PositionFile | None = None
+        self.rotated: RotatedFiles | None = None
         self.scheduler: TailScheduler | None = None
         self.opened_files = self.closed_files = self.rotated_files = self.throttled = 0
         self.unmatched = self.invalid = 0
@@ -122,8 +134,6 @@ class TailInput(Input):
             raise ConfigError("tail: the <group> section (group watch) is not supported by kawa yet")
         if o.path_timezone is not None:
             raise ConfigError("tail: 'path_timezone' is not supported by kawa yet")
-        if o.parse is not None and "multiline" in getattr(o.parse.cls, "type_name", ""):
-            raise ConfigError("tail: multiline parsers are not supported by kawa's tail yet")
         if not o.enable_watch_timer and not o.enable_stat_watcher:
             raise ConfigError("either of enable_watch_timer or enable_stat_watcher must be true")
         if o.glob_policy == "always" and o.path_delimiter == ",":
@@ -165,6 +175,7 @@ class TailInput(Input):
             os.makedirs(os.path.dirname(os.path.abspath(o.pos_file)), exist_ok=True)
             self.pf = PositionFile(o.pos_file, o.follow_inodes, warn=self.log.warn)
             self.pf.load(self._existing_keys())
+            self.rotated = RotatedFiles(o.pos_file)
         self.scheduler = TailScheduler(self)
         await self.scheduler.start()
 
@@ -175,6 +186,9 @@ class TailInput(Input):
             self.pf.sync()
             self.pf.close()
             self.pf = None
+        if self.rotated is not None:
+            self.rotated.close()
+            self.rotated = None
 
     # -- paths --------------------------------------------------------------------------------
 
@@ -244,28 +258,73 @@ class TailInput(Input):
 
     # -- lines -> events ----------------------------------------------------------------------
 
-    def to_events(self, follower: Follower, data: bytes) -> list[Any]:
-        """Decode, chomp and parse one batch of complete lines; fill missing times; path_key."""
+    def to_events(self, follower: Follower, data: bytes, start_pos: int, now: float) -> list[Any]:
+        """Decode, chomp and parse one batch of complete lines (file bytes from `start_pos`)."""
         lines = split_lines(self.decoder(data))
         follower.counters.lines += len(lines)
-        parsed, failures = self.parser.parse_batch(lines)
+        if self.joining is None:
+            parsed, failures = self.parser.parse_batch(lines)
+        else:
+            parsed, failures = self.joining.parse_batch(lines, stream=follower.key)
+            self._track_held(follower, data, start_pos, len(lines), now)
+        return self._finish_events(follower, parsed, failures)
+
+    def held_events(self, follower: Follower) -> list[Any]:
+        """Flush what a stateful parser holds for this file (flush interval, release, shutdown)."""
+        if self.joining is None:
+            return []
+        follower.held.clear()
+        follower.held_since = None
+        parsed, failures = self.joining.flush_pending(follower.key)
+        return self._finish_events(follower, parsed, failures) if parsed or failures else []
+
+    def _track_held(self, follower: Follower, data: bytes, start_pos: int, count: int, now: float) -> None:
+        """Remember the file offset of every group the parser holds (pos_file stays before them)."""
+        assert self.joining is not None
+        first_new = follower.lines_fed
+        follower.lines_fed += count
+        agos = self.joining.held_lines(follower.key)
+        if not agos:
+            follower.held.clear()
+            follower.held_since = None
+            return
+        follower.held_since = now          # Fluentd resets the flush timer on every read
+        held: dict[int, int] = {}
+        for ago in agos:
+            number = follower.lines_fed - ago
+            offset = follower.held.get(number)
+            if offset is None:
+                offset = start_pos + _line_offset(data, number - first_new) if number >= first_new \
+                    else min(follower.held.values(), default=start_pos)
+            held[number] = offset
+        follower.held = held
+
+    def _finish_events(self, follower: Follower, parsed: list[Any], failures: list[Any]) -> list[Any]:
+        """Missing times, unmatched / invalid / incomplete lines (Fluentd's log lines), path_key."""
         o = self.options
         now = self.ctx.clock()
         events = [(t if t is not None else now, r) for t, r in parsed]
-        if failures:
-            for failure in failures:
-                if failure.kind == "invalid":
-                    follower.counters.invalid += 1
-                    self.invalid += 1
-                    self.log.limited("invalid line found", "warn", "invalid line found",
-                                     file=follower.path, line=failure.text, error=failure.reason)
-                    continue
-                follower.counters.unmatched += 1
-                self.unmatched += 1
-                if o.emit_unmatched_lines:
-                    events.append((now, {"unmatched_line": failure.text}))
-                self.log.limited("pattern not matched", "warn",
-                                 "pattern not matched: " + ruby_inspect(failure.text))
+        for failure in failures:
+            if failure.kind == "invalid":
+                follower.counters.invalid += 1
+                self.invalid += 1
+                self.log.limited("invalid line found", "warn", "invalid line found",
+                                 file=follower.path, line=failure.text, error=failure.reason)
+                continue
+            if failure.kind == "incomplete":
+                # Fluentd parse_multilines: the line is converted alone, then the warning.
+                if o.emit_unmatched_lines and self.joining is not None:
+                    alone, bad = self.joining.parse_alone(failure.text)
+                    events.extend(self._finish_events(follower, alone, bad))
+                self.log.warn(f"got incomplete line before first line from {follower.path}: "
+                              + ruby_inspect(failure.text))
+                continue
+            follower.counters.unmatched += 1
+            self.unmatched += 1
+            if o.emit_unmatched_lines:
+                events.append((now, {"unmatched_line": failure.text}))
+            self.log.limited("pattern not matched", "warn",
+                             "pattern not matched: " + ruby_inspect(failure.text))
         key = o.path_key
         if key is not None:
             path = follower.path
@@ -293,3 +352,11 @@ class TailInput(Input):
                 for f in followers
             },
         }
+
+
+def _line_offset(data: bytes, index: int) -> int:
+    """Byte offset of line `index` (0-based) in a block of complete lines."""
+    offset = 0
+    for _ in range(index):
+        offset = data.index(b"\n", offset) + 1
+    return offset

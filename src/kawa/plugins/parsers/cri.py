@@ -39,14 +39,15 @@ class CriParser(StatefulLineParser):
         except self._time_error as exc:
             failures.append(ParseFailure(text, str(exc), "invalid"))
             return state
-        pending: dict[str, tuple[int, list[str]]] = state or {}
+        # stream name -> (time of the first partial, partials, number of its line)
+        pending: dict[str, tuple[int, list[str], int]] = state or {}
         if tag == "P":
-            first_time, chunks = pending.get(stream, (time, []))
+            first_time, chunks, start = pending.get(stream, (time, [], self.line_no))
             chunks.append(message)
-            pending[stream] = (first_time, chunks)
+            pending[stream] = (first_time, chunks, start)
             return pending
         if stream in pending:
-            first_time, chunks = pending.pop(stream)
+            first_time, chunks, _start = pending.pop(stream)
             message = "".join(chunks) + message
             time = first_time
         record = {"stream": stream, "logtag": "F", "message": message}
@@ -56,5 +57,8 @@ class CriParser(StatefulLineParser):
         return pending or None
 
     def _flush(self, state: Any, events: list[ParsedEvent], failures: list[ParseFailure]) -> None:
-        for stream, (time, chunks) in state.items():
+        for stream, (time, chunks, _start) in state.items():
             events.append((time, {"stream": stream, "logtag": "P", "message": "".join(chunks)}))
+
+    def _held_starts(self, state: Any) -> list[int]:
+        return [start for _time, _chunks, start in state.values()]

@@ -37,22 +37,26 @@ class DockerParser(StatefulLineParser):
         if type(obj) is not dict or not isinstance(obj.get("log"), str):
             failures.append(ParseFailure(text, NOT_MATCHED, "unmatched"))
             return state
-        pending: dict[Any, tuple[dict[str, Any], list[str], str]] = state or {}
+        # stream -> (first record, partial logs, its line, number of its line)
+        pending: dict[Any, tuple[dict[str, Any], list[str], str, int]] = state or {}
         stream = obj.get("stream")
         log = obj["log"]
         if stream in pending:
-            first, chunks, first_text = pending.pop(stream)
+            first, chunks, first_text, start = pending.pop(stream)
             chunks.append(log)
         else:
-            first, chunks, first_text = obj, [log], text
+            first, chunks, first_text, start = obj, [log], text, self.line_no
         if not log.endswith("\n"):
-            pending[stream] = (first, chunks, first_text)
+            pending[stream] = (first, chunks, first_text, start)
             return pending
         first["log"] = "".join(chunks)
         self.finish(first, first_text, events, failures)
         return pending or None
 
     def _flush(self, state: Any, events: list[ParsedEvent], failures: list[ParseFailure]) -> None:
-        for first, chunks, first_text in state.values():
+        for first, chunks, first_text, _start in state.values():
             first["log"] = "".join(chunks)
             self.finish(first, first_text, events, failures)
+
+    def _held_starts(self, state: Any) -> list[int]:
+        return [start for _first, _chunks, _text, start in state.values()]

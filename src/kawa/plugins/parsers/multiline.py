@@ -78,18 +78,23 @@ class MultilineParser(StatefulLineParser):
             if not text:
                 return True
 
+    # State: [number of the first held line, held lines] (a list: long stack traces join once).
     def _feed(self, state: Any, text: str, events: list[ParsedEvent], failures: list[ParseFailure]) -> Any:
         if self.firstline is not None:
             if self.firstline.search(text):
                 if state is not None:
-                    self.parse_text(state, events, failures)
-                return text
+                    self.parse_text("\n".join(state[1]), events, failures)
+                return [self.line_no, [text]]
             if state is None:
                 failures.append(ParseFailure(text, INCOMPLETE_BEFORE_FIRST, "incomplete"))
                 return None
-            return state + "\n" + text
+            state[1].append(text)
+            return state
         # Without format_firstline Fluentd re-tries the whole buffer after every line.
-        buf = text if state is None else state + "\n" + text
+        if state is None:
+            state = [self.line_no, []]
+        state[1].append(text)
+        buf = "\n".join(state[1])
         probe_events: list[ParsedEvent] = []
         probe_failures: list[ParseFailure] = []
         self.parse_text(buf + "\n", probe_events, probe_failures)
@@ -97,7 +102,16 @@ class MultilineParser(StatefulLineParser):
                 not any("unmatched_line" in r for _, r in probe_events[:1]):
             self.parse_text(buf, events, failures)
             return None
-        return buf
+        return state
 
     def _flush(self, state: Any, events: list[ParsedEvent], failures: list[ParseFailure]) -> None:
-        self.parse_text(state, events, failures)
+        self.parse_text("\n".join(state[1]), events, failures)
+
+    def _held_starts(self, state: Any) -> list[int]:
+        return [state[0]]
+
+    def parse_alone(self, text: str) -> tuple[list[ParsedEvent], list[ParseFailure]]:
+        events: list[ParsedEvent] = []
+        failures: list[ParseFailure] = []
+        self.parse_text(text, events, failures)
+        return events, failures

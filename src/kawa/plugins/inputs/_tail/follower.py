@@ -53,6 +53,10 @@ class Follower:
     last_active: float = 0.0
     retry_at: float = 0.0
     partial_since: float | None = None
+    open_path: str | None = None    # where the file is now, when not at `path` (resumed rotated file)
+    lines_fed: int = 0              # lines given to a stateful parser so far
+    held: dict[int, int] = field(default_factory=dict)   # line number -> offset of held groups
+    held_since: float | None = None  # last read while a stateful parser held lines of this file
     window_start: float = 0.0
     window_bytes: int = 0
     counters: FileCounters = field(default_factory=FileCounters)
@@ -64,7 +68,7 @@ class Follower:
         if self.fd is not None:
             return True
         try:
-            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+            fd = os.open(self.open_path or self.path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
         except OSError as exc:
             if not isinstance(exc, FileNotFoundError):
                 host.log.warn(str(exc))
@@ -86,6 +90,11 @@ class Follower:
             os.close(self.fd)
             self.fd = None
             host.closed_files += 1
+
+    @property
+    def key(self) -> tuple[int, int]:
+        """The stream name given to stateful parsers: the file itself, whatever its name."""
+        return self.dev, self.ino
 
     @property
     def idle(self) -> bool:
@@ -128,7 +137,7 @@ class Follower:
             self.counters.skipped_long += result.skipped_long
             for _i in range(result.skipped_long):
                 host.log.warn(f"received line length is longer than {host.options.max_line_size}")
-            events = host.to_events(self, result.data) if result.data else []
+            events = host.to_events(self, result.data, result.start_pos, now) if result.data else []
             if events and not await self._emit(host, events, now):
                 self.pending = Pending(events, result.end_pos)
                 return False
@@ -160,11 +169,25 @@ class Follower:
         if taken is None:
             return
         data, end = taken
-        events = host.to_events(self, data + b"\n")
+        events = host.to_events(self, data + b"\n", end - len(data), now)
         if events and not await self._emit(host, events, now):
             self.pending = Pending(events, end)
             return
         self._commit(end)
+
+    async def flush_held(self, host: "TailInput", now: float) -> bool:
+        """Emit what a stateful parser holds for this file (flush interval, release, shutdown).
+
+        False when it could not be emitted now (kept as the pending batch, retried later)."""
+        if self.pending is not None:
+            return False
+        events = host.held_events(self)
+        end = self.reader.offset if self.reader is not None else self.pe.pos
+        if events and not await self._emit(host, events, now):
+            self.pending = Pending(events, end)
+            return False
+        self._commit(end)
+        return True
 
     async def _emit(self, host: "TailInput", events: list[Any], now: float) -> bool:
         try:
@@ -183,6 +206,9 @@ class Follower:
         return True
 
     def _commit(self, end_pos: int) -> None:
+        # Never past a line a stateful parser still holds: after a crash it must be read again.
+        if self.held:
+            end_pos = min(end_pos, min(self.held.values()))
         self.pe.update_pos(end_pos)
 
     # -- rotation -----------------------------------------------------------------------------
@@ -191,8 +217,14 @@ class Follower:
         consumed = self.reader.read_offset if self.reader is not None else self.pe.pos
         return size < consumed or size < self.last_size
 
-    def restart_from_head(self) -> None:
+    def restart_from_head(self, host: "TailInput") -> None:
         """copytruncate: the same inode got shorter; read it again from 0."""
+        held = host.held_events(self)          # what the parser held from before the truncation
+        if held:
+            if self.pending is None:
+                self.pending, self.retry_at = Pending(held, 0), 0.0
+            else:
+                self.pending.events.extend(held)
         if self.pending is not None:
             self.pending.end_pos = 0
         self.pe.update_pos(0)

@@ -20,6 +20,7 @@ Decoder = Callable[[bytes], str]
 @dataclass(slots=True)
 class ReadResult:
     data: bytes           # complete lines, each ending in b"\n" (over-long ones removed)
+    start_pos: int        # file offset where `data` begins (earlier when over-long lines were cut)
     end_pos: int          # file offset just after the last consumed newline
     skipped_long: int     # lines dropped because of max_line_size
     eof: bool             # the last read reached the end of the file
@@ -97,7 +98,7 @@ class LineReader:
             return None
         end = base + cut
         self.offset = end
-        return ReadResult(complete, end, skipped, self.eof)
+        return ReadResult(complete, base, end, skipped, self.eof)
 
     def take_partial(self) -> tuple[bytes, int] | None:
         """Hand out the unterminated line (multiline_flush_interval); returns it and its end offset."""

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from kawa.plugins.inputs._tail.follower import Follower
 from kawa.plugins.inputs._tail.position_file import MemoryPositionEntry
+from kawa.plugins.inputs._tail.rotated_file import RotatedEntry, RotatedRecord, current_path, find_by_inode
 from kawa.plugins.inputs._tail.watcher import NEW_NAME_MASK, DirectoryWatcher, InotifyUnavailable
 from kawa.plugins.inputs._tail import paths as tailpaths
 
@@ -52,6 +53,7 @@ class TailScheduler:
             except (InotifyUnavailable, OSError, NotImplementedError) as exc:
                 self.log.debug(f"inotify unavailable, polling every second: {exc}")
                 self.inotify = None
+        self._resume_rotated()
         if not self.o.skip_refresh_on_startup:
             self.refresh()
         self.startup = False
@@ -72,6 +74,11 @@ class TailScheduler:
         for f in self.all_followers():
             while time.monotonic() < deadline and await f.pump(self.host, time.monotonic()):
                 pass
+        if self.host.pf is None:
+            # Nothing would read held lines again: emit them now, as Fluentd does at shutdown.
+            for f in self.all_followers():
+                if f.held:
+                    await f.flush_held(self.host, time.monotonic())
         if self.inotify is not None:
             try:
                 asyncio.get_running_loop().remove_reader(self.inotify.fd)
@@ -158,6 +165,8 @@ class TailScheduler:
                 soonest = min(soonest, f.rotated_at + self.o.rotate_wait)
             if f.partial_since is not None and self.o.multiline_flush_interval:
                 soonest = min(soonest, f.partial_since + self.o.multiline_flush_interval)
+            if f.held_since is not None and self.o.multiline_flush_interval:
+                soonest = min(soonest, f.held_since + self.o.multiline_flush_interval)
         return soonest
 
     async def _service(self, now: float) -> None:
@@ -175,7 +184,9 @@ class TailScheduler:
             flush = self.o.multiline_flush_interval
             if flush and f.partial_since is not None and now - f.partial_since >= flush:
                 await f.flush_partial(self.host, now)
-        self._release_drained(now)
+            if flush and f.held_since is not None and now - f.held_since >= flush:
+                await f.flush_held(self.host, now)
+        await self._release_drained(now)
         self._enforce_fd_budget()
         if self.o.open_on_every_update:
             for f in self.tails.values():
@@ -192,7 +203,7 @@ class TailScheduler:
             if f.truncated(st.st_size):
                 self.log.info(f"detected rotation of {f.path}")
                 self.host.rotated_files += 1
-                f.restart_from_head()
+                f.restart_from_head(self.host)
                 self.log.info(f"following tail of {f.path}")
             f.last_size = st.st_size
             return
@@ -202,11 +213,7 @@ class TailScheduler:
         self.log.info(f"detected rotation of {f.path}; waiting {_seconds(self.o.rotate_wait)} seconds")
         self.host.rotated_files += 1
         del self.tails[f.path]
-        f.draining, f.rotated_at = True, now
-        file_pe = f.pe
-        if not self.o.follow_inodes:
-            f.pe = MemoryPositionEntry(file_pe.pos, file_pe.ino)   # Fluentd swap_state
-        self.draining.append(f)
+        self._start_draining(f, now)
         if f.fd is None:
             f.reader = None
         if st is None:
@@ -214,15 +221,57 @@ class TailScheduler:
         else:
             self._follow(f.path, st, from_head=True)
 
-    def _release_drained(self, now: float) -> None:
+    def _start_draining(self, f: Follower, now: float) -> None:
+        """Rotated away or no longer matched: read to its end, its position kept in the side file."""
+        f.draining, f.rotated_at = True, now
+        self.draining.append(f)
+        rotated = self.host.rotated
+        if rotated is not None:
+            mirror = f.pe if self.o.follow_inodes else None
+            where = current_path(f.fd) or f.open_path or f.path
+            f.pe = rotated.add(RotatedRecord(f.dev, f.ino, f.pe.pos, f.path, where), mirror)
+        elif not self.o.follow_inodes:
+            f.pe = MemoryPositionEntry(f.pe.pos, f.pe.ino)      # Fluentd swap_state
+
+    def _resume_rotated(self) -> None:
+        """Finish the rotated files the previous run was still reading when it stopped or died."""
+        rotated = self.host.rotated
+        if rotated is None:
+            return
+        for record in rotated.load():
+            found = find_by_inode(record, [os.path.dirname(record.current), os.path.dirname(record.watched)])
+            if found is None:
+                self.log.warn(f"rotated file {record.current} (inode {record.ino}) is gone; "
+                              "its lines after the saved position could not be read")
+                continue
+            path, st = found
+            record.current = path
+            if st.st_size < record.pos:
+                record.pos = 0                  # truncated meanwhile: all of it is new
+            f = Follower(record.watched, st.st_dev, st.st_ino, MemoryPositionEntry(record.pos, st.st_ino),
+                         self.host.tag_for(record.watched), last_size=st.st_size, open_path=path)
+            if not f.open(self.host):
+                continue
+            f.pe = rotated.add(record)
+            f.draining, f.rotated_at = True, time.monotonic()
+            self.draining.append(f)
+            self.dirty.add(id(f))
+            self.log.info(f"following rotated file {path} (was {record.watched}) from position {record.pos}")
+        rotated.rewrite()                       # drop what could not be resumed
+
+    async def _release_drained(self, now: float) -> None:
         keep: list[Follower] = []
         for f in self.draining:
             waited = now - f.rotated_at >= self.o.rotate_wait
             finished = f.fd is None or (f.pending is None and f.reader is not None and f.reader.eof)
+            if waited and finished and f.held and not await f.flush_held(self.host, now):
+                finished = False                # the parser's last event was refused: retry later
             if waited and finished:
                 f.close(self.host)
                 if self.o.follow_inodes and self.host.pf is not None:
                     self.host.pf.unwatch(f.path, f.ino)
+                if self.host.rotated is not None and isinstance(f.pe, RotatedEntry):
+                    self.host.rotated.remove(f.pe)
             else:
                 keep.append(f)
         self.draining = keep
@@ -235,12 +284,12 @@ class TailScheduler:
         for path in list(self.tails):
             if path not in targets:
                 f = self.tails.pop(path)
-                f.draining, f.rotated_at = True, time.monotonic()
-                self.draining.append(f)
-                self.dirty.add(id(f))
+                pos = f.pe.pos
                 if self.host.pf is not None and not self.o.follow_inodes:
                     self.host.pf.unwatch(path, f.ino)
-                    f.pe = MemoryPositionEntry(f.pe.pos, f.pe.ino)
+                    f.pe = MemoryPositionEntry(pos, f.pe.ino)
+                self._start_draining(f, time.monotonic())
+                self.dirty.add(id(f))
         for path in list(self.waiting):
             if path not in targets:
                 self.waiting.discard(path)
@@ -290,11 +339,13 @@ class TailScheduler:
     def _adopt(self, f: Follower, path: str, st: os.stat_result) -> None:
         self.draining.remove(f)
         f.draining = False
-        if not self.o.follow_inodes:
+        if self.host.rotated is not None and isinstance(f.pe, RotatedEntry):
+            self.host.rotated.remove(f.pe)
+        if not self.o.follow_inodes or isinstance(f.pe, RotatedEntry):
             pe = self.host.position_entry(path, st.st_ino)
             pe.update(st.st_ino, f.pe.pos)
             f.pe = pe
-        f.path, f.tag = path, self.host.tag_for(path)
+        f.path, f.tag, f.open_path = path, self.host.tag_for(path), None
         self.tails[path] = f
         self.dirty.add(id(f))
 
