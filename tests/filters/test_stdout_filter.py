@@ -37,3 +37,34 @@ def test_other_formats() -> None:
     d = FilterDriver("stdout", "<format>\n@type stdout\noutput_type hash\n</format>")
     d.feed("app", T, {"a": 1})
     assert _printed(d)[0].endswith(' app: {"a"=>1}')
+
+
+# The stdout/null outputs with <buffer> live here too (tests/outputs/test_stdout.py belongs to a colleague).
+def test_outputs_with_buffer_section_are_buffered() -> None:
+    import asyncio
+
+    from kawa.buffer.output import BufferedOutput
+    from kawa.testing.drivers import OutputDriver
+
+    async def go() -> None:
+        d = OutputDriver("stdout", "<buffer>\nflush_mode interval\nflush_interval 60s\n</buffer>")
+        assert isinstance(d.instance, BufferedOutput)
+        async with d.run():
+            await d.feed("app", T, {"a": 1})
+            assert d.log_stream.getvalue() == ""           # held in the buffer until flushed
+            await d.flush()
+            assert d.log_stream.getvalue().endswith(' app: {"a":1}\n')
+        n = OutputDriver("null", "<buffer>\nflush_mode immediate\n</buffer>")
+        assert isinstance(n.instance, BufferedOutput)
+        async with n.run():
+            await n.feed_batch("app", [(T, {"a": 1}), (T, {"a": 2})])
+            await n.flush()
+            for _ in range(500):
+                if n.instance.stats()["dropped_records"] == 2:
+                    break
+                await asyncio.sleep(0.01)
+            assert n.instance.stats()["dropped_records"] == 2
+        assert not isinstance(OutputDriver("null", "").instance, BufferedOutput)
+        assert not isinstance(OutputDriver("stdout", "").instance, BufferedOutput)
+
+    asyncio.run(go())
