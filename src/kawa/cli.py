@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import os
 import platform
 import sys
@@ -21,6 +22,7 @@ DEFAULT_CONFIGS = ("/fluentd/etc/fluent.conf", "/etc/kawa/kawa.conf", "/etc/kawa
 EXIT_CONFIG = 2
 
 if TYPE_CHECKING:
+    from kawa.config.element import Element
     from kawa.engine.pipeline import Pipeline
 
 
@@ -51,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sink = LogSink(stream, level=_level(args))
     log = Logger(sink)
     try:
-        return _run(args, log)
+        return _run(args, log, argv)
     except ConfigError as exc:
         for problem in exc.problems:
             log.error(str(problem))
@@ -79,7 +81,7 @@ def _config_path(args: argparse.Namespace) -> str:
     raise ConfigError("no configuration file: pass -c PATH (looked in " + ", ".join(DEFAULT_CONFIGS) + ")")
 
 
-def _run(args: argparse.Namespace, log: Logger) -> int:
+def _run(args: argparse.Namespace, log: Logger, argv: Sequence[str]) -> int:
     from kawa.config.parser import parse_config_file
     from kawa.engine.pipeline import PipelineBuilder
 
@@ -89,6 +91,13 @@ def _run(args: argparse.Namespace, log: Logger) -> int:
     root = parse_config_file(path)
     log.info("parsing config file is succeeded", path=path)
     cli_level = log.sink.level
+    workers = _workers(root)
+    if workers > 1 and args.worker_id is None and not (args.dry_run or args.show_config):
+        return _supervise(root, workers, argv, log)
+    if args.dry_run and workers > 1 and args.worker_id is None:
+        for other in range(1, workers):      # every worker's <worker N> sections must be valid too
+            PipelineBuilder(parse_config_file(path), Logger(LogSink(io.StringIO())), worker_id=other,
+                            dry_run=True).build()
     worker_id = args.worker_id or 0
     builder = PipelineBuilder(root, log, worker_id=worker_id, dry_run=args.dry_run or args.show_config)
     if args.dry_run:
@@ -117,6 +126,26 @@ def _run(args: argparse.Namespace, log: Logger) -> int:
 
     agent = Agent(pipeline, log, worker_id=worker_id, reload=reload)
     return asyncio.run(agent.run())
+
+
+def _workers(root: "Element") -> int:
+    """`<system> workers`, read without building anything (the supervisor stays small)."""
+    from kawa.config.schema import BindContext
+    from kawa.engine.pipeline import bind_system
+
+    bind = BindContext()
+    system = bind_system(root, bind)
+    if bind.problems:
+        raise ConfigError(bind.problems)
+    return max(1, system.workers or 1)
+
+
+def _supervise(root: "Element", workers: int, argv: Sequence[str], log: Logger) -> int:
+    from kawa.engine.supervisor import Supervisor, worker_argv
+
+    log.info(f"starting kawa-{__version__} supervisor", pid=os.getpid(), workers=workers,
+             python=platform.python_version())
+    return Supervisor(workers, worker_argv(argv), log).run()
 
 
 def _list_plugins(out: TextIO) -> int:

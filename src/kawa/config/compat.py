@@ -92,3 +92,5 @@ def _inject_special(key: str, attr: Attr, target: Element) -> None:
     if attr.value in ("", "true", "yes"):
         default_key = "time_key" if key == "include_time_key" else "tag_key"
         target.attrs.setdefault(default_key, Attr("time" if key == "include_time_key" else "tag", attr.location))
+        if key == "include_time_key":     # Fluentd's compat helper: injected time is a string
+            target.attrs.setdefault("time_type", Attr("string", attr.location))

@@ -62,6 +62,7 @@ class PipelineBuilder:
         self._warned = 0
         self._secret_attrs: set[int] = set()
         self._param_types: dict[int, dict[str, str]] = {}
+        self._in_worker_section: set[int] = set()
 
     # -- public -------------------------------------------------------------------------------
     def build(self) -> Pipeline:
@@ -109,6 +110,7 @@ class PipelineBuilder:
                 for child in elem.elements:
                     if child.name in ("source", "filter", "match", "label"):
                         out.append(child)
+                        self._in_worker_section.add(id(child))
                     else:
                         self.bind.problem(f"<{child.name}> is not allowed in <worker>", child.location,
                                           (elem.title(),))
@@ -149,6 +151,14 @@ class PipelineBuilder:
 
     def _configure_source(self, elem: Element) -> None:
         plugin = self._build("input", elem, ROOT_LABEL)
+        if (plugin is not None and (self.system.workers or 1) > 1 and id(elem) not in self._in_worker_section
+                and not getattr(plugin, "multi_workers_ready", False)):
+            # Every worker would read the same input: Fluentd refuses this too.
+            cls = type(plugin)
+            self.bind.problem(f"Plugin '{plugin.type_name}' does not support multi workers configuration "
+                              f"({cls.__module__}.{cls.__qualname__}); put it in a <worker N> section",
+                              elem.location, (elem.title(),))
+            return
         if plugin is not None:
             if not self.dry_run:
                 self.log.info(f"adding source type=\"{plugin.type_name}\"")

@@ -79,6 +79,10 @@ class Plugin:
 class Input(Plugin):
     """Reads from the outside world and emits batches through `self.ctx.emitter`."""
 
+    # True when every worker may run this input at once (<system> workers N) without reading the
+    # same data twice; otherwise it must sit in a <worker N> section (Fluentd's rule).
+    multi_workers_ready: ClassVar[bool] = False
+
     @property
     def emitter(self) -> Emitter:
         assert self.ctx.emitter is not None, "BUG: input without an emitter"

@@ -25,6 +25,8 @@ NOT_FOUND_BODY = '{"message":"Not found"}'      # MonitorAgentInput::NotFoundJso
 
 @register("input", "monitor_agent")
 class MonitorAgentInput(HttpInput):
+
+    multi_workers_ready = True
     class Options(HttpOptions):
         bind = option("0.0.0.0", "string", doc="The address to bind to.")
         port = option(24220, "integer", doc="The port to listen to (plus the worker id).")

@@ -29,6 +29,8 @@ class TransportSection(FreeSection):
 
 @register("input", "prometheus")
 class PrometheusInput(HttpInput):
+
+    multi_workers_ready = True
     class Options(HttpOptions):
         # 0.0.0.0 is the default of every released fluent-plugin-prometheus (<= 2.2.2)
         bind = option("0.0.0.0", "string", doc="The address to bind to.")

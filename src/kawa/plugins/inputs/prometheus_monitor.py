@@ -23,6 +23,8 @@ class MonitorOptions(Options):
 
 @register("input", "prometheus_monitor")
 class PrometheusMonitorInput(Input):
+
+    multi_workers_ready = True
     Options = MonitorOptions
     group = "monitor"
 

@@ -12,6 +12,8 @@ from kawa.plugins.inputs.prometheus_monitor import MonitorOptions, PrometheusMon
 
 @register("input", "prometheus_output_monitor")
 class PrometheusOutputMonitorInput(PrometheusMonitorInput):
+
+    multi_workers_ready = True
     class Options(MonitorOptions):
         gauge_all = option(True, "bool", doc="Expose the cumulative values as gauges (false: counters).")
 

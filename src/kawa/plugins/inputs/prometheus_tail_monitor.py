@@ -11,4 +11,6 @@ from kawa.plugins.inputs.prometheus_monitor import PrometheusMonitorInput
 
 @register("input", "prometheus_tail_monitor")
 class PrometheusTailMonitorInput(PrometheusMonitorInput):
+
+    multi_workers_ready = True
     group = "tail"

@@ -29,6 +29,8 @@ class SampleOptions(Options):
 
 @register("input", "sample", "dummy")
 class SampleInput(Input):
+
+    multi_workers_ready = True
     Options = SampleOptions
 
     def __init__(self, options: Any, ctx: PluginContext) -> None:
