@@ -1,0 +1,467 @@
+"""`kawa buffer inspect|replay`: look into leftover buffer chunks and dead letters, push them out again.
+
+Reads kawa's and Fluentd's file-buffer chunks (`*.b<id>.log` / `*.q<id>.log` + `.meta`) and dead letters
+(`backup/worker<N>/<plugin id>/<id>.log` + kawa's `.meta.json`); see docs/buffer-tools.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import struct
+import sys
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Iterator, Sequence, TextIO
+
+import msgpack
+
+from kawa.buffer.chunk import new_unpacker
+from kawa.event import NS_PER_SEC, Event
+from kawa.plugins.buffers.file import META_HEADER, scan_frames
+
+# file buffer names: `<prefix>.b<hex id><suffix>` staged, `.q<hex id>` queued (buf_file.rb)
+_BUFFER_CHUNK = re.compile(r"\.(b|q)([0-9a-f]{32})\.[^/]*$")
+# dead letters (buffer.rb backup): `<hex id>.log`
+_DEAD_LETTER = re.compile(r"^([0-9a-f]{32})\.[^/.]+$")
+_SKIPPED_SUFFIXES = (".meta", ".meta.json", ".tmp", ".damaged")
+# Integer event times below this are seconds (Fluentd `time_as_integer`), not kawa's nanoseconds:
+# 10**12 s is year 33658, 10**12 ns is 1970-01-01 00:16:40.
+_SECONDS_LIMIT = 10**12
+# Plausible chunk creation times (2000-01-01 .. 2100-01-01), to decode the time inside a chunk id.
+_ID_TIME_RANGE = (946684800, 4102444800)
+DEFAULT_PREVIEW = 3
+
+
+@dataclass
+class ChunkInfo:
+    """One chunk file as found on disk, with what could be read of it."""
+
+    path: str
+    id: str
+    state: str                         # staged / queued / dead-letter / unknown
+    origin: str                        # kawa / fluentd / unknown (decides how integer times are read)
+    tag: str | None = None
+    timekey: int | None = None
+    variables: dict[str, Any] | None = None
+    formatted: bool = False            # holds output text, not events (cannot be replayed)
+    size: int = 0
+    records: int = 0                   # readable records
+    records_expected: int | None = None
+    unreadable_bytes: int = 0
+    created: float | None = None       # epoch seconds
+    modified: float | None = None
+    reason: str | None = None          # why it became a dead letter (kawa .meta.json)
+    companions: list[str] = field(default_factory=list)   # metadata files removed with the chunk
+    _ranges: list[tuple[int, int]] = field(default_factory=list, repr=False)
+
+    @property
+    def damaged(self) -> bool:
+        return self.unreadable_bytes > 0 or (self.records_expected is not None and self.records < self.records_expected)
+
+
+# -- reading -------------------------------------------------------------------------------------
+
+def _read_buffer_meta(path: str) -> dict[str, Any] | None:
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+        if raw[:2] == META_HEADER and len(raw) > 6:
+            raw = raw[6:6 + struct.unpack(">I", raw[2:6])[0]]
+        data = msgpack.unpackb(raw, raw=False, strict_map_key=False)
+    except (OSError, ValueError, msgpack.UnpackException):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _read_json(path: str) -> dict[str, Any] | None:
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _time_from_id(hex_id: str) -> float | None:
+    """kawa ids start with 64-bit microseconds; Fluentd's with microseconds << 12 | random."""
+    head = int(hex_id[:16], 16)
+    for micros in (head, head >> 12):
+        if _ID_TIME_RANGE[0] <= micros / 1e6 < _ID_TIME_RANGE[1]:
+            return micros / 1e6
+    return None
+
+
+def load_chunk(path: str) -> ChunkInfo:
+    name = os.path.basename(path)
+    buffer_match = _BUFFER_CHUNK.search(name)
+    dead_match = _DEAD_LETTER.match(name)
+    hex_id = buffer_match.group(2) if buffer_match else dead_match.group(1) if dead_match else name
+    stat = os.stat(path)
+    info = ChunkInfo(path, hex_id, "unknown", "unknown", size=stat.st_size, modified=stat.st_mtime)
+    if buffer_match:
+        info.state = "staged" if buffer_match.group(1) == "b" else "queued"
+    meta = _read_buffer_meta(path + ".meta") if buffer_match and os.path.exists(path + ".meta") else None
+    dead = _read_json(path + ".meta.json") if os.path.exists(path + ".meta.json") else None
+    if meta is not None:
+        info.companions.append(path + ".meta")
+        info.origin = "kawa" if "f" in meta else "fluentd"
+        info.tag, info.timekey, info.variables = meta.get("tag"), meta.get("timekey"), meta.get("variables")
+        info.formatted = bool(meta.get("f", 0))
+        info.records_expected = meta.get("s") if isinstance(meta.get("s"), int) else None
+        info.created = float(meta["c"]) if isinstance(meta.get("c"), int) else None
+        info.modified = float(meta["m"]) if isinstance(meta.get("m"), int) and meta["m"] else info.modified
+    elif dead is not None:
+        info.companions.append(path + ".meta.json")
+        info.state, info.origin = "dead-letter", "kawa"
+        info.tag, info.timekey, info.variables = dead.get("tag"), dead.get("timekey"), dead.get("variables")
+        info.formatted = bool(dead.get("formatted"))
+        info.records_expected = dead.get("records") if isinstance(dead.get("records"), int) else None
+        info.reason = dead.get("reason")
+    elif dead_match or "backup" in path.split(os.sep):
+        info.state = "dead-letter"      # Fluentd backups carry no metadata at all
+    if info.created is None and len(hex_id) == 32:
+        info.created = _time_from_id(hex_id)
+    with open(path, "rb") as f:
+        data = f.read()
+    _scan(info, data, framed=meta is not None)
+    return info
+
+
+def _scan(info: ChunkInfo, data: bytes, *, framed: bool) -> None:
+    """Count readable records. kawa frames data in buffer files; dead letters of formatted chunks and
+    Fluentd's formatted chunks are plain text (one record a line)."""
+    if info.formatted and not framed:
+        info.records = data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)
+        return
+    good, records, lost = scan_frames(data, info.formatted)
+    if not records and data and not info.companions:
+        good, records, lost = scan_frames(data, True)      # a formatted kawa chunk moved aside without meta
+        info.formatted = bool(records)
+        if not records:                                    # Fluentd formatted text
+            info.formatted = True
+            _scan(info, data, framed=False)
+            return
+    info.records, info.unreadable_bytes, info._ranges = records, lost, good
+
+
+def iter_events(info: ChunkInfo, limit: int | None = None) -> Iterator[Event]:
+    """(time_ns, record) of the readable records of a standard chunk, in order."""
+    with open(info.path, "rb") as f:
+        data = f.read()
+    seconds = info.origin != "kawa"
+    count = 0
+    for start, end in info._ranges:
+        unpacker = new_unpacker(use_list=True)
+        unpacker.feed(data[start:end])
+        for time_value, record in unpacker:
+            if limit is not None and count >= limit:
+                return
+            if seconds and abs(time_value) < _SECONDS_LIMIT:
+                time_value *= NS_PER_SEC
+            count += 1
+            yield time_value, record
+
+
+def preview(info: ChunkInfo, n: int) -> list[Any]:
+    if n <= 0:
+        return []
+    if not info.formatted:
+        return [[_iso(t / NS_PER_SEC, ns=t % NS_PER_SEC), r] for t, r in iter_events(info, n)]
+    with open(info.path, "rb") as f:
+        data = f.read()
+    if info._ranges:      # kawa framed text: [count, bytes] frames
+        unpacker = new_unpacker(use_list=True)
+        unpacker.feed(b"".join(data[a:b] for a, b in info._ranges))
+        data = b"".join(frame[1] for frame in unpacker)
+    return [line.decode("utf-8", "replace") for line in data.splitlines()[:n]]
+
+
+def find_chunks(path: str) -> list[ChunkInfo]:
+    if os.path.isfile(path):
+        return [load_chunk(path)]
+    found: list[ChunkInfo] = []
+    for folder, dirs, files in os.walk(path):
+        dirs.sort()
+        for name in sorted(files):
+            if name.endswith(_SKIPPED_SUFFIXES) or not (_BUFFER_CHUNK.search(name) or _DEAD_LETTER.match(name)):
+                continue
+            found.append(load_chunk(os.path.join(folder, name)))
+    found.sort(key=lambda c: (c.created or 0.0, c.id))
+    return found
+
+
+# -- inspect -------------------------------------------------------------------------------------
+
+def _iso(seconds: float | None, ns: int | None = None) -> str | None:
+    if seconds is None:
+        return None
+    text = datetime.fromtimestamp(int(seconds // 1), timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    frac = f".{ns:09d}" if ns is not None else ""
+    return f"{text}{frac}Z"
+
+
+def _as_json(info: ChunkInfo, n: int) -> dict[str, Any]:
+    data = {k: v for k, v in asdict(info).items() if not k.startswith("_") and k != "companions"}
+    data.update(created=_iso(info.created), modified=_iso(info.modified), damaged=info.damaged,
+                first_records=preview(info, n))
+    return data
+
+
+def _print_chunk(out: TextIO, info: ChunkInfo, n: int) -> None:
+    out.write(f"{info.path}\n")
+    rows = [("id", info.id), ("state", info.state), ("origin", info.origin), ("tag", info.tag),
+            ("timekey", f"{info.timekey} ({_iso(info.timekey)})" if info.timekey is not None else None),
+            ("variables", json.dumps(info.variables) if info.variables else None),
+            ("size", f"{info.size} bytes"),
+            ("records", f"{info.records}" + (f" (metadata says {info.records_expected})"
+                                               if info.records_expected not in (None, info.records) else "")),
+            ("created", _iso(info.created)), ("modified", _iso(info.modified)), ("reason", info.reason)]
+    if info.formatted:
+        rows.append(("content", "text formatted by the output (not replayable as events)"))
+    if info.damaged:
+        rows.append(("DAMAGED", f"{info.records} records readable, {info.unreadable_bytes} bytes unreadable"))
+    for key, value in rows:
+        if value is not None:
+            out.write(f"  {key:<10}{value}\n")
+    for item in preview(info, n):
+        text = item if isinstance(item, str) else f"{item[0]} {json.dumps(item[1], ensure_ascii=False, default=repr)}"
+        out.write(f"    {text}\n")
+
+
+def inspect(args: argparse.Namespace, out: TextIO) -> int:
+    chunks = find_chunks(args.path)
+    if args.json:
+        json.dump([_as_json(c, args.records) for c in chunks], out, ensure_ascii=False, default=repr, indent=1)
+        out.write("\n")
+        return 0
+    for info in chunks:
+        _print_chunk(out, info, args.records)
+    damaged = sum(1 for c in chunks if c.damaged)
+    out.write(f"{len(chunks)} chunks, {sum(c.records for c in chunks)} records, "
+              f"{sum(c.size for c in chunks)} bytes; {damaged} damaged\n")
+    return 0
+
+
+# -- replay --------------------------------------------------------------------------------------
+
+REPLAY_BATCH = 1000       # events per router.emit: big chunks do not become one huge batch
+
+
+class Progress:
+    """`[#####.....] 3/10 chunks, 1200 records` on stderr, redrawn in place with \\r."""
+
+    WIDTH = 30
+
+    def __init__(self, stream: TextIO, total: int) -> None:
+        self.stream, self.total = stream, total
+
+    def update(self, done: int, records: int) -> None:
+        filled = self.WIDTH * done // max(self.total, 1)
+        self.stream.write(f"\r[{'#' * filled}{'.' * (self.WIDTH - filled)}] {done}/{self.total} chunks, "
+                          f"{records} records")
+        self.stream.flush()
+
+    def finish(self) -> None:
+        self.stream.write("\n")
+
+
+class _Probe:
+    id = "probe"          # Flusher.backup_path only needs a chunk id to name the dead-letter directory
+
+
+def _listdir(path: str) -> set[str]:
+    try:
+        return set(os.listdir(path))
+    except OSError:
+        return set()
+
+
+class _Watch:
+    """One buffered output around one replayed chunk: what the replay left in its buffer or dead letters."""
+
+    def __init__(self, output: Any) -> None:
+        self.output = output
+        self.before = {c.id for c in output.buffer.chunks()}
+        self.backup_dir = os.path.dirname(output.flusher.backup_path(_Probe))
+        self.backups = _listdir(self.backup_dir)
+
+    def leftovers(self) -> list[Any]:
+        return [c for c in self.output.buffer.chunks() if c.id not in self.before]
+
+    def new_backups(self) -> list[str]:
+        return sorted(_listdir(self.backup_dir) - self.backups)
+
+    def undo(self) -> None:
+        """The chunk stays where it was, so its copies in this output (queued for retry, or moved to
+        the dead-letter directory) go: a later replay or restart must not deliver them twice."""
+        buffer = self.output.buffer
+        for chunk in self.leftovers():
+            self.output.flusher.retries.pop(chunk.id, None)
+            for meta, staged in list(buffer.stage.items()):
+                if staged is chunk:
+                    del buffer.stage[meta]
+                    buffer.stage_size -= chunk.bytesize
+            buffer.purge(chunk)
+        for name in self.new_backups():
+            os.unlink(os.path.join(self.backup_dir, name))
+
+
+async def _replay_one(info: ChunkInfo, tag: str, pipeline: Any, outputs: list[Any]) -> str | None:
+    """Emit the chunk's records through the root label and flush; None when every output took them."""
+    from kawa.engine.router import ROOT_LABEL
+
+    watches = [_Watch(o) for o in outputs]
+    counters = pipeline.router.counters
+    unmatched = counters["unmatched_records"]
+    reason: str | None = None
+    try:
+        events = list(iter_events(info))
+        for start in range(0, len(events), REPLAY_BATCH):
+            await pipeline.router.emit(ROOT_LABEL, tag, events[start:start + REPLAY_BATCH])
+        if counters["unmatched_records"] != unmatched:
+            reason = f"no <match> for tag {tag!r}"
+        else:
+            for output in outputs:
+                await output.flush()
+            reason = next((f"output {w.output.plugin_id} did not write it" for w in watches
+                           if w.leftovers() or w.new_backups()), None)
+    except Exception as exc:  # any failure of any plugin: the chunk stays, the next one is tried
+        reason = f"{type(exc).__name__}: {exc}"
+    if reason is not None:
+        for watch in watches:
+            watch.undo()
+    return reason
+
+
+def _not_replayable(info: ChunkInfo, tag: str | None) -> str | None:
+    if info.formatted:
+        return "holds text formatted by the output, not events"
+    if tag is None:
+        return "has no tag (buffer without the tag chunk key): pass --tag"
+    if info.records == 0:
+        return "has no readable record"
+    return None
+
+
+def _buffer_dirs(plugins: list[Any]) -> dict[str, str]:
+    dirs = {}
+    for plugin in plugins:
+        pattern = getattr(getattr(plugin, "buffer", None), "pattern", None)
+        if pattern:
+            dirs[os.path.realpath(os.path.dirname(pattern))] = plugin.plugin_id
+    return dirs
+
+
+async def replay(args: argparse.Namespace, chunks: list[ChunkInfo], out: TextIO, err: TextIO) -> int:
+    from kawa.buffer.output import BufferedOutput
+    from kawa.config.parser import parse_config_file
+    from kawa.engine.match import compile_pattern
+    from kawa.engine.pipeline import PipelineBuilder
+    from kawa.errors import ConfigError
+    from kawa.log import LogSink, Logger
+
+    log = Logger(LogSink(err, level="info" if args.verbose else "warn"))
+    try:
+        pipeline = PipelineBuilder(parse_config_file(args.config), log, dry_run=args.dry_run).build()
+    except ConfigError as exc:
+        for problem in exc.problems:
+            err.write(f"kawa buffer: {problem}\n")
+        return 2
+    owned = _buffer_dirs(pipeline.plugins)
+    for info in chunks:
+        owner = owned.get(os.path.realpath(os.path.dirname(info.path)))
+        if owner is not None:
+            err.write(f"kawa buffer: {info.path} is in the buffer of output {owner} of {args.config}; "
+                      "starting kawa with that config resumes it\n")
+            return 2
+    pattern = compile_pattern(args.match) if args.match else None
+    selected = [c for c in chunks if pattern is None or (c.tag is not None and pattern.match(c.tag))]
+    skipped = len(chunks) - len(selected)
+    outputs = [p for p in pipeline.plugins if isinstance(p, BufferedOutput)]
+    failed = replayed_chunks = replayed_records = 0
+    progress = Progress(err, len(selected))
+    if not args.dry_run:
+        for output in pipeline.outputs:
+            await output.start()
+        for filt in pipeline.filters:
+            await filt.start()
+    try:
+        for done, info in enumerate(selected, 1):
+            tag = info.tag if info.tag is not None else args.tag
+            reason = _not_replayable(info, tag)
+            if reason is None and args.dry_run:
+                route = pipeline.router.labels[""].route(tag)
+                target = route.output.plugin_id if route.output is not None else "nothing (no <match>)"
+                out.write(f"would replay {info.path}: {info.records} records, tag {tag} -> {target}\n")
+            elif reason is None:
+                reason = await _replay_one(info, tag, pipeline, outputs)  # type: ignore[arg-type]
+            if reason is not None:
+                failed += 1
+                err.write(f"\rchunk {info.path} {reason}; left in place\n")
+            else:
+                replayed_chunks += 1
+                replayed_records += info.records
+                if not args.dry_run and not args.keep:
+                    _remove(info)
+            progress.update(done, replayed_records)
+        progress.finish()
+    finally:
+        if not args.dry_run:
+            for plugin in [*pipeline.filters, *pipeline.outputs]:
+                try:
+                    await plugin.stop()
+                except Exception as exc:  # one plugin failing to stop must not hide the summary
+                    err.write(f"kawa buffer: {plugin.plugin_id} failed to stop: {exc}\n")
+    verb = "would replay" if args.dry_run else "replayed"
+    if skipped:
+        out.write(f"{skipped} chunks skipped (tag does not match {args.match})\n")
+    out.write(f"{verb} {replayed_records} records from {replayed_chunks} chunks; "
+              f"{failed} chunks failed, left in place\n")
+    return 1 if failed else 0
+
+
+def _remove(info: ChunkInfo) -> None:
+    """Delete a replayed chunk; a damaged one is kept as `<name>.damaged` for its unreadable bytes."""
+    if info.damaged:
+        os.replace(info.path, info.path + ".damaged")
+    else:
+        os.unlink(info.path)
+    for path in info.companions:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+
+
+# -- command line --------------------------------------------------------------------------------
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="kawa buffer", description="Inspect and replay buffer chunks and dead letters.")
+    sub = p.add_subparsers(dest="command", required=True)
+    ins = sub.add_parser("inspect", help="list chunks: keys, sizes, record counts, first records, damage")
+    ins.add_argument("path", help="buffer directory, dead-letter directory, or one chunk file")
+    ins.add_argument("--records", type=int, default=DEFAULT_PREVIEW, metavar="N", help="records shown per chunk")
+    ins.add_argument("--json", action="store_true", help="machine-readable output")
+    rep = sub.add_parser("replay", help="route the chunks' records through a config's outputs again")
+    rep.add_argument("path", help="buffer directory, dead-letter directory, or one chunk file")
+    rep.add_argument("-c", "--config", required=True, help="configuration whose outputs receive the records")
+    rep.add_argument("--match", metavar="PATTERN", help="only chunks whose tag matches this <match> pattern")
+    rep.add_argument("--tag", help="tag for chunks whose metadata has none (buffers without the tag chunk key)")
+    rep.add_argument("--keep", action="store_true", help="leave replayed chunk files in place")
+    rep.add_argument("--dry-run", action="store_true", help="show what would be replayed, change nothing")
+    rep.add_argument("-v", "--verbose", action="count", default=0, help="more of kawa's log on stderr")
+    return p
+
+
+def main(argv: Sequence[str]) -> int:
+    args = _parser().parse_args(list(argv))
+    if not os.path.exists(args.path):
+        sys.stderr.write(f"kawa buffer: no such file or directory: {args.path}\n")
+        return 2
+    if args.command == "inspect":
+        return inspect(args, sys.stdout)
+    return asyncio.run(replay(args, find_chunks(args.path), sys.stdout, sys.stderr))
