@@ -1,4 +1,8 @@
-"""Fluentd tag patterns (`*`, `**`, `{a,b}`, several patterns separated by spaces) compiled to regexes."""
+"""Fluentd tag patterns (`*`, `**`, `{a,b}`, `/regex/`, several patterns separated by spaces) as regexes.
+
+The translation follows Fluentd's GlobMatchPattern (lib/fluent/match.rb) rule for rule, so edge
+cases (`a.**` matching `a`, `**.a` matching `a`, nested braces, a trailing `.`) route the same.
+"""
 
 from __future__ import annotations
 
@@ -7,39 +11,62 @@ from functools import lru_cache
 
 
 def _translate(pattern: str) -> str:
-    """One Fluentd glob to a regex body. `a.**` also matches `a` (Fluentd's rule)."""
-    out: list[str] = []
+    """One Fluentd glob (or `/regex/`) to a Python regex body, to be used with fullmatch."""
+    if pattern.startswith("/"):
+        if len(pattern) < 2 or not pattern.endswith("/"):
+            raise ValueError(f"invalid match - regex: {pattern!r} (a regex pattern is written /.../)")
+        from kawa.rubyregex import translate_ruby_regexp
+
+        return translate_ruby_regexp(pattern[1:-1])
+    groups: list[list[str]] = []   # alternatives of each open `{`, innermost last
+    parts: list[str] = [""]        # regex text being built, one per brace nesting level
+    escape = dot = False
     i, n = 0, len(pattern)
     while i < n:
         c = pattern[i]
-        if c == "*":
-            if pattern.startswith("**", i):
+        if escape:
+            parts[-1] += re.escape(c)
+            escape = False
+            i += 1
+            continue
+        if pattern.startswith("**", i):
+            if dot:
+                # `x.**`: the dot and everything after it are optional, but `x` must end a part
+                parts[-1] += r"(?![^.])"
+                dot = False
+            if pattern.startswith(".", i + 2):
+                parts[-1] += r"(?:.*\.|\A)"     # `**.` is zero or more leading parts
+                i += 3
+            else:
+                parts[-1] += ".*"
                 i += 2
-                if i < n and pattern[i] == ".":
-                    out.append(r"(?:.*\.|)")       # `**.` matches zero or more leading parts
-                    i += 1
-                elif out and out[-1] == r"\.":
-                    out[-1] = r"(?:\..*|)"        # `.**` matches zero or more trailing parts
-                else:
-                    out.append(".*")
-                continue
-            out.append(r"[^.]*")
+            continue
+        if dot:
+            parts[-1] += r"\."
+            dot = False
+        if c == "\\":
+            escape = True
+        elif c == ".":
+            dot = True          # emitted with the next character; a trailing `.` is dropped, as in Fluentd
+        elif c == "*":
+            parts[-1] += r"[^.]*"
         elif c == "{":
-            close = pattern.find("}", i)
-            if close < 0:
-                raise ValueError(f"unbalanced '{{' in tag pattern {pattern!r}")
-            alts = pattern[i + 1:close].split(",")
-            out.append("(?:" + "|".join(_translate(a) for a in alts) + ")")
-            i = close + 1
-            continue
-        elif c == "\\" and i + 1 < n:
-            out.append(re.escape(pattern[i + 1]))
-            i += 2
-            continue
+            groups.append([])
+            parts.append("")
+        elif c == "}" and groups:
+            groups[-1].append(parts.pop())
+            parts[-1] += "(?:" + "|".join(groups.pop()) + ")"
+        elif c == "," and groups:
+            groups[-1].append(parts.pop())
+            parts.append("")
         else:
-            out.append(re.escape(c))
+            parts[-1] += re.escape(c)
         i += 1
-    return "".join(out)
+    while groups:
+        # An unclosed `{`: Fluentd unions the alternatives as literal strings (Regexp.union of Strings).
+        groups[-1].append(parts.pop())
+        parts[-1] += "(?:" + "|".join(re.escape(a) for a in groups.pop()) + ")"
+    return parts[-1]
 
 
 class TagPattern:
