@@ -72,8 +72,9 @@ def option(default: Any = REQUIRED, type: str = "string", *, doc: str = "", secr
 
 
 def section(options: type["Options"] | None = None, *, multi: bool = False, required: bool = False,
-            doc: str = "", plugin_kind: str | None = None, default_type: str | None = None) -> Any:
-    return Section(options, multi, required, doc, plugin_kind, default_type)
+            doc: str = "", plugin_kind: str | None = None, default_type: str | None = None,
+            aliases: tuple[str, ...] = ()) -> Any:
+    return Section(options, multi, required, doc, plugin_kind, default_type, aliases)
 
 
 @dataclass
