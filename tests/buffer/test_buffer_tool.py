@@ -41,6 +41,14 @@ class FailingOutput(BufferedOutput):
         FailingOutput.written.extend((chunk.metadata.tag, t, r) for t, r in chunk.events())
 
 
+@register("output", "test_tool_failing_text")
+class FailingTextOutput(FailingOutput):
+    """Formats at emit time (as out_file does): its chunks hold text, not events."""
+
+    def format_events(self, tag: str, events: list[Any]) -> bytes:
+        return b"".join(f"{tag} {r['n']}\n".encode() for _, r in events)
+
+
 @pytest.fixture(autouse=True)
 def _reset() -> None:
     FailingOutput.failure = {}
@@ -232,16 +240,42 @@ def test_replay_into_still_failing_output_leaves_everything_in_place(
     assert sorted(n for _, _, r in FailingOutput.written for n in [r["n"]]) == list(range(20)) + list(range(100, 110))
 
 
-def test_replay_refuses_chunks_of_the_configs_own_buffer_and_needs_a_tag(tmp_path: Path, capsys: Any) -> None:
+def test_replay_refuses_chunks_of_the_configs_own_buffer(tmp_path: Path, capsys: Any) -> None:
     conf = _failing_conf(tmp_path)
     asyncio.run(_run_pipeline(conf, BATCHES, flush=False))
     assert buffer_tool.main(["replay", str(tmp_path / "buf"), "-c", str(conf)]) == 2
     assert "is in the buffer of output failing" in capsys.readouterr().err
-    untagged = tmp_path / "untagged"
-    untagged.mkdir()
-    for p in (tmp_path / "buf").iterdir():
-        p.rename(untagged / p.name)
-    assert buffer_tool.main(["replay", str(untagged), "-c", str(_out_conf(tmp_path)), "--dry-run"]) == 0
+    assert len(list((tmp_path / "buf").iterdir())) == 4
+
+
+def test_replay_chunks_without_tag_need_tag_option(tmp_path: Path, capsys: Any) -> None:
+    conf = tmp_path / "untagged.conf"
+    conf.write_text(_failing_conf(tmp_path).read_text().replace("<buffer tag>", "<buffer>"))
+    asyncio.run(_run_pipeline(conf, BATCHES, flush=False))
+    moved = tmp_path / "moved"
+    (tmp_path / "buf").rename(moved)
+    (chunk,) = _inspect_json(moved, capsys=capsys)
+    assert (chunk["tag"], chunk["records"]) == (None, 30)
+    out_conf = str(_out_conf(tmp_path))
+    assert buffer_tool.main(["replay", str(moved), "-c", out_conf]) == 1
+    assert "has no tag" in capsys.readouterr().err
+    assert buffer_tool.main(["replay", str(moved), "-c", out_conf, "--tag", "app.x", "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert "would replay 30 records from 2 chunks" in out and "-> object:" in out or "-> " in out
-    assert len(list(untagged.iterdir())) == 4
+    assert "30 records, tag app.x -> object:" in out and out.endswith("would replay 30 records from 1 chunks; 0 chunks failed, left in place\n")
+    assert len(list(moved.iterdir())) == 2 and not (tmp_path / "out").exists()
+    assert buffer_tool.main(["replay", str(moved), "-c", out_conf, "--tag", "app.x"]) == 0
+    assert _delivered(tmp_path) == sorted([("app.x", i) for i in range(20)] + [("app.x", 100 + i) for i in range(10)])
+    assert list(moved.iterdir()) == []
+
+
+def test_formatted_dead_letter_is_shown_as_text_and_not_replayed(tmp_path: Path, capsys: Any) -> None:
+    FailingOutput.failure = {"*": "unrecoverable"}
+    conf = tmp_path / "text.conf"
+    conf.write_text(_failing_conf(tmp_path).read_text().replace("test_tool_failing", "test_tool_failing_text"))
+    asyncio.run(_run_pipeline(conf, {"app.a": BATCHES["app.a"]}, flush=True))
+    dlq = tmp_path / "root" / "backup" / "worker0" / "failing"
+    (chunk,) = _inspect_json(dlq, capsys=capsys)
+    assert (chunk["formatted"], chunk["records"], chunk["first_records"]) == (True, 20, ["app.a 0", "app.a 1", "app.a 2"])
+    assert buffer_tool.main(["replay", str(dlq), "-c", str(_out_conf(tmp_path))]) == 1
+    assert "holds text formatted by the output" in capsys.readouterr().err
+    assert len(list(dlq.iterdir())) == 2
