@@ -30,6 +30,9 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="kawa", description="A Fluentd-compatible log collector.")
     p.add_argument("-c", "--config", help="configuration file (Fluentd syntax)")
     p.add_argument("--dry-run", action="store_true", help="check the configuration and exit (0 ok, 2 problems)")
+    p.add_argument("--check-aws", action="store_true",
+                   help="with --dry-run: resolve AWS credentials (STS GetCallerIdentity) and check the "
+                        "configured CloudWatch Logs groups exist or can be created")
     p.add_argument("--show-config", action="store_true",
                    help="print the expanded configuration (includes resolved, env interpolated, secrets masked)")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for trace)")
@@ -115,6 +118,8 @@ def _run(args: argparse.Namespace, log: Logger, argv: Sequence[str]) -> int:
     if args.dry_run:
         for line in pipeline.no_effect:
             log.info(f"accepted without effect: {line}")
+        if args.check_aws and not _check_aws(pipeline, log):
+            return EXIT_CONFIG
         log.info("finished dry run mode")
         return 0
     log.info(f"starting kawa-{__version__}", pid=os.getpid(), python=platform.python_version())
@@ -126,6 +131,23 @@ def _run(args: argparse.Namespace, log: Logger, argv: Sequence[str]) -> int:
 
     agent = Agent(pipeline, log, worker_id=worker_id, reload=reload)
     return asyncio.run(agent.run())
+
+
+def _check_aws(pipeline: "Pipeline", log: Logger) -> bool:
+    """Online checks of every cloudwatch_logs output (plain --dry-run stays offline)."""
+    ok = True
+    for plugin in pipeline.plugins:
+        if plugin.type_name != "cloudwatch_logs":
+            continue
+        from kawa.plugins.outputs.cloudwatch_logs import check_aws
+
+        problems = check_aws(plugin)  # type: ignore[arg-type]
+        for problem in problems:
+            log.error(f"check-aws: {plugin.plugin_id}: {problem}")
+        if not problems:
+            log.info(f"check-aws: {plugin.plugin_id}: credentials and log groups OK")
+        ok = ok and not problems
+    return ok
 
 
 def _workers(root: "Element") -> int:
