@@ -1,8 +1,5 @@
 """`kawa buffer inspect|replay`: look into leftover buffer chunks and dead letters, push them out again.
-
-Reads kawa's and Fluentd's file-buffer chunks (`*.b<id>.log` / `*.q<id>.log` + `.meta`) and dead letters
-(`backup/worker<N>/<plugin id>/<id>.log` + kawa's `.meta.json`); see docs/buffer-tools.md.
-"""
+Reads kawa's and Fluentd's file-buffer chunks and dead letters (layouts in docs/buffer-tools.md)."""
 
 from __future__ import annotations
 
