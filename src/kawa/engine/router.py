@@ -90,11 +90,14 @@ class Router:
     def emit_error_event(self, tag: str, time: int, record: Record, error: BaseException | str) -> None:
         """Fluentd's emit_error_event: to <label @ERROR> when present, else a warning with the record."""
         self.counters["error_events"] += 1
+        error_class, message = describe_error(error)
         if ERROR_LABEL in self.labels:
+            # Fluentd still notes each one (without the record, which @ERROR handles).
+            self.log.warn("send an error event to @ERROR:", error_class=_Raw(error_class), error=message,
+                          location=None, tag=tag, time=_Raw(_event_time_text(time)))
             # Error events are rare: route them on the loop instead of re-entering the current emit.
             asyncio.get_running_loop().create_task(self.emit(ERROR_LABEL, tag, [(time, record)]))
             return
-        error_class, message = describe_error(error)
         self.log.warn("dump an error event:", error_class=_Raw(error_class), error=message, location=None,
                       tag=tag, time=_Raw(_event_time_text(time)), record=_ruby_hash(record))
 
