@@ -7,7 +7,6 @@ reference fluent.conf (paths adjusted, endpoint set) with the real `kawa` proces
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import subprocess
 import sys

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import calendar
 import json
-import os
 import time
 from datetime import datetime, timezone
 from pathlib import Path

@@ -3,7 +3,6 @@ refused and the old one keeps running), SIGUSR1 flushes buffers now."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys

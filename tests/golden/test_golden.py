@@ -4,10 +4,7 @@ they are documented in docs/compatibility.md."""
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import time
 from pathlib import Path
 
 import pytest

@@ -592,8 +592,9 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             else:
                 result = owner.forward(self.command, self.path, dict(self.headers.items()), body)
         except _AwsError as err:
-            if err.reason:
-                owner._count(lambda s: s.invalid_requests.update([err.reason]))
+            reason = err.reason
+            if reason:
+                owner._count(lambda s: s.invalid_requests.update([reason]))
             self._send_error(err)
             return
 
