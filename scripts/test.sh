@@ -8,4 +8,5 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip >/dev/null 2>&1 || true
 .venv/bin/python -m pip install --quiet -e '.[test,aws]'
+.venv/bin/python -m ruff check src tests bench scripts
 exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

@@ -56,7 +56,7 @@ def available() -> dict[str, list[str]]:
     """Every shipped plugin, by kind (imports every plugin module; used by `kawa plugins`)."""
     import pkgutil
 
-    for kind, package in _PACKAGES.items():
+    for package in _PACKAGES.values():
         try:
             pkg = importlib.import_module(package)
         except ModuleNotFoundError:

@@ -419,7 +419,7 @@ class StrictCloudWatchProxy:
         try:
             req = json.loads(body)
         except ValueError:
-            raise _AwsError(400, "SerializationException", "Unable to parse request body", "json")
+            raise _AwsError(400, "SerializationException", "Unable to parse request body", "json") from None
         events = req.get("logEvents")
         self._validate(events)
         now_ms = int(self.clock() * 1000)
