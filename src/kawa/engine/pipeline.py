@@ -181,6 +181,9 @@ class PipelineBuilder:
         def walk(elem: Element, path: tuple[str, ...]) -> None:
             types = self._param_types.get(id(elem), {})
             for key, attr in elem.attrs.items():
+                if id(attr) in self._secret_attrs:
+                    quoting[(path, key)] = None      # Fluentd prints `key xxxxxx`, never quoted
+                    continue
                 quoting[(path, key)] = types.get(key, "string" if attr.quoted else None)
             for child in elem.elements:
                 walk(child, path + (child.title(),))
