@@ -238,3 +238,34 @@ def test_plugin_section_without_type_or_default() -> None:
 def test_plugin_section_needs_lookup() -> None:
     with pytest.raises(RuntimeError, match="lookup"):
         _bind(WithParse, "<parse>\n</parse>")
+
+
+class FakeFormatter:
+    class Options(Options):
+        pass
+
+
+class CompatOutput:
+    compat_sections = ("format",)
+
+    class Options(Options):
+        format = section(plugin_kind="formatter")
+
+
+class WithStore(Options):
+    store = section(plugin_kind="output", multi=True)
+
+
+def test_v012_parameters_in_a_nested_plugin_move_into_their_section() -> None:
+    ctx = BindContext()
+    seen: list[tuple[str, str]] = []
+
+    def lookup(kind: str, name: str, location: Location, path: tuple[str, ...]) -> type | None:
+        seen.append((kind, name))
+        return {"compat": CompatOutput, "json": FakeFormatter}.get(name)
+
+    ctx.lookup = lookup
+    opts, ctx = _bind(WithStore, "<store>\n@type compat\nformat json\n</store>", ctx)
+    assert ctx.problems == []
+    assert seen == [("output", "compat"), ("formatter", "json")]
+    assert opts.store[0].options.format.cls is FakeFormatter

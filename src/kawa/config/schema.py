@@ -226,6 +226,10 @@ def _bind_section(sec: Section, child: Element, ctx: BindContext, path: tuple[st
     if cls is None:
         _mark_all_used(child)
         return None
+    # v0.12 parameters in a nested plugin (`format json` in a copy <store>) move like top-level ones.
+    from kawa.config import compat
+
+    compat.apply(cls, child, ctx.warnings)
     options_cls: type[Options] = cls.Options
     return PluginSpec(cls, options_cls.bind(child, ctx, path), child)
 
