@@ -1,0 +1,69 @@
+"""Delivery tickets: stored/delivered settle once every share did, only after seal(); tracking()."""
+
+from __future__ import annotations
+
+import asyncio
+
+from kawa.delivery import Ticket, current, tracking
+
+
+def test_ticket_without_shares_settles_at_seal() -> None:
+    async def run() -> None:
+        ticket = Ticket()
+        assert not ticket.stored.done()
+        ticket.seal()
+        assert ticket.stored.done() and ticket.delivered.done()
+
+    asyncio.run(run())
+
+
+def test_stored_then_delivered_after_every_share() -> None:
+    async def run() -> None:
+        ticket = Ticket()
+        a, b = ticket.join(), ticket.join()
+        a.mark_stored()
+        ticket.seal()
+        assert not ticket.stored.done()
+        b.mark_stored()
+        b.mark_stored()                       # settling twice counts once
+        assert ticket.stored.done() and not ticket.delivered.done()
+        a.mark_delivered()
+        assert not ticket.delivered.done()
+        b.mark_delivered()
+        assert ticket.delivered.done()
+
+    asyncio.run(run())
+
+
+def test_delivered_implies_stored_and_nothing_settles_before_seal() -> None:
+    async def run() -> None:
+        ticket = Ticket()
+        share = ticket.join()
+        share.mark_delivered()
+        assert not ticket.stored.done()       # more shares may still join
+        late = ticket.join()
+        ticket.seal()
+        assert not ticket.stored.done()
+        late.mark_delivered()
+        assert ticket.stored.done() and ticket.delivered.done()
+
+    asyncio.run(run())
+
+
+def test_tracking_sets_and_restores_current() -> None:
+    async def run() -> None:
+        assert current() is None
+        outer, inner = Ticket(), Ticket()
+        with tracking(outer):
+            assert current() is outer
+            with tracking(inner):
+                assert current() is inner
+            assert current() is outer
+
+            async def child() -> Ticket | None:
+                return current()
+
+            assert await asyncio.create_task(child()) is outer    # tasks inherit the context
+        assert current() is None
+
+    asyncio.run(run())
