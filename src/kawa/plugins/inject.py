@@ -80,5 +80,16 @@ class Injector:
             del static[time_key]
         return [(t, {**r, **static, time_key: fmt(t)}) for t, r in events]
 
+    def added_keys(self, tag: str) -> tuple[dict[str, Any], str | None, Any]:
+        """(static keys in output order incl. the tag, time key or None, time formatter) for `tag`:
+        what `inject_batch` merges, for writers that splice the keys instead of copying records."""
+        static = dict(self._static)
+        if self._tag_key:
+            static[self._tag_key] = tag
+        time_key = self._time_key
+        if time_key is not None and time_key in static:
+            del static[time_key]
+        return static, time_key, self._format_time
+
     def inject(self, tag: str, time: int, record: dict[str, Any]) -> dict[str, Any]:
         return self.inject_batch(tag, [(time, record)])[0][1]

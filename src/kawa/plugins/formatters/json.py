@@ -23,6 +23,8 @@ _SUSPECT = re.compile(rb"[:,\[](?:-?(?:[0-9][0-9.]*e|0\.0000)|-0\.0[,\]}])")
 _NON_STRING_VALUE = re.compile(rb'":[^"]')
 _ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\b", "\f": "\\f"}
 _NEEDS_ESCAPE = re.compile('["\\\\\x00-\x1f]')
+# format_batch_injected keeps this many formatted time tails (one per distinct event time)
+_TAIL_CACHE_MAX = 4096
 
 
 def _escape_char(m: re.Match[str]) -> str:
@@ -112,6 +114,33 @@ def json_gem_dumps(value: Any) -> str:
     return exact_dumps(value, ruby_float_to_s)
 
 
+def _plain_json(value: Any) -> bytes | None:
+    """orjson bytes of an injected value when Oj spells it the same (str, int), else None."""
+    if type(value) is str or type(value) is int:
+        try:
+            return orjson.dumps(value)
+        except orjson.JSONEncodeError:   # lone surrogates, integers beyond 64 bits
+            return None
+    return None
+
+
+class _CannotSplice(Exception):
+    pass
+
+
+def _no_suspect_numbers(data: bytes) -> bool:
+    return not ((b"e+" in data or b"e-" in data or b"-0.0" in data or b"0.0000" in data)
+                and _SUSPECT.search(data) is not None)
+
+
+def _has_empty_or_any_key(events: Sequence[Event], keys: list[str]) -> bool:
+    """True when a record is empty (no brace to splice before) or already holds an injected key."""
+    first, *others = keys
+    if any([not r or first in r for _, r in events]):
+        return True
+    return any(any([key in r for _, r in events]) for key in others)
+
+
 class JsonFormatterOptions(Options):
     json_parser = option("oj", doc="Fluentd's JSON library: oj (default), yajl or json. yajl and json write "
                          "floats with Ruby's Float#to_s; oj writes integral floats as 1.0 / 100000000000000000.0.")
@@ -130,6 +159,9 @@ class JsonFormatter(Formatter):
             raise ConfigError(f"json_parser: expected one of oj, yajl, json; got '{options.json_parser}'")
         self.dumps = oj_dumps if options.json_parser == "oj" else json_gem_dumps
         self.newline = "\n" if options.add_newline else ""
+        # format_batch_injected: the formatted event-time tail of each line, per time, for one (injector, tag)
+        self._tails: dict[int, bytes] = {}
+        self._tails_owner: tuple[int, str] | None = None
 
     def format(self, tag: str, time: int, record: Record) -> str:
         return self.dumps(record) + self.newline
@@ -138,3 +170,64 @@ class JsonFormatter(Formatter):
         dumps = self.dumps
         nl = self.newline
         return "".join([dumps(r) + nl for _, r in events])
+
+    def format_batch_injected(self, tag: str, events: Sequence[Event], injector: Any) -> bytes:
+        """The bytes of `format_batch(tag, injector.inject_batch(tag, events))`, without copying records."""
+        if self.dumps is oj_dumps:
+            try:
+                data = self._spliced(tag, events, injector)
+            except (TypeError, _CannotSplice):    # orjson cannot take a record (orjson errors are TypeErrors)
+                data = None
+            if data is not None:
+                return data
+        text = self.format_batch(tag, injector.inject_batch(tag, events))
+        return text.encode("utf-8", "surrogateescape")
+
+    def _spliced(self, tag: str, events: Sequence[Event], injector: Any) -> bytes | None:
+        """Each record's orjson bytes with the injected pairs spliced before its closing brace.
+
+        That equals Oj's text of the merged record when the record is not empty, has none of the
+        injected keys (both checked first) and no number Oj spells differently (checked on the
+        whole batch's bytes afterwards). None: use the copying path.
+        """
+        static, time_key, format_time = injector.added_keys(tag)
+        keys = [*static, time_key] if time_key is not None else list(static)
+        if not keys or not events or _has_empty_or_any_key(events, keys):
+            return None
+        head_parts = []
+        for key, value in static.items():
+            value_json = _plain_json(value)
+            if value_json is None:
+                return None
+            head_parts.append(b"," + orjson.dumps(key) + b":" + value_json)
+        head = b"".join(head_parts)
+        newline = self.newline.encode()
+        dumps = orjson.dumps
+        if time_key is None:
+            tail = head + b"}" + newline
+            data = b"".join([dumps(r)[:-1] + tail for _, r in events])
+        else:
+            owner = (id(injector), tag)
+            if owner != self._tails_owner:
+                self._tails = {}
+                self._tails_owner = owner
+            tails = self._tails
+            if len(tails) > _TAIL_CACHE_MAX:
+                tails.clear()
+            time_head = head + b"," + orjson.dumps(time_key) + b":"
+            close = b"}" + newline
+
+            def new_tail(time_ns: int) -> bytes:
+                value_json = _plain_json(format_time(time_ns))
+                if value_json is None:
+                    raise _CannotSplice
+                tail = tails[time_ns] = time_head + value_json + close
+                return tail
+
+            get = tails.get
+            data = b"".join([dumps(r)[:-1] + (get(t) or new_tail(t)) for t, r in events])
+        # Oj spells orjson's output the same unless a number is suspect; with only string values
+        # (most log records) one literal-prefix search shows there is none.
+        if _NON_STRING_VALUE.search(data) is not None and not _no_suspect_numbers(data):
+            return None
+        return data
