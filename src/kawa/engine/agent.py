@@ -14,8 +14,11 @@ from typing import Any, Callable
 from kawa.errors import ConfigError
 
 from kawa.engine.pipeline import Pipeline
-from kawa.engine.router import FLUENT_LOG_LABEL, ROOT_LABEL
-from kawa.log import Logger
+from kawa.engine.router import FLUENT_LOG_LABEL, ROOT_LABEL, _Raw
+from kawa.log import LEVELS, Logger
+
+# Fluentd::Log.event_tags: the tags its own log events carry
+FLUENT_LOG_TAGS = tuple(f"fluent.{level}" for level in LEVELS)
 
 
 class Agent:
@@ -80,6 +83,7 @@ class Agent:
             self.wlog.info("shutting down input plugin", type=_Sym(inp.type_name), plugin_id=inp.plugin_id)
             await _guard(inp.stop(), self.wlog, inp.plugin_id)
         for filt in self.pipe.filters:
+            self.wlog.info("shutting down filter plugin", type=_Sym(filt.type_name), plugin_id=filt.plugin_id)
             await _guard(filt.stop(), self.wlog, filt.plugin_id)
         await self._drain_log_events()
         for out in self.pipe.outputs:
@@ -123,7 +127,8 @@ class Agent:
         router = self.pipe.router
         if FLUENT_LOG_LABEL in router.labels:
             label = FLUENT_LOG_LABEL
-        elif any(p.match("fluent.info") for p, _, is_filter in router.labels[ROOT_LABEL].directives if not is_filter):
+        # Fluentd's EventRouter#match? is true when a <filter> alone matches a fluent.* tag too.
+        elif any(p.match(tag) for p, _, _ in router.labels[ROOT_LABEL].directives for tag in FLUENT_LOG_TAGS):
             label = ROOT_LABEL
             self.wlog.warn("define <match fluent.**> to capture fluentd logs in top level is deprecated. "
                            "Use <label @FLUENT_LOG> instead")
@@ -169,5 +174,6 @@ async def _guard(coro: Any, log: Logger, plugin_id: str) -> None:
     try:
         await coro
     except Exception as exc:  # one plugin failing to stop must not keep the others from stopping
+        # Fluentd prints a class name bare: error_class=OSError
         log.error("unexpected error while shutting down", plugin_id=plugin_id,
-                  error_class=type(exc).__name__, error=str(exc))
+                  error_class=_Raw(type(exc).__name__), error=str(exc))
