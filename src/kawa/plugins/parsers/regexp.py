@@ -60,36 +60,49 @@ class RegexpParser(BaseParser):
         self._match = fast_matcher(expression)
 
     def parse_batch(self, texts: Sequence[str]) -> tuple[list[ParsedEvent], list[ParseFailure]]:
-        events: list[ParsedEvent] = []
-        failures: list[ParseFailure] = []
-        append = events.append
-        match = self._match
-        key = self.time_key
-        keep = self.keep_time_key
-        tparse = self.time_parser.parse
-        terr = self._time_error
-        convert = self.convert_values if self.needs_convert else None
-        for text in texts:
-            m = match(text)
-            if m is None:
-                failures.append(ParseFailure(text, NOT_MATCHED, "unmatched"))
-                continue
-            record = m.groupdict()
-            if None in record.values():
-                record = {k: v for k, v in record.items() if v is not None}
-            time = None
-            if key is not None and key in record:
-                try:
-                    time = tparse(record[key] if keep else record.pop(key))
-                except terr as exc:
-                    failures.append(ParseFailure(text, str(exc), "invalid"))
-                    continue
-            if convert is not None:
-                convert(record)
-            append((time, record))
-        return events, failures
+        return parse_with(self, self._match, texts)
 
     def parse_into(self, text: str, events: list[ParsedEvent], failures: list[ParseFailure]) -> None:
         got, bad = self.parse_batch((text,))
         events.extend(got)
         failures.extend(bad)
+
+
+def parse_with(parser: BaseParser, match: Callable[[str], Any], texts: Sequence[str],
+               fix: Callable[[dict[str, Any]], None] | None = None) -> tuple[list[ParsedEvent], list[ParseFailure]]:
+    """The regexp loop: match -> groupdict (None dropped) -> time (cached per batch) -> types.
+
+    `match(text)` returns a match object or None; `fix` adjusts a record (fast-path variants)."""
+    events: list[ParsedEvent] = []
+    failures: list[ParseFailure] = []
+    append = events.append
+    key = parser.time_key
+    keep = parser.keep_time_key
+    tparse = parser.time_parser.parse
+    terr = parser._time_error
+    convert = parser.convert_values if parser.needs_convert else None
+    times: dict[Any, int] = {}          # busy logs repeat the same time string many times a batch
+    for text in texts:
+        m = match(text)
+        if m is None:
+            failures.append(ParseFailure(text, NOT_MATCHED, "unmatched"))
+            continue
+        record = m.groupdict()
+        if None in record.values():
+            record = {k: v for k, v in record.items() if v is not None}
+        if fix is not None:
+            fix(record)
+        time = None
+        if key is not None and key in record:
+            src = record[key] if keep else record.pop(key)
+            time = times.get(src)
+            if time is None:
+                try:
+                    time = times[src] = tparse(src)
+                except terr as exc:
+                    failures.append(ParseFailure(text, str(exc), "invalid"))
+                    continue
+        if convert is not None:
+            convert(record)
+        append((time, record))
+    return events, failures
