@@ -7,7 +7,6 @@ the `register` decorator. Third-party plugins can register through the `kawa.plu
 from __future__ import annotations
 
 import importlib
-from importlib import metadata
 from typing import Callable, TypeVar
 
 KINDS = ("input", "parser", "filter", "output", "formatter", "buffer")
@@ -46,6 +45,8 @@ def lookup(kind: str, type_name: str) -> type | None:
         found = _registry.get((kind, type_name))
         if found is not None:
             return found
+    from importlib import metadata   # ~2 MiB (email, zipfile, csv): only for a @type kawa does not ship
+
     for ep in metadata.entry_points(group="kawa.plugins"):
         if ep.name == f"{kind}.{type_name}":
             ep.load()

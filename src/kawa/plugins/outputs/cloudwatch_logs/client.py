@@ -7,22 +7,23 @@ botocore's full client costs ~14 µs CPU per event and ~25 MiB; this one signs o
 
 from __future__ import annotations
 
-import http.client
 import os
 import select
 import socket
-import ssl
 import threading
 import time
 import urllib.parse
-import urllib.request
 from base64 import b64encode
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import orjson
 
 from kawa.plugins.outputs.cloudwatch_logs.errors import AwsApiError, TransportError, error_code
+
+if TYPE_CHECKING:   # http.client, urllib.request and ssl cost ~5 MiB; imported when a pool is built
+    import http.client
+    import ssl
 
 # CloudWatch Logs speaks AWS JSON 1.1; the target prefix is the API version (botocore's logs model).
 TARGET_PREFIX = "Logs_20140328."
@@ -222,6 +223,8 @@ class HttpPool:
         self._lock = threading.Lock()
 
     def _proxy_for(self, option: str | None) -> urllib.parse.SplitResult | None:
+        import urllib.request
+
         if option:
             return urllib.parse.urlsplit(option if "://" in option else "http://" + option)
         if urllib.request.proxy_bypass(self.host):
@@ -231,6 +234,8 @@ class HttpPool:
 
     @staticmethod
     def _ssl_context(verify: bool) -> ssl.SSLContext:
+        import ssl
+
         if not verify:
             ctx = ssl.create_default_context()
             ctx.check_hostname = False
@@ -247,6 +252,8 @@ class HttpPool:
         return ssl.create_default_context(cafile=cafile)
 
     def _new(self) -> http.client.HTTPConnection:
+        import http.client
+
         proxy = self.proxy
         if proxy is None:
             if self._context is not None:
@@ -283,6 +290,8 @@ class HttpPool:
 
     def post(self, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
         """One POST; raises TransportError when no complete answer came back."""
+        import http.client
+
         conn = self._take()
         target = self.path
         if self.proxy is not None and self._context is None:
