@@ -52,7 +52,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return buffer_main(argv[1:])
     args = _parser().parse_args(argv)
-    stream: TextIO = open(args.log, "a", buffering=1) if args.log else sys.stdout
+    # --show-config prints the configuration on stdout; the log goes to stderr so the two never mix.
+    stream: TextIO = open(args.log, "a", buffering=1) if args.log else (sys.stderr if args.show_config else sys.stdout)
     sink = LogSink(stream, level=_level(args))
     log = Logger(sink)
     try:
