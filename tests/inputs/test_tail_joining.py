@@ -130,7 +130,7 @@ def test_incomplete_lines_before_the_first_line_warn_or_are_emitted(tmp_path: Pa
     async def scenario() -> None:
         for d in (quiet, loud):
             async with d.run():
-                await d.wait_for(lambda: d.instance.scheduler.tails[str(log)].held)
+                await d.wait_for(lambda d=d: d.instance.scheduler.tails[str(log)].held)
     asyncio.run(scenario())
     warning = f'got incomplete line before first line from {log}: "\\tat orphan.Frame(Frame.java:1)"'
     assert any(warning in line for line in quiet.logs)
