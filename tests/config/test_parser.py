@@ -5,6 +5,7 @@ Golden cases need shared/golden beside the repo; they are skipped with a reason 
 from __future__ import annotations
 
 import json
+import re
 
 from pathlib import Path
 
@@ -115,8 +116,10 @@ def test_golden_quoting() -> None:
     _assert_dump_matches(root, _dump_block(case))
     record = _record(root)
     _assert_record_matches_output(record, _first_output(case))
+    # `1 + 2` is evaluated (Fluentd: sum=3); `'ab' * 2` is the first form kawa does not run
+    assert record.attrs["dq_ruby"].value.startswith("sum=3 str=#{'ab' * 2} ")
     assert record.attrs["dq_ruby"].ruby_error == ("embedded Ruby expression is not supported: "
-                                                   "#{1 + 2}")
+                                                   "#{'ab' * 2} (syntax at '* 2')")
     quoted = {k: a.quoted for k, a in record.attrs.items()}
     assert quoted["uq_plain"] is None and quoted["dq_hash"] == '"' and quoted["sq_hash"] == "'"
     assert record["no_value"] == "" and record["dq_empty"] == "" and record["sq_empty"] == ""
@@ -357,11 +360,12 @@ def test_ruby_defaults_to_process_environment(monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_unsupported_ruby_is_kept_with_error() -> None:
-    root = parse_config_string('k "a-#{Dir.pwd}-#{ENV[\'X\']}"\nj "#{x; y}"\n', env=ENV)
+    root = parse_config_string('k "a-#{Socket.getifaddrs}-#{ENV[\'X\']}"\nj "#{x; y}"\n', env=ENV)
     attr = root.attrs["k"]
-    assert attr.value == "a-#{Dir.pwd}-ex"
-    assert attr.ruby_error == "embedded Ruby expression is not supported: #{Dir.pwd}"
-    assert root.attrs["j"].ruby_error is not None
+    assert attr.value == "a-#{Socket.getifaddrs}-ex"
+    assert attr.ruby_error == ("embedded Ruby expression is not supported: #{Socket.getifaddrs} "
+                               "(Socket.getifaddrs)")
+    assert root.attrs["j"].ruby_error == "embedded Ruby expression is not supported: #{x; y} (name x)"
 
 
 def test_ruby_code_with_braces_and_quotes() -> None:
@@ -486,3 +490,117 @@ def test_parse_speed_on_long_json() -> None:
 
 
 
+
+
+# --- embedded Ruby of the fluentd-kubernetes-daemonset v1.19 configs ---------------------------
+
+K8S_URL = ("#{ENV['FLUENT_FILTER_KUBERNETES_URL'] || (host = ENV.fetch('KUBERNETES_SERVICE_HOST'); "
+           "port = ENV.fetch('KUBERNETES_SERVICE_PORT'); host = (IPAddr.new(host).ipv6? ? '[' + host + ']' : "
+           "host rescue host); 'https://' + host + ':' + port + '/api')}")
+POS_FILE = "#{File.join('/var/log/', ENV.fetch('FLUENT_POS_EXTRA_DIR', ''), 'fluentd-containers.log.pos')}"
+
+
+@pytest.mark.parametrize("env,url", [
+    ({"KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "443"}, "https://10.96.0.1:443/api"),
+    ({"KUBERNETES_SERVICE_HOST": "fd00:10:96::1", "KUBERNETES_SERVICE_PORT": "443"},
+     "https://[fd00:10:96::1]:443/api"),
+    # not an address: IPAddr.new raises, `rescue host` keeps the name
+    ({"KUBERNETES_SERVICE_HOST": "kubernetes.default.svc", "KUBERNETES_SERVICE_PORT": "6443"},
+     "https://kubernetes.default.svc:6443/api"),
+    ({"FLUENT_FILTER_KUBERNETES_URL": "https://api:8443", "KUBERNETES_SERVICE_HOST": "fd00::1"}, "https://api:8443"),
+    ({"FLUENT_FILTER_KUBERNETES_URL": "https://api:8443"}, "https://api:8443"),   # right of || never runs
+])
+def test_daemonset_kubernetes_url(env: dict[str, str], url: str) -> None:
+    assert one(f'k "{K8S_URL}"', env=env) == url
+
+
+def test_daemonset_kubernetes_url_outside_a_pod_fails_like_fluentd() -> None:
+    with pytest.raises(ConfigParseError, match='key not found: "KUBERNETES_SERVICE_HOST"'):
+        one(f'k "{K8S_URL}"', env={})
+    with pytest.raises(ConfigParseError, match='key not found: "KUBERNETES_SERVICE_PORT"'):
+        one(f'k "{K8S_URL}"', env={"KUBERNETES_SERVICE_HOST": "10.0.0.1"})
+
+
+@pytest.mark.parametrize("env,path", [
+    ({}, "/var/log/fluentd-containers.log.pos"),
+    ({"FLUENT_POS_EXTRA_DIR": ""}, "/var/log/fluentd-containers.log.pos"),
+    ({"FLUENT_POS_EXTRA_DIR": "extra"}, "/var/log/extra/fluentd-containers.log.pos"),
+    ({"FLUENT_POS_EXTRA_DIR": "/extra/"}, "/var/log/extra/fluentd-containers.log.pos"),
+])
+def test_daemonset_pos_file(env: dict[str, str], path: str) -> None:
+    assert one(f'k "{POS_FILE}"', env=env) == path
+
+
+def test_dir_pwd_and_file_join_of_fluentd_examples(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert one('k "#{Dir.pwd}/buf"') == f"{tmp_path}/buf"
+    assert one("k \"#{File.join(Dir.pwd, 'test', 'tmp', 'root')}\"") == f"{tmp_path}/test/tmp/root"
+
+
+@pytest.mark.parametrize("code,value", [
+    ("File.join('a', 'b')", "a/b"),
+    ("File.join('a/', '/b')", "a/b"),
+    ("File.join('', 'b')", "/b"),
+    ("File.join('a', '')", "a/"),
+    ("File.join('/', '/b')", "/b"),
+    ("File.join('a//', 'b')", "a//b"),
+    ("File.join", ""),
+    ("'a' + 'b' + ENV['X']", "abex"),
+    ("1 + 2", "3"),
+    ("x = 'v'; y = x + '!'; y", "v!"),
+    ("x = x; x.nil?", "true"),                      # Ruby: a name is a local from its assignment on
+    ("hostname = 'other'; hostname", "other"),      # Fluentd's prelude locals can be reassigned
+    ("(ENV.fetch('UNSET') rescue 'r')", "r"),
+    ("ENV.fetch('UNSET') rescue 'r'", "r"),
+    ("v = ENV.fetch('UNSET') rescue 'r'; v", "r"),  # `a = b rescue c` is `a = (b rescue c)`
+    ("IPAddr.new('::1').ipv6?", "true"),
+    ("IPAddr.new('127.0.0.1').ipv6?", "false"),
+    ("IPAddr.new('127.0.0.1').ipv4?", "true"),
+    ("IPAddr.new('[::1]').ipv6?", "true"),
+    ("IPAddr.new('10.1.2.3/8')", "10.0.0.0"),
+    ("IPAddr.new('nope').ipv6? rescue 'bad'", "bad"),
+    ("'x'.ipv6? rescue 'no method'", "no method"),
+    ("ENV['X'] == 'ex' ? 'y' : 'n'", "y"),
+    ("ENV['X'] != 'ex' && 'y'", "false"),
+    ("!ENV['UNSET'] && 'unset'", "unset"),
+    ("((ENV['UNSET'] || 'a') + 'b')", "ab"),
+    ("a = 1;;b = 2;", "2"),
+])
+def test_ruby_statements_and_builtins(code: str, value: str) -> None:
+    assert one(f'k "#{{{code}}}"\n', env=ENV) == value
+
+
+def test_use_nil_is_not_rescued() -> None:
+    # Fluentd's SetNil is not a StandardError: `rescue` lets it through
+    assert one("k \"#{use_nil rescue 'r'}\"", env=ENV) == USE_NIL
+
+
+@pytest.mark.parametrize("code,error", [
+    ("'a' + nil", "no implicit conversion of nil into String"),
+    ("1 + 'a'", "String can't be coerced into Integer"),
+    ("nil + 'a'", "undefined method `+' for nil"),
+    ("File.join('a', 1)", "no implicit conversion of Integer into String"),
+    ("IPAddr.new('999.1.1.1')", "invalid address: 999.1.1.1"),
+    ("Dir.pwd(1)", "wrong number of arguments (given 1, expected 0)"),
+])
+def test_ruby_runtime_errors_fail_the_parse(code: str, error: str) -> None:
+    with pytest.raises(ConfigParseError, match=re.escape(error)):
+        one(f'k "#{{{code}}}"\n', env=ENV)
+
+
+@pytest.mark.parametrize("code,detail", [
+    ("Socket.getifaddrs.select{|i| i.addr.ipv4? }", "syntax at '{|i| i.addr.ipv4? }'"),
+    ("ENV['X'].upcase", "method .upcase"),
+    ("undefined_name", "name undefined_name"),
+    ("File.read('/etc/passwd')", "File.read"),
+    ("Kernel.system('true')", "name Kernel"),
+    ("`id`", "syntax at '`id`'"),
+    ("ENV.fetch('X') { 'b' }", "syntax at \"{ 'b' }\""),
+    ("IPAddr.new('::1') + 1", "IPAddr#+"),
+    ("ENV.key?('X')", "ENV.key?"),
+    ("X = 1", "name X"),                         # constant assignment
+])
+def test_unsupported_forms_are_named(code: str, detail: str) -> None:
+    attr = parse_config_string(f'k "#{{{code}}}"\n', env=ENV).attrs["k"]
+    assert attr.value == "#{" + code + "}"
+    assert attr.ruby_error == f"embedded Ruby expression is not supported: #{{{code}}} ({detail})"

@@ -312,9 +312,9 @@ class _FileParser:
             return "", "default", None
         except RubyRuntimeError as e:
             raise ConfigParseError(f"embedded Ruby #{{{code}}} failed: {e}", self.error_loc()) from None
-        except Unsupported:
+        except Unsupported as e:
             raw = "#{" + code + "}"
-            return raw, None, f"embedded Ruby expression is not supported: {raw}"
+            return raw, None, f"embedded Ruby expression is not supported: {raw} ({e})"
 
     def scan_json(self, is_array: bool) -> _Value:
         # Fluentd reads one character at a time and stops at the first point where the text so far
