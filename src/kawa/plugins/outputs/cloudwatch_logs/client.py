@@ -1,9 +1,10 @@
-"""A lean CloudWatch Logs client: botocore only for credentials and SigV4, our own JSON body and HTTP/1.1.
-botocore's full client costs ~14 µs CPU per event and ~25 MiB; this one signs one request per batch.
+"""A lean CloudWatch Logs client: AWS's libraries only for credentials and SigV4, our own JSON body.
+awscrt (crt_client.py) when installed and sufficient, else botocore + http.client; see docs/memory.md.
 """
 
-# Nothing from botocore is imported at module level: a config that never starts this output must
-# not pay for botocore (imports happen in resolve_credentials / Signer / check calls).
+# Nothing from botocore or awscrt is imported at module level: a config that never starts this output
+# must not pay for them (imports happen in resolve_credentials / Signer / HttpPool / check calls).
+# botocore's full client costs ~14 µs CPU per event and ~25 MiB; this one signs one request per batch.
 
 from __future__ import annotations
 
@@ -88,16 +89,28 @@ def _sts_client_creator(session: Any, settings: CredentialSettings, region: str 
 
 
 def resolve_region(settings: CredentialSettings) -> str | None:
-    """The region option, else botocore's (AWS_REGION, AWS_DEFAULT_REGION, profile config)."""
+    """The region option, else botocore's (AWS_DEFAULT_REGION, then the profile's config)."""
     if settings.region:
         return settings.region
+    if os.environ.get("AWS_DEFAULT_REGION"):   # botocore's first source, read without loading botocore
+        return os.environ["AWS_DEFAULT_REGION"]
     return _session(settings).get_config_variable("region")  # type: ignore[no-any-return]
 
 
 def resolve_credentials(settings: CredentialSettings) -> Any:
     """A botocore credentials object (refreshing where the source expires), by the Ruby plugin's
     precedence: aws_use_sts, <web_identity_credentials>, aws_ecs_authentication, static keys, then
-    botocore's default chain (env, shared files/profile, web identity = IRSA, container, IMDS)."""
+    the default chain (env, shared files/profile, web identity = IRSA, container, IMDS): awscrt's when
+    crt_client.crt_usable(settings), else botocore's."""
+    from kawa.plugins.outputs.cloudwatch_logs import crt_client
+
+    if crt_client.crt_usable(settings):
+        if settings.aws_key_id and settings.aws_sec_key:
+            settings.method = "static"
+            return crt_client.CrtCredentials.static(settings.aws_key_id, settings.aws_sec_key)
+        creds = crt_client.CrtCredentials.default_chain()
+        settings.method = creds.method
+        return creds
     from botocore import credentials as bc
 
     session = _session(settings)
@@ -162,7 +175,26 @@ def default_endpoint(region: str) -> str:
     return f"https://logs.{region}.{suffix}"
 
 
-class Signer:
+def Signer(credentials: Any, region: str, service: str = SERVICE) -> Any:   # noqa: N802 - was a class
+    """The signer matching the credentials' library: awscrt's aws_sign_request or botocore.auth."""
+    from kawa.plugins.outputs.cloudwatch_logs import crt_client
+
+    if isinstance(credentials, crt_client.CrtCredentials):
+        return crt_client.CrtSigner(credentials, region, service)
+    return BotocoreSigner(credentials, region, service)
+
+
+def HttpPool(endpoint: str, *, verify: bool = True, proxy: str | None = None,   # noqa: N802 - was a class
+             read_timeout: float = 60.0) -> Any:
+    """awscrt's HTTP client for direct connections when installed, else the stdlib one (also proxies)."""
+    from kawa.plugins.outputs.cloudwatch_logs import crt_client
+
+    if crt_client.pool_usable(proxy):
+        return crt_client.CrtHttpPool(endpoint, verify=verify, read_timeout=read_timeout)
+    return StdlibHttpPool(endpoint, verify=verify, proxy=proxy, read_timeout=read_timeout)
+
+
+class BotocoreSigner:
     """SigV4 with botocore.auth on an AWSRequest; frozen credentials refresh themselves before expiry."""
 
     def __init__(self, credentials: Any, region: str, service: str = SERVICE) -> None:
@@ -201,8 +233,8 @@ def _dropped(conn: http.client.HTTPConnection) -> bool:
     return bool(readable)
 
 
-class HttpPool:
-    """Keep-alive HTTP/1.1 connections to one endpoint, used from worker threads (one request each)."""
+class StdlibHttpPool:
+    """Keep-alive HTTP/1.1 connections to one endpoint over http.client, used from worker threads."""
 
     def __init__(self, endpoint: str, *, verify: bool = True, proxy: str | None = None,
                  read_timeout: float = 60.0) -> None:
@@ -327,7 +359,7 @@ class HttpPool:
 class LogsClient:
     """The CloudWatch Logs JSON API over HttpPool, signed by Signer. Blocking: call from a worker thread."""
 
-    def __init__(self, pool: HttpPool, signer: Signer) -> None:
+    def __init__(self, pool: Any, signer: Any) -> None:
         self.pool = pool
         self.signer = signer
 
