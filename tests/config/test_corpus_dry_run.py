@@ -30,9 +30,7 @@ UNKNOWN_LINE = re.compile(r"\[error\]: (?P<where>\S+:\d+): .*Unknown (?P<kind>\w
 POD_ENV = {"KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "443"}
 
 # entry -> why kawa still fails it (a gap in a shipped plugin or in the engine), from the last run
-_K8S = "fluent__fluentd-kubernetes-daemonset/docker-image/v1.19/debian-{}/conf/fluent.conf"
 KNOWN_GAPS: dict[str, str] = {
-    _K8S.format("cloudwatch"): "cloudwatch_logs retention_in_days refuses the string 'nil'",
     "fluent__fluentd__example__copy_roundrobin.conf": "stdout output lacks Fluentd's v0.12 `output_type` option",
     "fluent__fluentd__example__counter.conf": "<system><counter_server> section is not declared",
     "fluent__fluentd__example__out_copy.conf": "file output declares no compat_sections: v0.12 `format` / "

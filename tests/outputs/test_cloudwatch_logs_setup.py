@@ -126,6 +126,20 @@ def test_config_errors(conf, message):
         OutputDriver("cloudwatch_logs", conf)
 
 
+def test_retention_in_days_nil_is_unset():
+    # fluentd-kubernetes-daemonset: retention_in_days "#{ENV['RETENTION_IN_DAYS'] || 'nil'}"
+    d = OutputDriver("cloudwatch_logs", 'log_group_name g\nlog_stream_name s\nretention_in_days "nil"')
+    assert d.instance.options.retention_in_days is None
+    assert d.instance.options._element.attrs["retention_in_days"].value == "nil"   # the dump shows the config
+    assert OutputDriver("cloudwatch_logs", "log_group_name g\nlog_stream_name s\nretention_in_days 30"
+                        ).instance.options.retention_in_days == 30
+    with pytest.raises(ConfigError, match="expected an integer"):
+        OutputDriver("cloudwatch_logs", "log_group_name g\nlog_stream_name s\nretention_in_days none")
+    with pytest.raises(ConfigError, match="Set only one of retention_in_days, retention_in_days_key"):
+        OutputDriver("cloudwatch_logs", "log_group_name g\nlog_stream_name s\nretention_in_days nil\n"
+                     "retention_in_days_key r")
+
+
 def test_ruby_retry_options_accepted_without_effect():
     d = OutputDriver("cloudwatch_logs", "log_group_name g\nlog_stream_name s\nput_log_events_retry_limit 3\n"
                      "json_handler json\nconcurrency 4")

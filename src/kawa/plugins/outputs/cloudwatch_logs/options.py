@@ -4,14 +4,20 @@ kawa's own (auto_create_group, oversize_policy, out_of_window_policy, request_ti
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Any, Iterator
 
 from kawa.buffer.output import BufferedOptions
-from kawa.config.schema import Options, option, section
+from kawa.config.element import Element
+from kawa.config.parser import USE_NIL
+from kawa.config.schema import BindContext, Options, option, section
 from kawa.plugins.inject import InjectOptions
 
 BUFFER_OWNS_RETRIES = "kawa's buffer retries (retry_* in <buffer>) and never discards a chunk on throttling"
 # PutRetentionPolicy: the only values CloudWatch Logs accepts.
+# The fluentd-kubernetes-daemonset writes `retention_in_days "#{ENV['RETENTION_IN_DAYS'] || 'nil'}"`.
+# Fluentd's non-strict integer turns "nil" into 0 and the Ruby plugin's PutRetentionPolicy(0) is
+# refused (a warning), so the group is created without retention: kawa reads the word as "unset".
+RUBY_NIL_WORD = "nil"
 RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192,
                   2557, 2922, 3288, 3653)
 
@@ -89,6 +95,17 @@ class CloudwatchLogsOptions(BufferedOptions):
                                   doc="Events older than 14 days / retention or > 2 h ahead: route to @ERROR "
                                   "before sending (error) or let CloudWatch reject them (send; still routed).")
     request_timeout = option(60, "time", doc="Seconds to wait for one API answer.")
+
+    @classmethod
+    def bind(cls, element: Element, ctx: BindContext, path: tuple[str, ...] = ()) -> Any:
+        attr = element.attrs.get("retention_in_days")
+        if attr is None or attr.value != RUBY_NIL_WORD:
+            return super().bind(element, ctx, path)
+        attr.value = USE_NIL      # only while binding: the dump still shows what the config says
+        try:
+            return super().bind(element, ctx, path)
+        finally:
+            attr.value = RUBY_NIL_WORD
 
     def check(self) -> Iterator[str]:
         if self.concurrency is not None and self.concurrency < 1:
