@@ -51,6 +51,13 @@ def test_output_type_and_time_format() -> None:
     assert _run(d, "x", [(1562746800 * 10**9, {"k": "v"})]) == '1562746800 x: {"k":"v"}\n'
 
 
+@pytest.mark.parametrize("output_type,record", [("json", '{"k":"v"}'), ("hash", '{"k"=>"v"}'), ("ltsv", "k:v")])
+def test_v012_output_type_moves_into_the_stdout_format(output_type: str, record: str) -> None:
+    # Fluentd's compat_parameters: `output_type` written in the plugin goes into <format> (@type stdout)
+    d = OutputDriver("stdout", f"output_type {output_type}")
+    assert _run(d, "x", [(1562746800 * 10**9, {"k": "v"})]).endswith(f" x: {record}\n")
+
+
 def test_use_logger_false_writes_stdout(capsys: pytest.CaptureFixture[str]) -> None:
     d = OutputDriver("stdout", "use_logger false")
     assert _run(d, "x", [(0, {"k": "v"})]) == ""

@@ -27,6 +27,7 @@ FORMAT_PARAMS: dict[str, str | None] = {
     "fields": "fields", "json_parser": "json_parser", "label_delimiter": "label_delimiter",
     "output_time": "output_time", "output_tag": "output_tag", "time_format": "time_format",
     "add_newline": "add_newline", "message_key": "message_key",
+    "output_type": "output_type",        # stdout output/filter v0.12: the stdout formatter's record format
 }
 INJECT_PARAMS: dict[str, str | None] = {
     "include_time_key": None, "time_key": "time_key", "time_format": "time_format",
