@@ -13,6 +13,12 @@ are durably in a buffer (file buffer: fsync'd), "delivered" when the output conf
     await ticket.stored           # or ticket.delivered with <system> at_least_once_from_source
 
 Events dropped by a filter or written by an unbuffered output settle at once (nothing to wait for).
+
+A ticket may carry a `checkpoint=(key, offset)`: where the input may resume once the events are
+safe. A persistent buffer stores it durably with the events (file buffer: in the chunk's .meta)
+and, when it resumes such chunks at start, reports it through `note_recovered_checkpoint`; outputs
+start before inputs, so an input asks `recovered_checkpoint(key)` at its start and skips what is
+already buffered (lines durably buffered but not yet reflected in its own position file).
 """
 
 from __future__ import annotations
@@ -28,9 +34,10 @@ _current: contextvars.ContextVar["Ticket | None"] = contextvars.ContextVar("kawa
 class Ticket:
     """Counts the outstanding shares of one emit; two futures resolve when all shares settle."""
 
-    __slots__ = ("_stored_pending", "_delivered_pending", "_sealed", "stored", "delivered", "failed")
+    __slots__ = ("_stored_pending", "_delivered_pending", "_sealed", "stored", "delivered", "failed",
+                 "checkpoint")
 
-    def __init__(self) -> None:
+    def __init__(self, checkpoint: tuple[str, int] | None = None) -> None:
         loop = asyncio.get_running_loop()
         self._stored_pending = 0
         self._delivered_pending = 0
@@ -38,6 +45,7 @@ class Ticket:
         self.stored: asyncio.Future[None] = loop.create_future()
         self.delivered: asyncio.Future[None] = loop.create_future()
         self.failed = False
+        self.checkpoint = checkpoint
 
     def join(self) -> "Share":
         """Called by a buffered output that took some of the events."""
@@ -85,6 +93,21 @@ class Share:
 def current() -> Ticket | None:
     """The ticket of the emit in progress, if its input asked for tracking."""
     return _current.get()
+
+
+# key -> highest offset found in chunks a persistent buffer resumed at start (this process only).
+_recovered: dict[str, int] = {}
+
+
+def note_recovered_checkpoint(key: str, offset: int) -> None:
+    """Called by a persistent buffer for each checkpoint of a chunk it resumed."""
+    if offset > _recovered.get(key, -1):
+        _recovered[key] = offset
+
+
+def recovered_checkpoint(key: str) -> int | None:
+    """The highest offset durably buffered for `key` by the previous run, if any."""
+    return _recovered.get(key)
 
 
 @contextmanager

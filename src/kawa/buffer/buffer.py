@@ -84,8 +84,11 @@ class Buffer(Plugin):
             self.queue.append(chunk)
             self.queue_size += chunk.bytesize
 
-    async def sync(self, chunks: list[Chunk]) -> None:
-        """Make the data of `chunks` durable (persistent backends fsync; memory: nothing to do)."""
+    async def sync(self, chunks: list[Chunk], checkpoint: tuple[str, int] | None = None) -> None:
+        """Make the data of `chunks` durable (persistent backends fsync; memory: nothing to do).
+
+        `checkpoint` (key, offset) of the input that emitted the data: persistent backends store
+        it with the chunks (see kawa.delivery) so a restart does not read those events again."""
 
     async def stop(self) -> None:
         for chunk in self.chunks():

@@ -27,6 +27,12 @@ Delivery acks (`<system> at_least_once_from_source`): `emit(tag, events, ack=Del
 calls `cb` once the events are safe: for a persistent (file) buffer when the chunk data was
 fsync'ed (durable before emit returns), for a memory buffer when every chunk holding them was
 written by the output (or moved to the dead-letter directory). Inputs advance checkpoints in `cb`.
+
+Delivery tickets (kawa.delivery): when the emit runs inside `delivery.tracking(ticket)`, the output
+joins the ticket; its share is delivered when every chunk holding the events is committed (written
+or dead-lettered), and stored when the events are fsync'd (file buffer) or delivered (memory
+buffer: nothing in memory survives kill -9). A file buffer stores the ticket's checkpoint in the
+chunk .meta with the same fsync.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, ClassVar
 
+from kawa import delivery
 from kawa.buffer.buffer import Buffer, DeliveryAck
 from kawa.buffer.chunk import Chunker
 from kawa.buffer.flusher import Flusher
@@ -47,6 +54,16 @@ from kawa.event import Event
 from kawa.plugins.base import Output, PluginContext
 
 __all__ = ["BufferedOutput", "DeliveryAck"]
+
+
+def _share_ack(inner: DeliveryAck | None, share: delivery.Share) -> DeliveryAck:
+    """One chunk-level ack settling a delivery share (and the caller's own memory-buffer ack)."""
+    def settled() -> None:
+        share.mark_delivered()
+        if inner is not None:
+            inner.hold()
+            inner.release()
+    return DeliveryAck(settled)
 
 
 class BufferedOptions(Options):
@@ -126,6 +143,13 @@ class BufferedOutput(Output):
         fmt = self.format_events if self.formatted else None
         enqueue = self.buffer_settings.flush_mode == "immediate"
         chunk_ack = None if self.buffer.persistent else ack
+        ticket = delivery.current()             # an input tracks this emit (kawa.delivery)
+        share = ticket.join() if ticket is not None else None
+        if share is not None:
+            # delivered once every chunk holding the events is committed (written or dead-lettered);
+            # held across the write so it settles even when no chunk took any event
+            chunk_ack = _share_ack(chunk_ack, share)
+            chunk_ack.hold()
         while True:
             try:
                 touched = self.buffer.write(tag, groups, format_fn=fmt, enqueue=enqueue, ack=chunk_ack)
@@ -134,11 +158,17 @@ class BufferedOutput(Output):
                 await self._overflow(exc)
         self.emit_records += len(events)
         if self.buffer.persistent:
-            if getattr(self.ctx.system, "at_least_once_from_source", False) or ack is not None:
-                await self.buffer.sync(touched)  # type: ignore[attr-defined]
+            if getattr(self.ctx.system, "at_least_once_from_source", False) or ack is not None or share is not None:
+                checkpoint = ticket.checkpoint if ticket is not None else None
+                await self.buffer.sync(touched, checkpoint=checkpoint)  # type: ignore[call-arg]
             if ack is not None:
                 ack.hold()
                 ack.release()
+            if share is not None:
+                share.mark_stored()             # fsync'd: survives kill -9 (and power loss)
+        # a memory buffer is "stored" only once delivered: nothing in memory survives kill -9
+        if chunk_ack is not None and share is not None:
+            chunk_ack.release()
         if self.buffer.queue:
             self.flusher.wake()
 

@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 import msgpack
 
+from kawa import delivery
 from kawa.buffer.buffer import Buffer
 from kawa.buffer.chunk import Chunk, Metadata, new_unpacker
 from kawa.buffer.options import BufferOptions
@@ -84,6 +85,8 @@ class FileChunk(Chunk):
     """Data file `<prefix>.b<id><suffix>` (`.q` once queued) + `.meta`; frames appended with os.write."""
 
     persistent = True
+    # kawa.delivery checkpoints of the inputs that emitted these events: key -> highest offset
+    checkpoints: dict[str, int] | None = None
 
     def __init__(self, unique_id: bytes, metadata: Metadata, formatted: bool, created_at: int,
                  path: str, opener: Opener) -> None:
@@ -106,6 +109,8 @@ class FileChunk(Chunk):
         data = self.metadata.to_dict()
         data.update(id=self.unique_id, s=self.record_count, c=self.created_at // NS_PER_SEC,
                     m=self.modified_at // NS_PER_SEC, f=1 if self.formatted else 0)
+        if self.checkpoints:
+            data["checkpoints"] = self.checkpoints
         body = msgpack.packb(data)
         tmp = self.meta_path + ".tmp"
         fd = self._open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
@@ -253,11 +258,26 @@ class FileBuffer(Buffer):
             self.symlink_hook(chunk)
         return chunk
 
-    async def sync(self, chunks: list[Chunk]) -> None:
+    async def sync(self, chunks: list[Chunk], checkpoint: tuple[str, int] | None = None) -> None:
+        noted: list[FileChunk] = []
+        if checkpoint is not None:
+            # The .meta is replaced now, in the same loop step as the data append (kill -9 between
+            # the two re-reads, never skips, these lines), and fsync'd below with the data.
+            key, offset = checkpoint
+            for chunk in chunks:
+                if isinstance(chunk, FileChunk) and chunk.state != "purged":
+                    known = chunk.checkpoints or {}
+                    if known.get(key, -1) < offset:
+                        chunk.checkpoints = {**known, key: offset}
+                        chunk.write_meta()
+                        noted.append(chunk)
+
         def run() -> None:
             for chunk in chunks:
                 if isinstance(chunk, FileChunk):
                     chunk.sync()
+            for chunk in noted:
+                _fsync_path(chunk.meta_path)
             dir_fd = os.open(os.path.dirname(self.pattern), os.O_RDONLY)
             try:
                 os.fsync(dir_fd)
@@ -278,6 +298,8 @@ class FileBuffer(Buffer):
                 chunk = self._resume_one(path)
                 if chunk is None:
                     continue
+                for key, offset in (chunk.checkpoints or {}).items():
+                    delivery.note_recovered_checkpoint(key, offset)
                 if chunk.state == "staged" and chunk.metadata not in staged and not self._full(chunk):
                     staged[chunk.metadata] = chunk
                 else:
@@ -309,6 +331,9 @@ class FileBuffer(Buffer):
         chunk = FileChunk(unique_id, metadata, formatted, created, path, self._open)
         chunk.modified_at = int(meta.get("m", 0)) * NS_PER_SEC
         chunk.state = "staged" if state == "b" else "queued"
+        checkpoints = meta.get("checkpoints")
+        if isinstance(checkpoints, dict):
+            chunk.checkpoints = {str(k): int(v) for k, v in checkpoints.items() if isinstance(v, int)}
         with open(path, "rb") as f:
             data = f.read()
         good, records, lost = scan_frames(data, formatted)
@@ -353,6 +378,17 @@ class FileBuffer(Buffer):
                 os.unlink(p)
             except OSError:
                 pass
+
+
+def _fsync_path(path: str) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:          # purged meanwhile (written and deleted)
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _payloads(data: bytes) -> list[bytes]:

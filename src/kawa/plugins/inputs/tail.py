@@ -12,6 +12,7 @@ from kawa.config.schema import Options, option, section
 from kawa.engine.registry import register
 from kawa.errors import ConfigError
 from kawa.log import ruby_inspect
+from kawa.metrics import catalog as c
 from kawa.plugins.base import Input, Parser
 from kawa.plugins.inputs._tail import paths as tailpaths
 from kawa.plugins.inputs._tail.follower import Follower
@@ -58,7 +59,11 @@ class TailInput(Input):
       shutdown and, after a crash, loses them). With several streams interleaved (cri stdout and
       stderr), lines of the other stream after the first held line are read twice after a restart;
     - a rotated file being read during rotate_wait is listed in `<pos_file>.kawa-rotated`, so a
-      restart finishes it from its position (Fluentd forgets it).
+      restart finishes it from its position (Fluentd forgets it);
+    - the pos_file moves only when the lines before the position are safe (kawa.delivery tickets:
+      stored in a file buffer, or delivered for a memory buffer or with at_least_once_from_source),
+      so kill -9 loses no line; a resumed file buffer's chunk checkpoints let a restart skip lines
+      already buffered (Fluentd saves the position as soon as the lines are read).
     Not supported (ConfigError): <group>, path_timezone, UTF-16/32 input.
     """
 
@@ -127,7 +132,11 @@ class TailInput(Input):
         self.scheduler: TailScheduler | None = None
         self.opened_files = self.closed_files = self.rotated_files = self.throttled = 0
         self.unmatched = self.invalid = 0
+        self.emit_records = self.emit_size = self.read_lines = 0
         self.ignored_unreadable: set[str] = set()
+        # which settlement of a delivery ticket lets the pos_file move (see kawa.delivery)
+        self.settle_on_delivered = bool(getattr(ctx.system, "at_least_once_from_source", False))
+        self._closing = False               # stopped, pos_file kept open for late settlements
 
     def _configure_checks(self, o: Any) -> None:
         if o.group is not None:
@@ -182,6 +191,18 @@ class TailInput(Input):
     async def stop(self) -> None:
         if self.scheduler is not None:
             await self.scheduler.stop()
+        # Emits still unsettled (a memory buffer flushes at the outputs' stop, after the inputs')
+        # save their positions when they settle; the files are closed after the last one.
+        self._closing = True
+        if not self._unsettled():
+            self._close_positions()
+        elif self.pf is not None:
+            self.pf.sync()
+
+    def _unsettled(self) -> bool:
+        return self.scheduler is not None and any(f.unsettled for f in self.scheduler.all_followers())
+
+    def _close_positions(self) -> None:
         if self.pf is not None:
             self.pf.sync()
             self.pf.close()
@@ -189,6 +210,22 @@ class TailInput(Input):
         if self.rotated is not None:
             self.rotated.close()
             self.rotated = None
+
+    def checkpoint_key(self, ino: int) -> str | None:
+        """kawa.delivery checkpoint key of a file (only with a pos_file: nothing resumes without)."""
+        if self.options.pos_file is None:
+            return None
+        return f"in_tail\t{os.path.abspath(self.options.pos_file)}\t{ino}"
+
+    def on_settled(self, follower: Follower, wake: bool) -> None:
+        """A follower saved a settled position: read it again if it waited; close after stop."""
+        sched = self.scheduler
+        if self._closing:
+            if not self._unsettled():
+                self._close_positions()
+        elif wake and sched is not None:
+            sched.dirty.add(id(follower))
+            sched.wake.set()
 
     # -- paths --------------------------------------------------------------------------------
 
@@ -262,6 +299,7 @@ class TailInput(Input):
         """Decode, chomp and parse one batch of complete lines (file bytes from `start_pos`)."""
         lines = split_lines(self.decoder(data))
         follower.counters.lines += len(lines)
+        self.read_lines += len(lines)
         if self.joining is None:
             parsed, failures = self.parser.parse_batch(lines)
         else:
@@ -338,7 +376,17 @@ class TailInput(Input):
     def stats(self) -> dict[str, Any]:
         sched = self.scheduler
         followers = sched.all_followers() if sched is not None else []
+        files: dict[str, dict[str, Any]] = {}
+        for f in followers:       # a path's live file wins over its rotated one (listed first)
+            files.setdefault(f.path, {
+                c.FILE_POSITION: f.pe.pos, c.FILE_INODE: f.ino, c.FILE_LAG_BYTES: f.lag(),
+                c.FILE_OPENED: f.counters.opened, c.FILE_CLOSED: f.counters.closed,
+                c.FILE_ROTATED: f.counters.rotated, c.FILE_THROTTLED: f.counters.throttled,
+                "draining": f.draining, "unsettled": len(f.unsettled), **vars(f.counters)})
         return {
+            c.EMIT_RECORDS: self.emit_records,
+            c.EMIT_SIZE: self.emit_size,
+            c.READ_LINES: self.read_lines,
             "opened_file_count": self.opened_files,
             "closed_file_count": self.closed_files,
             "rotated_file_count": self.rotated_files,
@@ -346,11 +394,7 @@ class TailInput(Input):
             "tracked_file_count": len(sched.tails) if sched is not None else 0,
             "unmatched_lines": self.unmatched,
             "invalid_lines": self.invalid,
-            "files": {
-                f.path: {"lag_bytes": f.lag(), "position": f.pe.pos, "inode": f.ino, "draining": f.draining,
-                         **vars(f.counters)}
-                for f in followers
-            },
+            c.FILES: files,
         }
 
 

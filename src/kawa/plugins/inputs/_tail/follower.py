@@ -1,15 +1,19 @@
-"""One tailed file: its open descriptor, position entry, line reader and the batch not yet accepted.
+"""One tailed file: its open descriptor, position entry, line reader and the batches not yet safe.
 
-The position moves only after the emitter accepted a batch; a refused batch is kept (already
-parsed) and offered again later, so back-pressure never loses or duplicates a line.
+Each emit runs under a kawa.delivery Ticket; the position moves only when the tickets before it
+settled (stored, or delivered with at_least_once_from_source), in read order. A refused batch is
+kept (already parsed) and offered again later, so back-pressure never loses or duplicates a line.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
+from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from kawa import delivery
 from kawa.errors import BufferOverflowError
 from kawa.plugins.inputs._tail.position_file import MemoryPositionEntry
 from kawa.plugins.inputs._tail.reader import LineReader
@@ -19,6 +23,9 @@ if TYPE_CHECKING:
 
 # After a refused emit, offer the batch again after this long (Fluentd retries on its 1 s timer).
 RETRY_INTERVAL = 1.0
+# Emits of one file not yet safe at most; beyond it the file is not read until the oldest settle
+# (back-pressure from a slow or unreachable output, bounding the lines held in memory buffers).
+MAX_UNSETTLED = 512
 
 
 @dataclass
@@ -29,6 +36,10 @@ class FileCounters:
     invalid: int = 0
     skipped_long: int = 0
     refused: int = 0
+    opened: int = 0
+    closed: int = 0
+    rotated: int = 0
+    throttled: int = 0
 
 
 @dataclass
@@ -60,6 +71,9 @@ class Follower:
     window_start: float = 0.0
     window_bytes: int = 0
     counters: FileCounters = field(default_factory=FileCounters)
+    # (future that settles the emit, or None: safe already; the position to save then), read order
+    unsettled: deque[tuple[asyncio.Future[None] | None, int]] = field(default_factory=deque)
+    blocked: bool = False           # not read because MAX_UNSETTLED emits are unsettled
 
     # -- descriptor ---------------------------------------------------------------------------
 
@@ -79,6 +93,7 @@ class Follower:
             return False
         self.fd = fd
         host.opened_files += 1
+        self.counters.opened += 1
         if self.reader is None:
             self.reader = LineReader(fd, self.pe.pos, host.options.max_line_size)
         else:
@@ -90,6 +105,7 @@ class Follower:
             os.close(self.fd)
             self.fd = None
             host.closed_files += 1
+            self.counters.closed += 1
 
     @property
     def key(self) -> tuple[int, int]:
@@ -109,9 +125,8 @@ class Follower:
         Returns True when there is more to read right away (the caller comes back soon).
         """
         if self.pending is not None:
-            if now < self.retry_at or not await self._emit(host, self.pending.events, now):
+            if now < self.retry_at or not await self._emit(host, self.pending.events, now, self.pending.end_pos):
                 return False
-            self._commit(self.pending.end_pos)
             self.pending = None
         if self.fd is None:
             # Closed by the descriptor budget: reopen only when the file grew (the caller's stat
@@ -123,9 +138,13 @@ class Follower:
         reader = self.reader
         assert reader is not None
         for _ in range(max_batches):
+            if len(self.unsettled) >= MAX_UNSETTLED:
+                self.blocked = True          # _settled() wakes the scheduler for this file
+                return False
             limit = self._bytes_allowed(host, now)
             if limit == 0:
                 host.throttled += 1
+                self.counters.throttled += 1
                 return False
             before = reader.read_offset
             result = reader.read(host.options.read_lines_limit, limit)
@@ -138,10 +157,13 @@ class Follower:
             for _i in range(result.skipped_long):
                 host.log.warn(f"received line length is longer than {host.options.max_line_size}")
             events = host.to_events(self, result.data, result.start_pos, now) if result.data else []
-            if events and not await self._emit(host, events, now):
-                self.pending = Pending(events, result.end_pos)
-                return False
-            self._commit(result.end_pos)
+            if events:
+                if not await self._emit(host, events, now, result.end_pos):
+                    self.pending = Pending(events, result.end_pos)
+                    return False
+                host.emit_size += len(result.data)
+            else:
+                self._commit(host, result.end_pos, None)
             if result.eof:
                 return False
         return True
@@ -170,10 +192,10 @@ class Follower:
             return
         data, end = taken
         events = host.to_events(self, data + b"\n", end - len(data), now)
-        if events and not await self._emit(host, events, now):
+        if not events:
+            self._commit(host, end, None)
+        elif not await self._emit(host, events, now, end):
             self.pending = Pending(events, end)
-            return
-        self._commit(end)
 
     async def flush_held(self, host: "TailInput", now: float) -> bool:
         """Emit what a stateful parser holds for this file (flush interval, release, shutdown).
@@ -183,15 +205,21 @@ class Follower:
             return False
         events = host.held_events(self)
         end = self.reader.offset if self.reader is not None else self.pe.pos
-        if events and not await self._emit(host, events, now):
+        if not events:
+            self._commit(host, end, None)
+        elif not await self._emit(host, events, now, end):
             self.pending = Pending(events, end)
             return False
-        self._commit(end)
         return True
 
-    async def _emit(self, host: "TailInput", events: list[Any], now: float) -> bool:
+    async def _emit(self, host: "TailInput", events: list[Any], now: float, end_pos: int) -> bool:
+        """Emit under a delivery ticket; on success the position `end_pos` waits for it to settle."""
+        safe = self._safe_pos(end_pos)
+        key = host.checkpoint_key(self.ino)
+        ticket = delivery.Ticket((key, safe) if key is not None else None)
         try:
-            await host.emitter.emit(self.tag, events)
+            with delivery.tracking(ticket):
+                await host.emitter.emit(self.tag, events)
         except BufferOverflowError:
             self.counters.refused += 1
             self.retry_at = now + RETRY_INTERVAL
@@ -203,13 +231,42 @@ class Follower:
                              path=self.path, error=f"{type(exc).__name__}: {exc}")
             return False
         self.counters.emitted += len(events)
+        host.emit_records += len(events)
+        ticket.seal()
+        self._commit(host, safe, ticket.delivered if host.settle_on_delivered else ticket.stored)
         return True
 
-    def _commit(self, end_pos: int) -> None:
+    def _safe_pos(self, end_pos: int) -> int:
         # Never past a line a stateful parser still holds: after a crash it must be read again.
+        # Computed when the batch is emitted (the parser's state then), not when it settles.
         if self.held:
             end_pos = min(end_pos, min(self.held.values()))
-        self.pe.update_pos(end_pos)
+        return end_pos
+
+    def _commit(self, host: "TailInput", end_pos: int, gate: "asyncio.Future[None] | None") -> None:
+        """Save `end_pos` once `gate` and every earlier emit of this file settled."""
+        if gate is None:
+            end_pos = self._safe_pos(end_pos)
+        if not self.unsettled and (gate is None or gate.done()):
+            self.pe.update_pos(end_pos)
+            return
+        self.unsettled.append((gate, end_pos))
+        if gate is not None and not gate.done():
+            gate.add_done_callback(lambda _done: self._settled(host))
+
+    def _settled(self, host: "TailInput") -> None:
+        """A ticket settled: save the position after the oldest run of settled emits."""
+        pos = None
+        queue = self.unsettled
+        while queue and (queue[0][0] is None or queue[0][0].done()):
+            pos = queue.popleft()[1]
+        if pos is None:
+            return
+        self.pe.update_pos(pos)
+        wake = self.blocked and len(queue) < MAX_UNSETTLED
+        if wake:
+            self.blocked = False
+        host.on_settled(self, wake)
 
     # -- rotation -----------------------------------------------------------------------------
 
@@ -227,6 +284,10 @@ class Follower:
                 self.pending.events.extend(held)
         if self.pending is not None:
             self.pending.end_pos = 0
+        # What is unsettled came from the content before the truncation: its positions mean
+        # nothing in the new content (settling later must not move the position past 0).
+        self.unsettled.clear()
+        self.blocked = False
         self.pe.update_pos(0)
         if self.reader is not None:
             self.reader.reset(0)
@@ -240,4 +301,4 @@ class Follower:
         return max(0, size - self.pe.pos)
 
     def at_end(self) -> bool:
-        return self.pending is None and self.reader is not None and self.reader.eof
+        return self.pending is None and self.reader is not None and self.reader.eof and not self.unsettled

@@ -66,13 +66,15 @@ class FilePositionEntry(MemoryPositionEntry):
         self.path = path          # as written in the file (needed to rewrite inode-keyed files)
         self.seek = seek
 
+    # seek -1: unwatched (its line says so) or the file is closed; later updates stay in memory
+    # (a delivery ticket may settle after the file was released or the input stopped).
     def update(self, ino: int, pos: int) -> None:
-        if (ino, pos) != (self.ino, self.pos):
+        if (ino, pos) != (self.ino, self.pos) and self.seek >= 0 and self.owner.fd >= 0:
             os.pwrite(self.owner.fd, b"%016x\t%016x" % (pos, ino), self.seek)
         self.ino, self.pos = ino, pos
 
     def update_pos(self, pos: int) -> None:
-        if pos != self.pos:
+        if pos != self.pos and self.seek >= 0 and self.owner.fd >= 0:
             os.pwrite(self.owner.fd, b"%016x" % pos, self.seek)
         self.pos = pos
 
@@ -167,6 +169,7 @@ class PositionFile:
         entry = self.entries.pop(self.key(path, ino), None)
         if entry is not None:
             entry.update_pos(UNWATCHED_POSITION)
+            entry.seek = -1
 
     def sync(self) -> None:
         os.fsync(self.fd)

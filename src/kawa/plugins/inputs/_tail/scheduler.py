@@ -11,6 +11,7 @@ import os
 import time
 from typing import TYPE_CHECKING
 
+from kawa import delivery
 from kawa.plugins.inputs._tail.follower import Follower
 from kawa.plugins.inputs._tail.position_file import MemoryPositionEntry
 from kawa.plugins.inputs._tail.rotated_file import RotatedEntry, RotatedRecord, current_path, find_by_inode
@@ -31,7 +32,7 @@ class TailScheduler:
         self.log = host.log
         self.tails: dict[str, Follower] = {}        # path -> follower of the file now at that path
         self.draining: list[Follower] = []          # rotated away, read until rotate_wait and EOF
-        self.waiting: set[str] = set()              # rotated paths whose new file is not there yet
+        self.waiting: dict[str, float] = {}         # rotated paths whose new file is not there yet -> since
         self.dirty: set[int] = set()                # id() of followers to look at
         self.refresh_soon = False
         self.wake = asyncio.Event()
@@ -203,6 +204,7 @@ class TailScheduler:
             if f.truncated(st.st_size):
                 self.log.info(f"detected rotation of {f.path}")
                 self.host.rotated_files += 1
+                f.counters.rotated += 1
                 f.restart_from_head(self.host)
                 self.log.info(f"following tail of {f.path}")
             f.last_size = st.st_size
@@ -212,12 +214,13 @@ class TailScheduler:
         await f.pump(self.host, now, max_batches=1_000_000)
         self.log.info(f"detected rotation of {f.path}; waiting {_seconds(self.o.rotate_wait)} seconds")
         self.host.rotated_files += 1
+        f.counters.rotated += 1
         del self.tails[f.path]
         self._start_draining(f, now)
         if f.fd is None:
             f.reader = None
         if st is None:
-            self.waiting.add(f.path)
+            self.waiting[f.path] = now
         else:
             self._follow(f.path, st, from_head=True)
 
@@ -246,6 +249,7 @@ class TailScheduler:
                 continue
             path, st = found
             record.current = path
+            record.pos = self._recovered(st, record.pos)
             if st.st_size < record.pos:
                 record.pos = 0                  # truncated meanwhile: all of it is new
             f = Follower(record.watched, st.st_dev, st.st_ino, MemoryPositionEntry(record.pos, st.st_ino),
@@ -264,8 +268,11 @@ class TailScheduler:
         for f in self.draining:
             waited = now - f.rotated_at >= self.o.rotate_wait
             finished = f.fd is None or (f.pending is None and f.reader is not None and f.reader.eof)
+            finished = finished and not f.unsettled     # its position must survive until its lines are safe
             if waited and finished and f.held and not await f.flush_held(self.host, now):
                 finished = False                # the parser's last event was refused: retry later
+            if waited and self.waiting:
+                self.refresh_soon = True        # let refresh() give up on paths not recreated
             if waited and finished:
                 f.close(self.host)
                 if self.o.follow_inodes and self.host.pf is not None:
@@ -281,8 +288,14 @@ class TailScheduler:
     def refresh(self) -> None:
         """Fluentd refresh_watchers: start new targets, stop vanished ones (pos set unwatched)."""
         targets = self.host.expand_paths()
+        now = time.monotonic()
         for path in list(self.tails):
             if path not in targets:
+                if not self.o.follow_inodes and not os.path.lexists(path):
+                    # Renamed or deleted: a rotation. _check_rotation drains it and keeps the
+                    # path's pos_file entry for the next file there (Fluentd updates that entry).
+                    self.dirty.add(id(self.tails[path]))
+                    continue
                 f = self.tails.pop(path)
                 pos = f.pe.pos
                 if self.host.pf is not None and not self.o.follow_inodes:
@@ -290,9 +303,9 @@ class TailScheduler:
                     f.pe = MemoryPositionEntry(pos, f.pe.ino)
                 self._start_draining(f, time.monotonic())
                 self.dirty.add(id(f))
-        for path in list(self.waiting):
-            if path not in targets:
-                self.waiting.discard(path)
+        for path, since in list(self.waiting.items()):
+            if path not in targets and now - since >= self.o.rotate_wait:
+                del self.waiting[path]
                 if self.host.pf is not None and not self.o.follow_inodes:
                     self.host.pf.unwatch(path, 0)
         for path, st in targets.items():
@@ -302,7 +315,7 @@ class TailScheduler:
                     self.dirty.add(id(existing))      # rotated: _check_rotation handles it
                 continue
             from_head = path in self.waiting or not self.startup
-            self.waiting.discard(path)
+            self.waiting.pop(path, None)
             self._follow(path, st, from_head=from_head)
         self._watch_dirs()
 
@@ -320,6 +333,8 @@ class TailScheduler:
         if self.o.read_from_head and pe.ino == 0:
             pe.update(st.st_ino, 0)
         if pe.ino == st.st_ino:
+            if self.startup:
+                pe.update_pos(self._recovered(st, pe.pos))
             if st.st_size < pe.pos:
                 pe.update(st.st_ino, 0)
         elif pe.ino != 0 or from_head:
@@ -335,6 +350,15 @@ class TailScheduler:
         self.log.info(f"following tail of {path}")
         if self.inotify is not None:
             self.inotify.watch(os.path.dirname(path))
+
+    def _recovered(self, st: os.stat_result, pos: int) -> int:
+        """At start: past the lines a resumed file buffer already holds (kawa.delivery checkpoints)."""
+        key = self.host.checkpoint_key(st.st_ino)
+        held = delivery.recovered_checkpoint(key) if key is not None else None
+        if held is not None and pos < held <= st.st_size:
+            self.log.info(f"resuming {st.st_ino} at {held}: lines before it are in the buffer already")
+            return held
+        return pos
 
     def _adopt(self, f: Follower, path: str, st: os.stat_result) -> None:
         self.draining.remove(f)
