@@ -62,7 +62,7 @@ class LogsState:
         try:
             req = orjson.loads(body) if body else {}
         except orjson.JSONDecodeError:
-            raise AwsError("SerializationException", "Start of structure or map found where not expected.")
+            raise AwsError("SerializationException", "Start of structure or map found where not expected.") from None
         if not isinstance(req, dict):
             raise AwsError("SerializationException", "Start of structure or map found where not expected.")
         group, stream = req.get("logGroupName"), req.get("logStreamName")
