@@ -42,7 +42,12 @@ BUFFER_PARAMS: dict[str, str | None] = {
     "max_retry_wait": "retry_max_interval", "buffer_chunk_limit": "chunk_limit_size",
     "buffer_queue_limit": "queue_limit_length", "buffer_queue_full_action": "overflow_action",
     "flush_at_shutdown": "flush_at_shutdown",
+    # BUFFER_TIME_SLICED_PARAMS (v0.12 TimeSlicedOutput: out_file, out_s3 ...)
+    "time_slice_format": None, "time_slice_wait": "timekey_wait", "timezone": "timekey_zone",
 }
+# compat_parameters_buffer: the finest strftime field of time_slice_format gives the timekey
+_TIME_SLICE_TIMEKEYS = (("%S", 1), ("%M", 60), ("%H", 3600), ("%d", 86400))
+_TRUE_WORDS = ("true", "yes", "")      # Fluentd's Config.bool_value
 
 
 def apply(cls: type, elem: Element, warnings: list[Problem]) -> None:
@@ -55,7 +60,7 @@ def apply(cls: type, elem: Element, warnings: list[Problem]) -> None:
         elif name == "inject":
             _move(elem, "inject", INJECT_PARAMS, _inject_special)
         elif name == "buffer":
-            _move(elem, "buffer", BUFFER_PARAMS, None)
+            _move_buffer(elem)
 
 
 def _move(elem: Element, section: str, params: dict[str, str | None], special) -> None:  # type: ignore[no-untyped-def]
@@ -73,6 +78,38 @@ def _move(elem: Element, section: str, params: dict[str, str | None], special) -
             target.attrs[new_key] = Attr(attr.value, attr.location, attr.quoted, attr.ruby_error)
     if target.attrs:
         elem.elements.append(target)
+
+
+def _move_buffer(elem: Element) -> None:
+    """compat_parameters_buffer: like _move, plus v0.12 TimeSlicedOutput's `time_slice_format`, which
+    makes the buffer chunk by time with the timekey of its finest field (localtime/utc: timekey_use_utc)."""
+    present = [k for k in BUFFER_PARAMS if k in elem.attrs]
+    if not present or elem.children("buffer"):
+        return
+    target = Element("buffer", "", location=elem.attrs[present[0]].location)
+    for key in present:
+        attr = elem.attrs[key]
+        attr.used = True
+        new_key = BUFFER_PARAMS[key]
+        if new_key is not None:
+            value = "throw_exception" if (key, attr.value) == ("buffer_queue_full_action", "exception") else attr.value
+            target.attrs[new_key] = Attr(value, attr.location, attr.quoted, attr.ruby_error)
+    fmt = elem.attrs.get("time_slice_format")
+    if fmt is not None:
+        target.arg = "time"
+        timekey = next((str(key) for field, key in _TIME_SLICE_TIMEKEYS if field in fmt.value), None)
+        # Fluentd's ConfigError for too coarse a format: carried on the value, the binder reports it there.
+        error = None if timekey is not None else "time_slice_format only with %Y or %m is too long"
+        target.attrs["timekey"] = Attr(timekey or fmt.value, fmt.location, ruby_error=error)
+        localtime, utc = elem.attrs.get("localtime"), elem.attrs.get("utc")
+        if localtime is not None and utc is not None:
+            target.attrs["timekey_use_utc"] = Attr(
+                "", utc.location, ruby_error="both of utc and localtime are specified, use only one of them")
+        elif localtime is not None:
+            target.attrs["timekey_use_utc"] = Attr(str(localtime.value not in _TRUE_WORDS).lower(), localtime.location)
+        elif utc is not None:
+            target.attrs["timekey_use_utc"] = Attr(str(utc.value in _TRUE_WORDS).lower(), utc.location)
+    elem.elements.append(target)
 
 
 def _parse_format(key: str, attr: Attr, target: Element) -> None:

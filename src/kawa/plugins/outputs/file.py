@@ -74,6 +74,7 @@ class FileOutputOptions(BufferedOptions):
 @registry.register("output", "file")
 class FileOutput(BufferedOutput):
     Options = FileOutputOptions
+    compat_sections = ("format", "buffer", "inject")   # out_file.rb compat_parameters_convert
     default_chunk_keys = ("time",)
     buffer_defaults = {"timekey": DEFAULT_TIMEKEY}
 
