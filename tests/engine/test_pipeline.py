@@ -124,3 +124,20 @@ def test_dump_masks_secrets_and_quotes_by_option_type() -> None:
 def test_no_effect_options_are_listed() -> None:
     pipe, _, _ = build("<system>\n  enable_jit true\n</system>\n")
     assert pipe.no_effect == ["f.conf:2: <system>: enable_jit: Ruby-only option"]
+
+
+def test_counter_sections_are_accepted_without_effect() -> None:
+    # fluentd's example/counter.conf
+    pipe, _, _ = build("<system>\n  <counter_server>\n    scope server1\n    bind 127.0.0.1\n    port 24321\n"
+                       "    backup_path tmp/back\n  </counter_server>\n  <counter_client>\n    host 127.0.0.1\n"
+                       "    port 24321\n  </counter_client>\n</system>\n")
+    why = "kawa's plugins do not use Fluentd's counter API"
+    assert pipe.no_effect == [f"f.conf:3: <system> <counter_server>: scope: {why}",
+                              f"f.conf:4: <system> <counter_server>: bind: {why}",
+                              f"f.conf:5: <system> <counter_server>: port: {why}",
+                              f"f.conf:6: <system> <counter_server>: backup_path: {why}",
+                              f"f.conf:9: <system> <counter_client>: host: {why}",
+                              f"f.conf:10: <system> <counter_client>: port: {why}"]
+    assert problems("<system>\n  <counter_server>\n    port 1\n  </counter_server>\n</system>\n") == [
+        "f.conf:2: <system> <counter_server>: scope: required option is missing",
+        "f.conf:2: <system> <counter_server>: backup_path: required option is missing"]

@@ -295,6 +295,13 @@ class PipelineBuilder:
             if opt.no_effect and name in element.attrs:
                 self.pipe.no_effect.append(f"{element.attrs[name].location}: {' '.join(path)}: "
                                            f"{name}: {opt.no_effect}")
+        for name, sec in type(options)._sections.items():
+            if sec.plugin_kind is not None:
+                continue       # a plugin section's options are listed when that plugin is built
+            value = getattr(options, name, None)
+            for inner in value if isinstance(value, list) else [value]:
+                if inner is not None:
+                    self._collect_no_effect(inner, path + (inner._element.title(),))
 
 
 def _masked(elem: Element, secret: set[int]) -> Element:

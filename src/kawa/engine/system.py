@@ -18,6 +18,28 @@ class LogOptions(Options):
     forced_stacktrace_level = option(None, no_effect=_NOT_YET, doc="Stack trace log level.")
 
 
+# Fluentd's counter API (plugin_helper/counter) shares counters between plugins and processes; no
+# plugin kawa ships uses it, so the sections are only checked.
+_NO_COUNTER_API = "kawa's plugins do not use Fluentd's counter API"
+
+
+class CounterServerOptions(Options):
+    """`<system><counter_server>`: the counter API's server."""
+
+    scope = option(no_effect=_NO_COUNTER_API, doc="Counter scope name.")
+    bind = option(None, no_effect=_NO_COUNTER_API, doc="Address to listen on.")
+    port = option(None, "integer", no_effect=_NO_COUNTER_API, doc="Port to listen on.")
+    backup_path = option(no_effect=_NO_COUNTER_API, doc="Where counter values are saved.")
+
+
+class CounterClientOptions(Options):
+    """`<system><counter_client>`: where plugins reach the counter server."""
+
+    host = option(no_effect=_NO_COUNTER_API, doc="Counter server host.")
+    port = option(None, "integer", no_effect=_NO_COUNTER_API, doc="Counter server port.")
+    timeout = option(None, "time", no_effect=_NO_COUNTER_API, doc="Request timeout.")
+
+
 class SystemOptions(Options):
     """Process-wide settings."""
 
@@ -48,6 +70,8 @@ class SystemOptions(Options):
     config_include_dir = option(None, no_effect=_NOT_YET, doc="Directory for @include of relative paths.")
     umask = option(None, no_effect=_NOT_YET, doc="Process umask.")
     log = section(LogOptions, doc="kawa's own log.")
+    counter_server = section(CounterServerOptions, doc="Fluentd counter API server (accepted, no effect).")
+    counter_client = section(CounterClientOptions, doc="Fluentd counter API client (accepted, no effect).")
     # kawa's own: a tail position counts as delivered only when the output confirmed delivery.
     at_least_once_from_source = option(False, "bool", doc=(
         "With a file buffer, advance tail pos_files only after the output confirmed delivery "
