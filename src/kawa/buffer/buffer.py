@@ -101,6 +101,17 @@ class Buffer(Plugin):
     def resume(self) -> tuple[list[Chunk], list[Chunk]]:
         return [], []
 
+    def new_queued_chunk(self, metadata: Metadata, data: bytes, records: int) -> Chunk:
+        """A new chunk holding `data`, already queued (backends may write it in fewer steps)."""
+        chunk = self.generate_chunk(new_chunk_id(self.ctx.clock), metadata)
+        try:
+            chunk.append(data, records, self.ctx.clock())
+        except OSError:
+            chunk.purge()
+            raise
+        chunk.enqueued()
+        return chunk
+
     # -- state ------------------------------------------------------------------------------------
     def chunks(self) -> Iterator[Chunk]:
         yield from self.stage.values()
@@ -137,6 +148,20 @@ class Buffer(Plugin):
         for meta, events in groups.items():
             pieces = self._serialize(tag, events, format_fn)
             for data, count in pieces:
+                if enqueue and meta not in self.stage:
+                    # flush_mode immediate: the chunk is queued as soon as it holds this data
+                    try:
+                        chunk = self.new_queued_chunk(meta, data, count)
+                    except OSError as exc:
+                        raise BufferOverflowError(f"cannot write buffer chunk: {exc}") from exc
+                    self.queue.append(chunk)
+                    self.queue_size += chunk.bytesize
+                    touched.append(chunk)
+                    if ack is not None:
+                        ack.hold()
+                        chunk.acks.append(ack)
+                    self.on_change()
+                    continue
                 chunk = self._staged_chunk(meta)
                 room_bytes, room_records = self._room(chunk)
                 if chunk.record_count and (len(data) > room_bytes or (room_records is not None and count > room_records)):

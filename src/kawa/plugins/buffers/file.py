@@ -16,7 +16,7 @@ import msgpack
 
 from kawa import delivery
 from kawa.buffer.buffer import Buffer
-from kawa.buffer.chunk import Chunk, Metadata, new_unpacker
+from kawa.buffer.chunk import Chunk, Metadata, new_chunk_id, new_unpacker
 from kawa.buffer.options import BufferOptions
 from kawa.config.schema import option
 from kawa.engine.registry import register
@@ -105,17 +105,40 @@ class FileChunk(Chunk):
         self.write_meta()
         self._fd = self._open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
 
-    def write_meta(self) -> None:
+    def _meta_bytes(self) -> bytes:
         data = self.metadata.to_dict()
         data.update(id=self.unique_id, s=self.record_count, c=self.created_at // NS_PER_SEC,
                     m=self.modified_at // NS_PER_SEC, f=1 if self.formatted else 0)
         if self.checkpoints:
             data["checkpoints"] = self.checkpoints
         body = msgpack.packb(data)
+        return META_HEADER + struct.pack(">I", len(body)) + body
+
+    def write_queued(self, data: bytes, records: int) -> None:
+        """Create this chunk already queued (`.q` name) holding `data`: the .meta first, written once
+        (no data file can exist beside a torn one), then the data. Leaves no file behind on OSError."""
+        self.record_count = records
+        self.bytesize = len(data)
+        self.state = "queued"
+        try:
+            fd = self._open(self.meta_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            try:
+                _write_all(fd, self._meta_bytes())
+            finally:
+                os.close(fd)
+            self._append(data, records)
+        except OSError:
+            self.purge()
+            raise
+        finally:
+            self.close()
+
+    def write_meta(self) -> None:
+        meta = self._meta_bytes()
         tmp = self.meta_path + ".tmp"
         fd = self._open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
-            _write_all(fd, META_HEADER + struct.pack(">I", len(body)) + body)
+            _write_all(fd, meta)
         finally:
             os.close(fd)
         os.replace(tmp, self.meta_path)   # atomic: a crash leaves the old or the new meta, never half
@@ -253,9 +276,24 @@ class FileBuffer(Buffer):
         except OSError:
             chunk.purge()
             raise
-        if self.symlink_hook is not None and metadata.timekey is not None and metadata.timekey >= self._latest_timekey:
-            self._latest_timekey = metadata.timekey
+        self._symlink(chunk)
+        return chunk
+
+    def _symlink(self, chunk: Chunk) -> None:
+        timekey = chunk.metadata.timekey
+        if self.symlink_hook is not None and timekey is not None and timekey >= self._latest_timekey:
+            self._latest_timekey = timekey
             self.symlink_hook(chunk)
+
+    def new_queued_chunk(self, metadata: Metadata, data: bytes, records: int) -> Chunk:
+        # flush_mode immediate: two files written once each instead of create, append, rename
+        # twice and rewrite the .meta on enqueue
+        os.makedirs(os.path.dirname(self.pattern), exist_ok=True)
+        unique_id = new_chunk_id(self.ctx.clock)
+        path = self._chunk_path(unique_id).replace(f".b{unique_id.hex()}", f".q{unique_id.hex()}", 1)
+        chunk = FileChunk(unique_id, metadata, self.formatted, self.ctx.clock(), path, self._open)
+        chunk.write_queued(data, records)
+        self._symlink(chunk)
         return chunk
 
     async def sync(self, chunks: list[Chunk], checkpoint: tuple[str, int] | None = None) -> None:
