@@ -31,8 +31,6 @@ POD_ENV = {"KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "4
 
 # entry -> why kawa still fails it (a gap in a shipped plugin or in the engine), from the last run
 KNOWN_GAPS: dict[str, str] = {
-    "fluent__fluentd__example__v0_12_filter.conf": "record_transformer enable_ruby cannot call a local "
-                                                    "variable-like name (`name.downcase`)",
     "fluent__fluentd__example__v1_literal_example.conf": "unknown top-level sections are errors in kawa; "
                                                           "Fluentd ignores them (warns 'not used')",
 }

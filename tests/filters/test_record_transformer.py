@@ -76,6 +76,25 @@ def test_unsupported_ruby_is_a_config_error(expr: str, name: str) -> None:
         FilterDriver("record_transformer", f"enable_ruby true\n<record>\nout ${{{expr}}}\n</record>")
 
 
+def test_undefined_name_fails_each_record_like_fluentd() -> None:
+    # fluentd's example/v0_12_filter.conf: `name` is no variable of the cleanroom, so Fluentd starts and
+    # every record raises NameError (an error event); record['name'] is what works.
+    d = FilterDriver("record_transformer", "enable_ruby true\n<record>\nname ${name.downcase}\n</record>")
+    d.feed("foo.bar", 1_000_000_000, {"name": "SADA"})
+    assert d.filtered_records == []
+    assert [e[3] for e in d.error_events] == [
+        "failed to expand `name.downcase` : error = undefined local variable or method `name'"]
+    d = FilterDriver("record_transformer", "enable_ruby true\n<record>\nname ${record['name'].downcase}\n</record>")
+    d.feed("foo.bar", 1_000_000_000, {"name": "SADA"})
+    assert d.filtered_records == [{"name": "sada"}]
+
+
+@pytest.mark.parametrize("expr", ["rand", "self", "sleep 1", "format('%d', 1)"])
+def test_kernel_methods_and_keywords_stay_unsupported(expr: str) -> None:
+    with pytest.raises(ConfigError):
+        FilterDriver("record_transformer", f"enable_ruby true\n<record>\nout ${{{expr}}}\n</record>")
+
+
 def test_remove_keys_keep_keys_renew_record() -> None:
     d = FilterDriver("record_transformer", "renew_record true\nkeep_keys a,b\n<record>\nc ${tag}\n</record>")
     d.feed("t", {"a": 1, "x": 2})

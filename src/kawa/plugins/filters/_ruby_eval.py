@@ -364,6 +364,8 @@ def evaluate(node: Any, env: dict[str, Any]) -> Any:
         return [evaluate(n, env) for n in node[1]]
     if kind == "hash":
         return {evaluate(k, env): evaluate(v, env) for k, v in node[1]}
+    if kind == "undefined":
+        raise RubyError(f"undefined local variable or method `{node[1]}'", "NameError")
     if kind == "const":
         raise RubyError(f"constant {node[1]} used as a value", "TypeError")
     raise AssertionError(f"BUG: unknown node {kind}")

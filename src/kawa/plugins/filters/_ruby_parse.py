@@ -12,6 +12,24 @@ from kawa.rubyregex import compile_ruby_regexp
 
 VARIABLES = ("record", "tag", "time", "tag_parts", "tag_prefix", "tag_suffix", "hostname")
 CONSTANTS = ("Time", "ENV")
+# Kernel's private methods stay callable in Fluentd's cleanroom (it undefines public ones only), so a
+# bare one of these is a call kawa does not run, not an undefined name.
+_KERNEL_METHODS = frozenset((
+    "rand", "srand", "format", "sprintf", "printf", "print", "puts", "p", "pp", "putc", "gets", "readline",
+    "readlines", "sleep", "system", "exec", "spawn", "fork", "exit", "exit!", "abort", "at_exit", "raise", "fail",
+    "loop", "lambda", "proc", "binding", "caller", "caller_locations", "catch", "throw", "eval", "require",
+    "require_relative", "load", "open", "select", "test", "trap", "warn", "autoload", "block_given?",
+    "local_variables", "global_variables", "syscall", "trace_var", "untrace_var", "set_trace_func",
+    "object_id", "public_methods", "instance_eval", "define_singleton_method", "respond_to?", "method_missing",
+    "__method__", "__dir__", "__callee__",
+    # keywords: syntax kawa does not run
+    "self", "if", "unless", "while", "until", "do", "end", "def", "class", "module", "begin", "rescue", "ensure",
+    "case", "when", "then", "else", "elsif", "yield", "return", "break", "next", "redo", "retry", "super",
+    "alias", "undef", "in", "for", "defined?",
+))
+# Any other lowercase name is, to Ruby, a method call on the cleanroom that fails per record (NameError):
+# Fluentd starts with such a config (v0.12's `${name.downcase}` example) and errors each event.
+_LOCAL_NAME = re.compile(r"[a-z_][A-Za-z0-9_]*")
 METHODS = frozenset((
     "nil?", "to_s", "inspect", "to_i", "to_f", "upcase", "downcase", "capitalize", "swapcase", "strip", "lstrip",
     "rstrip", "chomp", "reverse", "length", "size", "bytesize", "empty?", "include?", "start_with?", "end_with?",
@@ -214,6 +232,8 @@ class _Parser:
                 return ("var", value)
             if value in CONSTANTS:
                 return ("const", value)
+            if _LOCAL_NAME.fullmatch(value) and value not in _KERNEL_METHODS and self.peek() != ("op", "("):
+                return ("undefined", value)
             raise ConfigError(f"unsupported name '{value}' in `{self.src}`; enable_ruby supports "
                               f"{', '.join(VARIABLES)}, Time and ENV")
         if kind == "op" and value == "(":
