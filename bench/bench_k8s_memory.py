@@ -193,6 +193,17 @@ def wait_for(condition: Callable[[], bool], timeout: float) -> bool:
     return False
 
 
+def flush_until(proc: subprocess.Popen[bytes], delivered: Callable[[], bool], timeout: float) -> bool:
+    """SIGUSR1 (flush now) every 2 s until `delivered`: the sidecar's buffer would wait up to 60 s, and
+    a flush can come before tail has read the last lines."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        proc.send_signal(signal.SIGUSR1)
+        if wait_for(delivered, 2.0):
+            return True
+    return False
+
+
 def measure(shape: Shape, proxy: StrictCloudWatchProxy, tmp: Path, *, idle: float, seconds: float,
             rate: int) -> dict[str, float]:
     log = tmp / f"kawa-{shape.name.split()[0]}.log"
@@ -208,9 +219,7 @@ def measure(shape: Shape, proxy: StrictCloudWatchProxy, tmp: Path, *, idle: floa
         # warm-up: the output builds its CloudWatch client on its first flush, so "idle" means after one
         sampler.phase = "warm-up"
         expected = shape.write_tick(10)
-        time.sleep(1.0)
-        proc.send_signal(signal.SIGUSR1)        # flush now (the sidecar's buffer waits up to 60 s)
-        if not wait_for(lambda: proxy.stats().events_accepted - accepted0 >= expected, 60):
+        if not flush_until(proc, lambda: proxy.stats().events_accepted - accepted0 >= expected, 120):
             raise SystemExit(f"{shape.name}: warm-up lines not delivered:\n{log.read_text()[-3000:]}")
         sampler.phase = "idle"
         time.sleep(idle)
@@ -226,8 +235,8 @@ def measure(shape: Shape, proxy: StrictCloudWatchProxy, tmp: Path, *, idle: floa
                 time.sleep(delay)
         wall = time.monotonic() - t0
         sampler.phase = "drain"
-        proc.send_signal(signal.SIGUSR1)        # ship what the load left in the buffer
-        delivered = wait_for(lambda: proxy.stats().events_accepted - accepted0 >= expected, 60)
+        # ship what the load left in the buffer
+        delivered = flush_until(proc, lambda: proxy.stats().events_accepted - accepted0 >= expected, 120)
         cpu_load = cpu_seconds(proc.pid) - cpu0   # reading, parsing and shipping the load's lines
         sampler.phase = "after"
         time.sleep(idle)

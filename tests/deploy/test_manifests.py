@@ -168,6 +168,11 @@ def test_daemonset_invariants() -> None:
     drain = values.convert("time", section(root, "system").attrs["shutdown_timeout"].value)
     assert drain + 5 <= spec["terminationGracePeriodSeconds"] == 30
 
+    # the probes and the metrics port hit the sources fluent.conf really declares
+    ports = {p["name"]: p["containerPort"] for p in kawa["ports"]}
+    assert int(section(root, "source", "monitor_agent").attrs["port"].value) == ports["health"]
+    assert int(section(root, "source", "prometheus").attrs["port"].value) == ports["metrics"]
+
     source = section(root, "source", "tail")
     assert section(source, "parse").attrs["@type"].value == "cri"
     assert section(root, "filter", "kubernetes_metadata").arg == "kubernetes.**"
