@@ -106,7 +106,8 @@ def test_system_is_bound_and_checked() -> None:
 
 
 def test_several_problems_at_once() -> None:
-    found = problems("<match a>\n  @type file\n</match>\n<match b>\n  @type nope\n</match>\n<bogus>\n</bogus>\n")
+    found = problems("<match a>\n  @type file\n</match>\n<match b>\n  @type nope\n</match>\n"
+                     "<source>\n  @type sample\n  tag t\n  rate x\n</source>\n")
     assert len(found) == 3, found
 
 
@@ -141,3 +142,23 @@ def test_counter_sections_are_accepted_without_effect() -> None:
     assert problems("<system>\n  <counter_server>\n    port 1\n  </counter_server>\n</system>\n") == [
         "f.conf:2: <system> <counter_server>: scope: required option is missing",
         "f.conf:2: <system> <counter_server>: backup_path: required option is missing"]
+
+
+def test_unknown_top_level_section_warns_per_parameter_like_fluentd() -> None:
+    # Fluentd's check_not_fetched: "parameter 'k' in <the section printed whole> is not used."
+    text = "<section1>\n  a 'x y'\n  b \"q\"\n  <inner 1>\n    c z\n  </inner>\n</section1>\n<empty>\n</empty>\n" + SRC
+    pipe, _, log = build(text, dry_run=True)
+    whole = "<section1>\n  a x y\n  b q\n  <inner 1>\n    c z\n  </inner>\n</section1>"
+    assert [(w.message, str(w.location)) for w in pipe.warnings] == [
+        (f"parameter 'a' in {whole} is not used.", "f.conf:2"),
+        (f"parameter 'b' in {whole} is not used.", "f.conf:3"),
+        ("parameter 'c' in <inner 1>\n  c z\n</inner> is not used.", "f.conf:5")]
+    assert f"[warn]: parameter 'a' in {whole} is not used.\n" in log
+    assert len(pipe.inputs) == 1
+
+
+def test_unknown_top_level_section_with_ruby_kawa_cannot_run_is_an_error() -> None:
+    # Fluentd evaluates embedded Ruby while parsing, even in a section nothing reads
+    assert problems('<section2>\n  k "#{Socket.getifaddrs}"\n</section2>\n' + SRC) == [
+        "f.conf:2: <section2>: k: embedded Ruby expression is not supported: #{Socket.getifaddrs} "
+        "(Socket.getifaddrs)"]

@@ -90,7 +90,7 @@ class PipelineBuilder:
                     self._configure_source(elem)
         for elem in top:
             if elem.name not in ("source", "filter", "match", "label", "system", "worker"):
-                self.bind.problem(f"unknown directive <{elem.name}>", elem.location, (elem.title(),))
+                self._unused_directive(elem)
         pipe.warnings = self.bind.warnings
         self._collect_no_effect(system, ("<system>",))
         self._flush_warnings()
@@ -286,6 +286,22 @@ class PipelineBuilder:
                 inner = getattr(item, "options", item)
                 if inner is not None and hasattr(inner, "_element"):
                     self._remember_secrets(inner)
+
+    def _unused_directive(self, elem: Element) -> None:
+        """A top-level section no one reads: Fluentd's check_not_fetched warns once per parameter
+        (the section printed whole) and starts. Its embedded Ruby was evaluated while parsing, so Ruby
+        kawa cannot run there is still an error: Fluentd would have run (or failed on) it."""
+        from kawa.config.dump import dump_config
+
+        shown = dump_config(elem, param_type=lambda path, key: None).strip()
+        for key, attr in elem.attrs.items():
+            attr.used = True
+            if attr.ruby_error:
+                self.bind.problem(attr.ruby_error, attr.location, (elem.title(),), key)
+            else:
+                self.bind.warnings.append(Problem(f"parameter '{key}' in {shown} is not used.", attr.location))
+        for child in elem.elements:
+            self._unused_directive(child)
 
     def _collect_no_effect(self, options: Any, path: tuple[str, ...]) -> None:
         element = getattr(options, "_element", None)
