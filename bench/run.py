@@ -517,6 +517,9 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="kawa-bench-", dir=args.work))
     results: dict[str, list[float]] = {}
     errors: dict[str, str] = {}
+    loads: list[float] = []
+    # SIGTERM -> SystemExit, so the handlers below stop kawa and its helpers and remove the work dir.
+    signal.signal(signal.SIGTERM, lambda _sig, _frame: sys.exit(143))
     try:
         bench = Bench(args, work)
         print(f"inputs: {bench.input_note} (work dir {work})", file=sys.stderr, flush=True)
@@ -525,6 +528,7 @@ def main() -> int:
             for i in range(args.runs):
                 run = bench.run_dir()
                 started = time.monotonic()
+                loads.append(os.getloadavg()[0])
                 try:
                     figures = SCENARIOS[name](bench, run)
                 except Exception as exc:    # one broken scenario must not hide the others' figures
@@ -536,9 +540,12 @@ def main() -> int:
                         shutil.rmtree(run, ignore_errors=True)
                 for key, value in figures.items():
                     results.setdefault(key, []).append(value)
-                print(f"{name} run {i + 1}/{args.runs} ({time.monotonic() - started:.0f} s): " +
+                print(f"{name} run {i + 1}/{args.runs} ({time.monotonic() - started:.0f} s, load {loads[-1]:.1f}): " +
                       ", ".join(f"{k}={v:.3f}" for k, v in figures.items()), file=sys.stderr, flush=True)
         print(report(results, errors, bench, args.runs))
+        if loads:
+            print(f"1-min load average when runs started: {min(loads):.1f} to {max(loads):.1f} on "
+                  f"{os.cpu_count()} CPUs (other processes on the machine slow the wall-time and steady figures)")
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
