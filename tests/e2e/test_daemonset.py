@@ -269,10 +269,6 @@ def test_lines_written_while_running_carry_kubernetes_metadata(run: Run) -> None
     assert checked == sum(EXPECTED_COUNTS.values()) - sum(map(len, BEFORE_START.values()))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "kubernetes_metadata does not wait for its first LIST/GET: lines already on the node when kawa "
-    "starts (read_from_head, i.e. every DaemonSet rollout) ship with only the tag's names; Fluentd's "
-    "plugin GETs the pod synchronously on a cache miss"))
 def test_lines_present_at_startup_carry_kubernetes_metadata(run: Run) -> None:
     for stream, messages in BEFORE_START.items():
         for r in run.streams[stream]:

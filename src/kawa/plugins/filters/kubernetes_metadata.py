@@ -6,6 +6,8 @@ the tag (/var/log/containers/<pod>_<ns>_<container>-<id>.log) and a watch-backed
 
 from __future__ import annotations
 
+import asyncio
+
 import os
 import re
 import threading
@@ -92,6 +94,11 @@ class KubernetesMetadataFilter(Filter):
         include_ownerrefs_metadata = option(False, "bool")
         test_api_adapter = option(None, doc="Ruby test hook; not supported")
         watch_retry_interval = option(1, "integer")
+        # kawa's own: inputs start after filters, so waiting here means lines already on the node
+        # at start-up (every DaemonSet rollout) get full metadata; an API outage only delays start.
+        initial_sync_timeout = option(10, "time", doc=(
+            "How long start-up waits for the first pod/namespace LIST before letting records through "
+            "(with the names the log file name gives)."))
         watch_retry_exponential_backoff_base = option(2, "integer")
         watch_retry_max_times = option(10, "integer", doc="After this many failures kawa logs errors (it keeps retrying)")
         de_dot = option(True, "bool", no_effect=_REMOVED_IN_3)
@@ -189,6 +196,15 @@ class KubernetesMetadataFilter(Filter):
                                          self._stop, field_selector=None, node_name=None, **retry))
         for w in self.watchers:
             w.start()
+        await asyncio.to_thread(self._wait_synced, float(self.o.initial_sync_timeout))
+
+    def _wait_synced(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        for w in self.watchers:
+            if not w.synced.wait(max(0.0, deadline - time.monotonic())):
+                self.log.warn("kubernetes API not listed yet; records pass with the names from the tag "
+                              "until it answers", resource=w.kind, waited_seconds=timeout)
+                return
 
     async def stop(self) -> None:
         self._stop.set()
