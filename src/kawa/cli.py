@@ -94,7 +94,6 @@ def _run(args: argparse.Namespace, log: Logger, argv: Sequence[str]) -> int:
         raise ConfigError(f"config file not found: {path}")
     root = parse_config_file(path)
     log.info("parsing config file is succeeded", path=path)
-    cli_level = log.sink.level
     workers = _workers(root)
     if workers > 1 and args.worker_id is None and not (args.dry_run or args.show_config):
         return _supervise(root, workers, argv, log)
@@ -103,14 +102,12 @@ def _run(args: argparse.Namespace, log: Logger, argv: Sequence[str]) -> int:
             PipelineBuilder(parse_config_file(path), Logger(LogSink(io.StringIO())), worker_id=other,
                             dry_run=True).build()
     worker_id = args.worker_id or 0
-    builder = PipelineBuilder(root, log, worker_id=worker_id, dry_run=args.dry_run or args.show_config)
+    fixed = bool(args.verbose or args.quiet)
+    builder = PipelineBuilder(root, log, worker_id=worker_id, dry_run=args.dry_run or args.show_config,
+                              log_level_fixed=fixed)
     if args.dry_run:
         log.info(f"starting kawa-{__version__} as dry run mode", python=platform.python_version())
-    try:
-        pipeline = builder.build()
-    finally:
-        if args.verbose or args.quiet:
-            log.sink.level = cli_level   # -v / -q win over <system> log_level
+    pipeline = builder.build()
     if args.show_config:
         sys.stdout.write(builder.dump() + "\n")
         return 0
@@ -128,7 +125,7 @@ def _run(args: argparse.Namespace, log: Logger, argv: Sequence[str]) -> int:
 
     def reload() -> "Pipeline":
         new_root = parse_config_file(path)
-        return PipelineBuilder(new_root, log, worker_id=worker_id).build()
+        return PipelineBuilder(new_root, log, worker_id=worker_id, log_level_fixed=fixed).build()
 
     agent = Agent(pipeline, log, worker_id=worker_id, reload=reload)
     return asyncio.run(agent.run())

@@ -49,11 +49,12 @@ def bind_system(root: Element, bind: BindContext) -> SystemOptions:
 
 class PipelineBuilder:
     def __init__(self, root: Element, log: Logger, *, worker_id: int = 0, dry_run: bool = False,
-                 extras: dict[str, Any] | None = None) -> None:
+                 extras: dict[str, Any] | None = None, log_level_fixed: bool = False) -> None:
         self.root = root
         self.log = log
         self.worker_id = worker_id
         self.dry_run = dry_run
+        self.log_level_fixed = log_level_fixed      # -v / -q given: <system> log_level must not override
         self.extras = extras if extras is not None else {}
         self.bind = BindContext(lookup=self._lookup)
         self.plugin_log = log.child(prefix=f"#{worker_id} ")
@@ -70,7 +71,9 @@ class PipelineBuilder:
         self.system = system
         self._remember_secrets(system)
         self._flush_warnings()
-        if system.log_level:
+        system_element = next(iter(self.root.children("system")), None)
+        if system.log_level and not self.log_level_fixed and system_element is not None \
+                and "log_level" in system_element.attrs:
             self.log.sink.level = LEVELS[system.log_level]
         router = Router(self.plugin_log)
         pipe = Pipeline(system, router)
