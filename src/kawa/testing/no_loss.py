@@ -1,0 +1,254 @@
+"""Fault harness for "lose nothing, double nothing": real kawa processes killed with SIGKILL while a
+writer appends nginx lines and CloudWatch Logs (moto behind StrictCloudWatchProxy) fails or is down.
+
+Used by tests/e2e/test_no_loss.py (CI-sized and `-m slow` runs) and bench/faults_no_loss.py.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from kawa.testing import nginx_log
+from kawa.testing.cwl_server import MotoServer, StrictCloudWatchProxy, fake_aws_env, read_all_events
+
+GROUP, STREAM = "no-loss", "nginx"
+HEALTHCHECK = f'"GET {nginx_log.HEALTHCHECK} '
+
+CONF = """
+<system>
+  log_level info
+</system>
+<source>
+  @type tail
+  path {log}
+  pos_file {pos}
+  read_from_head true
+  tag nginx.access
+  format /^(?<remote>[^ ]*) (?<host>[^ ]*) (?<user>[^ ]*) \\[(?<time>[^\\]]*)\\] "(?<method>\\S+)(?: +(?<path>[^ ]*) +\\S*)?" (?<code>[^ ]*) (?<size>[^ ]*)(?: "(?<referer>[^\\"]*)" "(?<agent>[^\\"]*)" "(?<forwarder>[^\\"]*)")?/
+  time_format %d/%b/%Y:%H:%M:%S %z
+</source>
+<filter nginx.access>
+  @type grep
+  exclude1 path /healthcheck
+</filter>
+<match nginx.access>
+  @type cloudwatch_logs
+  endpoint {endpoint}
+  region us-east-1
+  log_group_name {group}
+  log_stream_name {stream}
+  auto_create_stream true
+  <buffer>
+    {buffer}
+    flush_interval 1s
+    retry_wait 0.5s
+    retry_max_interval 2s
+    chunk_limit_size 2m
+  </buffer>
+</match>
+"""
+
+
+@dataclass
+class Figures:
+    buffer: str
+    sent: int = 0                 # non-healthcheck lines written (what must arrive)
+    delivered: int = 0            # distinct lines found in CloudWatch
+    duplicates: int = 0           # events beyond the first copy of a line
+    lost: int = 0
+    restarts: int = 0             # kill -9 (each followed by a start)
+    retries: int = 0              # failed PutLogEvents calls kawa had to retry (faults injected)
+    outage_s: float = 0.0
+    seconds: float = 0.0
+    duplicate_lines: list[int] = field(default_factory=list)
+    duplicate_runs: list[tuple[int, int]] = field(default_factory=list)   # [first, last] line numbers
+
+    def line(self) -> str:
+        return (f"no-loss [{self.buffer} buffer] sent={self.sent} delivered={self.delivered} "
+                f"duplicates={self.duplicates} lost={self.lost} restarts={self.restarts} "
+                f"retries={self.retries} outage={self.outage_s:.1f}s wall={self.seconds:.1f}s"
+                + (f" duplicate_runs={self.duplicate_runs}" if self.duplicate_runs else ""))
+
+
+def numbered_lines(count: int, seed: int) -> list[str]:
+    """nginx lines whose X-Forwarded-For field carries a unique number `seq-N`."""
+    out = []
+    for n, line in enumerate(nginx_log.lines(count, seed=seed)):
+        assert line.endswith('"-"')
+        out.append(f'{line[:-3]}"seq-{n}"')
+    return out
+
+
+class Writer(threading.Thread):
+    """Appends the lines in small batches over `duration` seconds (as a busy nginx would)."""
+
+    def __init__(self, path: Path, lines: list[str], duration: float) -> None:
+        super().__init__(daemon=True)
+        self.path, self.lines, self.duration = path, lines, duration
+        self.written = 0
+
+    def run(self) -> None:
+        batch = max(1, len(self.lines) // max(1, int(self.duration * 20)))
+        start = time.monotonic()
+        with self.path.open("a") as f:
+            for i in range(0, len(self.lines), batch):
+                f.write("\n".join(self.lines[i:i + batch]) + "\n")
+                f.flush()
+                self.written = min(len(self.lines), i + batch)
+                due = start + self.duration * self.written / len(self.lines)
+                delay = due - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+
+
+class Kawa:
+    """The kawa process under test (one worker: the worker is the process)."""
+
+    def __init__(self, conf: Path, log: Path, env: dict[str, str]) -> None:
+        self.conf, self.log, self.env = conf, log, env
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        out = self.log.open("ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "kawa", "-c", str(self.conf)], env=self.env,
+                                     stdout=out, stderr=subprocess.STDOUT)
+        out.close()
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(30)
+
+    def term(self, timeout: float) -> tuple[int, float]:
+        """SIGTERM; (exit code, seconds it took)."""
+        assert self.proc is not None
+        t0 = time.monotonic()
+        self.proc.send_signal(signal.SIGTERM)
+        rc = self.proc.wait(timeout)
+        return rc, time.monotonic() - t0
+
+
+def wait_until(cond: Any, timeout: float, what: str, proc: Kawa | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if proc is not None and proc.proc is not None and proc.proc.poll() is not None:
+            raise AssertionError(f"kawa exited ({proc.proc.returncode}) while waiting for {what}:\n"
+                                 + proc.log.read_text()[-4000:])
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def configure(root: Path, endpoint: str, buffer: str) -> tuple[Path, Path, Path]:
+    log, pos = root / "access.log", root / "state" / "access.pos"
+    (root / "state").mkdir(parents=True, exist_ok=True)
+    log.touch()
+    buf = (f"@type file\n    path {root / 'state' / 'buffer'}" if buffer == "file" else "@type memory")
+    conf = root / "fluent.conf"
+    conf.write_text(CONF.format(log=log, pos=pos, endpoint=endpoint, group=GROUP, stream=STREAM, buffer=buf))
+    return conf, log, pos
+
+
+def position(pos: Path) -> int:
+    try:
+        line = pos.read_text().splitlines()[0]
+    except (OSError, IndexError):
+        return -1
+    return int(line.split("\t")[1], 16)
+
+
+def drained(root: Path, log: Path, pos: Path) -> bool:
+    """Read to the end, every line safe (the pos_file says so) and no chunk left in a file buffer."""
+    chunks = list((root / "state" / "buffer").glob("buffer.*.log")) if (root / "state" / "buffer").exists() else []
+    return position(pos) == log.stat().st_size and not chunks
+
+
+def tally(events: list[dict[str, Any]], want: set[int], figures: Figures) -> None:
+    seen = Counter(int(orjson.loads(e["message"])["forwarder"][4:]) for e in events)
+    figures.delivered = sum(1 for n in want if seen[n])
+    figures.lost = len(want) - figures.delivered
+    figures.duplicates = sum(c - 1 for c in seen.values() if c > 1)
+    doubled = sorted(n for n, c in seen.items() if c > 1)
+    figures.duplicate_lines = doubled[:20]
+    runs: list[tuple[int, int]] = []
+    for n in doubled:     # healthcheck lines never arrive: a gap of them does not split a run
+        if runs and all(m not in want for m in range(runs[-1][1] + 1, n)):
+            runs[-1] = (runs[-1][0], n)
+        else:
+            runs.append((n, n))
+    figures.duplicate_runs = runs
+
+
+def run(root: Path, *, lines: int, kills: int, buffer: str, outage: float, seed: int = 1,
+        write_seconds: float | None = None, failure_fraction: float = 0.05) -> Figures:
+    """Write `lines` while killing kawa `kills` times at random moments, with an output outage of
+    `outage` seconds in the middle and `failure_fraction` of calls failing; then drain and count."""
+    rng = random.Random(seed)
+    figures = Figures(buffer)
+    t0 = time.monotonic()
+    all_lines = numbered_lines(lines, seed)
+    want = {n for n, line in enumerate(all_lines) if HEALTHCHECK not in line}
+    figures.sent = len(want)
+    write_seconds = write_seconds if write_seconds is not None else max(10.0, lines / 20000)
+    with MotoServer() as moto, StrictCloudWatchProxy(moto.endpoint) as cloudwatch:
+        conf, log, _pos = configure(root, cloudwatch.endpoint, buffer)
+        env = fake_aws_env({k: v for k, v in os.environ.items() if not k.startswith("AWS_")})
+        kawa = Kawa(conf, root / "kawa.log", env)
+        cloudwatch.faults.random_failures(failure_fraction, seed=seed, kinds=("throttle", "unavailable"))
+        kawa.start()
+        writer = Writer(log, all_lines, write_seconds)
+        writer.start()
+        # kill moments spread over the writing time and a little after; the outage in the middle
+        span = write_seconds * 1.3
+        moments = sorted(rng.uniform(1.0, span) for _ in range(kills))
+        outage_at = span * 0.4
+        outage_state = {"on": False, "began": 0.0, "failed_before": 0, "done": not outage}
+
+        def outage_tick() -> None:
+            """The outage lasts `outage` seconds and until kawa saw at least 3 calls refused."""
+            now = time.monotonic()
+            if not outage_state["done"] and not outage_state["on"] and now - started >= outage_at:
+                cloudwatch.faults.random_failures(1.0, kinds=("unavailable",))   # every call fails
+                outage_state.update(on=True, began=now, failed_before=cloudwatch.stats().faults["unavailable"])
+            if outage_state["on"] and now - outage_state["began"] >= outage and \
+                    cloudwatch.stats().faults["unavailable"] - outage_state["failed_before"] >= 3:
+                cloudwatch.faults.random_failures(failure_fraction, seed=seed + 1, kinds=("throttle", "unavailable"))
+                figures.outage_s = now - outage_state["began"]
+                outage_state.update(on=False, done=True)
+
+        started = time.monotonic()
+        for moment in moments:
+            while time.monotonic() - started < moment:
+                outage_tick()
+                time.sleep(0.02)
+            assert kawa.proc is not None and kawa.proc.poll() is None, kawa.log.read_text()[-4000:]
+            kawa.kill()
+            figures.restarts += 1
+            kawa.start()
+        while not outage_state["done"]:
+            outage_tick()
+            time.sleep(0.02)
+        cloudwatch.faults.clear()
+        writer.join()
+        # drain: everything written is in CloudWatch (the proxy counts what it stored)
+        wait_until(lambda: drained(root, log, _pos) and cloudwatch.stats().events_accepted >= figures.sent,
+                   120 + lines / 5000, "every line read, settled and in CloudWatch", kawa)
+        rc, _took = kawa.term(60)
+        assert rc == 0, kawa.log.read_text()[-4000:]
+        stats = cloudwatch.stats()
+        figures.retries = sum(stats.faults.values())
+        tally(read_all_events(cloudwatch.endpoint, GROUP, STREAM), want, figures)
+    figures.seconds = time.monotonic() - t0
+    return figures

@@ -1,0 +1,83 @@
+"""kill -9 at any moment loses no line and doubles none: real kawa processes (tail -> grep ->
+cloudwatch_logs, file and memory buffers) killed while a writer appends and CloudWatch fails or is down.
+
+`pytest -s` shows the figures; the full run (1,000,000 lines, 10 kills) is `pytest -m slow`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from kawa.testing import no_loss
+
+pytestmark = pytest.mark.e2e
+
+# BufferedOutput.stop's default flush budget (25 s) + in_tail's shutdown read (5 s) + start-up slack
+SIGTERM_BUDGET = 40.0
+
+
+# CloudWatch Logs has no idempotent PutLogEvents: a kill -9 while a call is in flight (CloudWatch
+# stored it, kawa never saw the answer) resends that call's events. That is the only duplicate
+# allowed: at most one run of consecutive lines per kill, each at most one call (10,000 events).
+MAX_EVENTS_PER_CALL = 10_000
+
+
+def _check(figures: no_loss.Figures) -> None:
+    print("\n" + figures.line())
+    assert figures.lost == 0, f"lost {figures.lost} lines"
+    assert figures.delivered == figures.sent
+    runs = figures.duplicate_runs
+    assert len(runs) <= figures.restarts, f"duplicates not explained by in-flight calls: {runs}"
+    assert all(last - first < 2 * MAX_EVENTS_PER_CALL for first, last in runs), runs
+
+
+@pytest.mark.parametrize("buffer", ["file", "memory"])
+def test_kill_9_ci_sized(tmp_path: Path, buffer: str) -> None:
+    figures = no_loss.run(tmp_path, lines=200_000, kills=4, buffer=buffer, outage=6.0, seed=11)
+    assert figures.restarts == 4 and figures.outage_s >= 6.0 and figures.retries > 0
+    _check(figures)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("buffer", ["file", "memory"])
+def test_kill_9_full(tmp_path: Path, buffer: str) -> None:
+    figures = no_loss.run(tmp_path, lines=1_000_000, kills=10, buffer=buffer, outage=20.0, seed=7,
+                          write_seconds=40.0)
+    assert figures.restarts == 10 and figures.outage_s >= 20.0
+    _check(figures)
+
+
+@pytest.mark.parametrize("buffer", ["file", "memory"])
+def test_sigterm_with_the_output_down_keeps_the_lines(tmp_path: Path, buffer: str) -> None:
+    lines = no_loss.numbered_lines(5000, seed=3)
+    want = {n for n, line in enumerate(lines) if no_loss.HEALTHCHECK not in line}
+    figures = no_loss.Figures(buffer, sent=len(want))
+    with no_loss.MotoServer() as moto, no_loss.StrictCloudWatchProxy(moto.endpoint) as cloudwatch:
+        conf, log, pos = no_loss.configure(tmp_path, cloudwatch.endpoint, buffer)
+        env = no_loss.fake_aws_env({k: v for k, v in os.environ.items() if not k.startswith("AWS_")})
+        kawa = no_loss.Kawa(conf, tmp_path / "kawa.log", env)
+        cloudwatch.faults.random_failures(1.0, kinds=("unavailable",))          # CloudWatch is down
+        log.write_text("\n".join(lines) + "\n")
+        kawa.start()
+        no_loss.wait_until(lambda: "failed to flush the buffer" in kawa.log.read_text(), 60,
+                           "a failed flush", kawa)
+        rc, took = kawa.term(SIGTERM_BUDGET + 10)
+        assert rc == 0, kawa.log.read_text()[-4000:]
+        assert took <= SIGTERM_BUDGET, f"SIGTERM took {took:.1f} s"
+        assert cloudwatch.stats().events_accepted == 0
+        if buffer == "file":      # stored: the pos_file moved, the lines wait on disk
+            assert list((tmp_path / "state" / "buffer").glob("buffer.*.log"))
+        else:                     # nothing safe: the pos_file did not move past undelivered lines
+            assert no_loss.position(pos) < log.stat().st_size
+        cloudwatch.faults.clear()
+        kawa.start()
+        no_loss.wait_until(lambda: no_loss.drained(tmp_path, log, pos)
+                           and cloudwatch.stats().events_accepted >= len(want), 120, "delivery", kawa)
+        rc, _took = kawa.term(SIGTERM_BUDGET + 10)
+        assert rc == 0
+        no_loss.tally(no_loss.read_all_events(cloudwatch.endpoint, no_loss.GROUP, no_loss.STREAM), want, figures)
+    print(f"\nSIGTERM with CloudWatch down [{buffer} buffer]: exit in {took:.1f} s; " + figures.line())
+    assert figures.lost == 0 and figures.duplicates == 0
