@@ -95,6 +95,23 @@ def _ruby_to_s(value: Any) -> str:
     return str(value)
 
 
+_BIG_YEAR_FIELDS = re.compile(r"%([YmdHMS%])")
+
+
+def _strftime_any_year(template: str, timekey: float, zone: tzinfo) -> str:
+    """Ruby's Time#strftime for the date fields of file paths, for years past 9999 (golden
+    time_unixtime_float: year 51491 -> "514910623"), which Python's datetime refuses."""
+    from kawa.timeparse import civil_from_days
+
+    offset = zone.utcoffset(None) or timedelta(0)
+    seconds = int(timekey) + int(offset.total_seconds())
+    days, rest = divmod(seconds, 86400)
+    year, month, day = civil_from_days(days)
+    fields = {"Y": str(year), "m": f"{month:02d}", "d": f"{day:02d}", "H": f"{rest // 3600:02d}",
+              "M": f"{rest // 60 % 60:02d}", "S": f"{rest % 60:02d}", "%": "%"}
+    return _BIG_YEAR_FIELDS.sub(lambda m: fields[m.group(1)], template)
+
+
 class Placeholders:
     """Fills a template from a chunk (Fluentd output.rb extract_placeholders)."""
 
@@ -110,7 +127,10 @@ class Placeholders:
             return template.replace(CHUNK_ID_PLACEHOLDER, chunk_id, 1)
         value = template
         if self.keys.time and meta.timekey is not None:
-            value = datetime.fromtimestamp(meta.timekey, self.zone).strftime(template)
+            try:
+                value = datetime.fromtimestamp(meta.timekey, self.zone).strftime(template)
+            except (ValueError, OverflowError, OSError):   # a year Python's datetime cannot hold
+                value = _strftime_any_year(template, meta.timekey, self.zone)
         if self.keys.tag and meta.tag is not None:
             tag = meta.tag
             value = value.replace("${tag}", tag)
