@@ -116,6 +116,17 @@ def _wait_http(host: str, port: int, deadline: float, proc: subprocess.Popen[byt
     raise TimeoutError(f"nothing answered on {host}:{port}: {last}")
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """A client killed mid-request (kill -9 tests) is expected: no traceback for a broken connection."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        import sys
+
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
+
 class MotoServer:
     """moto's server mode as a real child process (`python -m moto.server`), on a free local port."""
 
@@ -333,7 +344,7 @@ class StrictCloudWatchProxy:
         class Handler(_ProxyHandler):
             owner = proxy
 
-        server = ThreadingHTTPServer((self._host, self._port), Handler)
+        server = _QuietServer((self._host, self._port), Handler)
         server.daemon_threads = True
         self._server = server
         self._thread = threading.Thread(target=server.serve_forever, name="cwl-proxy", daemon=True)
