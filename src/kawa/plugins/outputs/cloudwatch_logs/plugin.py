@@ -34,7 +34,16 @@ PROGRESS_PRUNE_AT = 256
 
 @register("output", "cloudwatch_logs")
 class CloudwatchLogsOutput(BufferedOutput):
-    """Buffered CloudWatch Logs output; see docs of every option in CloudwatchLogsOptions."""
+    """Buffered CloudWatch Logs output; see docs of every option in CloudwatchLogsOptions.
+
+    IAM: logs:PutLogEvents (plus logs:CreateLogGroup, logs:CreateLogStream, logs:PutRetentionPolicy
+    when creating). Optional: logs:GetLogEvents. With a file buffer, a PutLogEvents call whose answer
+    was lost (kill -9 or a dropped connection mid-call) is read back from the stream before it is
+    resent (verify.py), so it is neither doubled nor lost; without logs:GetLogEvents (or when the read
+    fails) it is resent with a warning that its events may be duplicated (stats inflight_unverified).
+    Memory buffers verify after a lost connection too, but lose the record of a call in flight at a
+    kill -9 together with the chunk (the input re-reads it; calls may then be doubled).
+    """
 
     Options = CloudwatchLogsOptions
     compat_sections = ("buffer", "inject")
@@ -89,7 +98,8 @@ class CloudwatchLogsOutput(BufferedOutput):
             "events_sent", "batches_sent", "rejected_too_old", "rejected_too_new", "rejected_expired",
             "window_too_old", "window_too_new", "window_expired", "invalid_batches", "invalid_events",
             "truncated", "split", "empty_skipped", "missing_name", "groups_created", "streams_created",
-            "throttled", "failed_calls"), 0)
+            "throttled", "failed_calls", "inflight_found", "inflight_found_events", "inflight_missing",
+            "inflight_unverified", "inflight_unverified_events"), 0)
         self._packer = msgpack.Packer(unicode_errors="surrogateescape", default=str)
         self.delivery: Delivery | None = None
         self._executor: ThreadPoolExecutor | None = None

@@ -7,11 +7,15 @@ Positions index a destination's events in their deterministic (stable timestamp)
 # already succeeded (duplicates, fluent-plugin-cloudwatch-logs#186). We record every accepted (or
 # dead-lettered to @ERROR) range of positions per destination, in memory for memory buffers and in a
 # small JSON file per chunk id next to a persistent buffer, written atomically after each call.
+# Before each call the file also records that call as in flight (verify.inflight_record): after a
+# kill -9 the next process reads the stream back before resending it (sender.Delivery._settle_inflight).
 
 from __future__ import annotations
 
 import os
-from typing import Iterable
+import threading
+import time
+from typing import Any, Iterable
 
 import orjson
 
@@ -36,6 +40,8 @@ class ChunkProgress:
         self.chunk_id = chunk_id
         self.done: dict[str, list[Range]] = {}
         self.totals: dict[str, int] = {}
+        # destination -> the call whose outcome is not known yet (see verify.inflight_record)
+        self.inflight: dict[str, dict[str, Any]] = {}
         self.reported = False    # batching changes (truncation, ...) already counted for this chunk
 
     def bind(self, dest: str, total: int) -> bool:
@@ -48,6 +54,7 @@ class ChunkProgress:
         self.totals[dest] = total
         if known is not None and known != total:
             self.done.pop(dest, None)
+            self.inflight.pop(dest, None)
             return False
         return True
 
@@ -82,7 +89,8 @@ class ChunkProgress:
 
     def to_json(self) -> bytes:
         return orjson.dumps({"chunk": self.chunk_id, "totals": self.totals,
-                             "done": {k: [list(r) for r in v] for k, v in self.done.items()}})
+                             "done": {k: [list(r) for r in v] for k, v in self.done.items()},
+                             "inflight": self.inflight})
 
     @classmethod
     def from_json(cls, chunk_id: str, data: bytes) -> "ChunkProgress":
@@ -92,6 +100,10 @@ class ChunkProgress:
             return progress
         progress.totals = {str(k): int(v) for k, v in raw.get("totals", {}).items()}
         progress.done = {str(k): _merge([(int(s), int(e)) for s, e in v]) for k, v in raw.get("done", {}).items()}
+        # A call in flight in a previous process: its outcome became unknown at the latest now.
+        now = time.time()
+        progress.inflight = {str(k): {**v, "at": now} for k, v in raw.get("inflight", {}).items()
+                             if isinstance(v, dict)}
         return progress
 
 
@@ -103,6 +115,9 @@ class ProgressStore:
     def __init__(self, directory: str | None = None) -> None:
         self.directory = directory
         self._live: dict[str, ChunkProgress] = {}
+        # Saves of one chunk's progress come from several worker threads (concurrency > 1): one at a
+        # time, so the file never goes back to an older state and the temporary file is not shared.
+        self._save_lock = threading.Lock()
         if directory:
             os.makedirs(directory, exist_ok=True)
 
@@ -126,17 +141,23 @@ class ProgressStore:
         self._live[chunk_id] = progress
         return progress
 
+    @property
+    def durable(self) -> bool:
+        return self.directory is not None
+
     def save(self, progress: ChunkProgress) -> None:
-        """Persist after an accepted call; atomic (rename) and durable (fsync) for file buffers."""
+        """Persist before (in flight) and after (accepted) a call; atomic (rename) and durable (fsync)
+        for file buffers, a no-op for memory buffers."""
         if not self.directory:
             return
         path = self._path(progress.chunk_id)
         tmp = path + ".tmp"
-        with open(tmp, "wb") as f:
-            f.write(progress.to_json())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        with self._save_lock:
+            with open(tmp, "wb") as f:
+                f.write(progress.to_json())
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
 
     def forget(self, chunk_id: str) -> None:
         self._live.pop(chunk_id, None)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable
 
-from kawa.plugins.outputs.cloudwatch_logs import batcher
+from kawa.plugins.outputs.cloudwatch_logs import batcher, verify
 from kawa.plugins.outputs.cloudwatch_logs.client import (
     CredentialSettings, HttpPool, LogsClient, Signer, default_endpoint, resolve_credentials, resolve_region)
 from kawa.plugins.outputs.cloudwatch_logs.errors import (
@@ -109,6 +109,9 @@ class Delivery:
         if not progress.bind(key, len(plan.pieces)):
             self.log.warn("chunk layout changed since the last attempt; resending its events",
                           group=plan.group, stream=plan.stream)
+        pending = progress.inflight.get(key)
+        if pending is not None:
+            await self._settle_inflight(plan, pending, progress)
         now_ms = out.ctx.clock() // 1_000_000
         retention = out.retention.get(plan.group)
         lo, hi = plan.window(now_ms, retention, out.options.out_of_window_policy == "send")
@@ -130,6 +133,11 @@ class Delivery:
         out, counters = self.out, self.out.counters
         created = False
         while True:
+            # Durably "in flight" before the call: a kill -9 before its answer leaves this record, and
+            # the next attempt reads the stream back instead of resending blindly (_settle_inflight).
+            progress.inflight[plan.key] = verify.inflight_record(plan.pieces, s, e, time.time())
+            if out.progress.durable:
+                await self._call(out.progress.save, progress)
             t0 = time.monotonic()
             try:
                 resp = await self._call(self.client.put_log_events, plan.group, plan.stream, plan.pieces[s:e])
@@ -137,6 +145,8 @@ class Delivery:
                 if err.code == DATA_ALREADY_ACCEPTED:      # legacy: stored already, never resend
                     resp = {}
                     break
+                # An answer (even a 5xx) means the call was handled: as before, it counts as not stored.
+                progress.inflight.pop(plan.key, None)
                 counters["failed_calls"] += 1
                 if err.throttling:
                     counters["throttled"] += 1
@@ -163,9 +173,12 @@ class Delivery:
                 return False
             except TransportError as err:
                 counters["failed_calls"] += 1
-                failures.append(Failure(f"PutLogEvents got no answer (it may have been stored): {err}"))
+                progress.inflight[plan.key]["at"] = time.time()    # outcome unknown since now: verified next
+                failures.append(Failure(f"PutLogEvents got no answer (it may have been stored; checked "
+                                        f"before resending): {err}"))
                 return False
             break
+        progress.inflight.pop(plan.key, None)
         progress.mark(plan.key, s, e)
         await self._call(out.progress.save, progress)
         counters["batches_sent"] += 1
@@ -181,6 +194,58 @@ class Delivery:
             self.log.debug("Called PutLogEvents API", group=plan.group, stream=plan.stream, events_count=e - s,
                            request_sec=round(time.monotonic() - t0, 3))
         return True
+
+    # -- a call whose answer was lost ------------------------------------------------------------
+    async def _settle_inflight(self, plan: Plan, pending: dict[str, Any], progress: ChunkProgress) -> None:
+        """Mark the lost call accepted when the stream holds its events; else leave it to be resent."""
+        out, counters, key = self.out, self.out.counters, plan.key
+        if not verify.matches(pending, plan.pieces):
+            progress.inflight.pop(key, None)
+            self._unverified(plan, int(pending.get("count") or 0),
+                             "this chunk's batches differ from the call recorded in flight")
+            return
+        s, e = int(pending["s"]), int(pending["e"])
+        if not progress.remaining(key, s, e):
+            progress.inflight.pop(key, None)
+            return
+        wait = float(pending.get("at") or 0) + verify.SETTLE_SECONDS - time.time()
+        if wait > 0:
+            await asyncio.sleep(min(wait, verify.SETTLE_SECONDS))
+        outcome = await self._call(verify.check_stored, self.client, plan.group, plan.stream, plan.pieces[s:e],
+                                   self._accepted_around(plan, progress, s, e))
+        progress.inflight.pop(key, None)
+        if outcome.stored:
+            counters["inflight_found"] += 1
+            counters["inflight_found_events"] += e - s
+            progress.mark(key, s, e)
+            await self._call(out.progress.save, progress)
+            self.log.info("a PutLogEvents call whose answer was lost is stored in CloudWatch Logs; not resending it",
+                          group=plan.group, stream=plan.stream, events=e - s)
+        elif outcome.stored is False:
+            counters["inflight_missing"] += 1
+            self.log.info("a PutLogEvents call whose answer was lost is not in CloudWatch Logs; resending it",
+                          group=plan.group, stream=plan.stream, events=e - s)
+        else:
+            self._unverified(plan, e - s, outcome.reason)
+
+    def _unverified(self, plan: Plan, events: int, reason: str) -> None:
+        self.out.counters["inflight_unverified"] += 1
+        self.out.counters["inflight_unverified_events"] += events
+        self.log.warn(f"could not tell whether CloudWatch Logs stored a PutLogEvents call whose answer was lost "
+                      f"({reason}); resending it: up to {events} events may be duplicated (at-least-once)",
+                      group=plan.group, stream=plan.stream)
+
+    @staticmethod
+    def _accepted_around(plan: Plan, progress: ChunkProgress, s: int, e: int) -> list[batcher.LogEvent]:
+        """Events of this chunk's other done calls whose timestamps fall in [s, e)'s range."""
+        pieces = plan.pieces
+        lo, hi = s, e
+        while lo > 0 and pieces[lo - 1][0] >= pieces[s][0]:
+            lo -= 1
+        while hi < len(pieces) and pieces[hi][0] <= pieces[e - 1][0]:
+            hi += 1
+        return [pieces[p] for a, b in progress.done.get(plan.key, ())
+                for p in range(max(a, lo), min(b, hi)) if not s <= p < e]
 
     # -- routing to @ERROR ----------------------------------------------------------------------
     def _emit(self, plan: Plan, positions: range, reason: str) -> int:
