@@ -1,5 +1,6 @@
 """kill -9 at any moment loses no line and doubles none: real kawa processes (tail -> grep ->
 cloudwatch_logs, file and memory buffers) killed while a writer appends and CloudWatch fails or is down.
+Half the kills cut off a PutLogEvents call CloudWatch stores anyway: file buffers must double nothing.
 
 `pytest -s` shows the figures; the full run (1,000,000 lines, 10 kills) is `pytest -m slow`.
 """
@@ -19,9 +20,9 @@ pytestmark = pytest.mark.e2e
 SIGTERM_BUDGET = 40.0
 
 
-# CloudWatch Logs has no idempotent PutLogEvents: a kill -9 while a call is in flight (CloudWatch
-# stored it, kawa never saw the answer) resends that call's events. That is the only duplicate
-# allowed: at most one run of consecutive lines per kill, each at most one call (10,000 events).
+# Memory buffer: a kill -9 loses the chunk's record of accepted calls and of the call in flight, so
+# tail re-reads lines CloudWatch already has: at most one run of consecutive lines per kill, each
+# shorter than two calls of 10,000 events (a 2 MiB chunk needs about two 1 MiB calls).
 MAX_EVENTS_PER_CALL = 10_000
 
 
@@ -29,8 +30,16 @@ def _check(figures: no_loss.Figures) -> None:
     print("\n" + figures.line())
     assert figures.lost == 0, f"lost {figures.lost} lines"
     assert figures.delivered == figures.sent
+    if figures.buffer == "file":
+        # The progress file records each call before it is sent; a call whose answer the kill cut
+        # off is read back (GetLogEvents) after the restart instead of being resent.
+        assert figures.inflight_kills >= 1, "no kill landed on a call in flight: the case is not covered"
+        assert figures.verified_stored >= figures.inflight_kills, figures.line()
+        assert figures.unverified == 0, figures.line()
+        assert figures.duplicates == 0, f"duplicates with a file buffer: {figures.duplicate_runs}"
+        return
     runs = figures.duplicate_runs
-    assert len(runs) <= figures.restarts, f"duplicates not explained by in-flight calls: {runs}"
+    assert len(runs) <= figures.restarts, f"duplicates not explained by the kills: {runs}"
     assert all(last - first < 2 * MAX_EVENTS_PER_CALL for first, last in runs), runs
 
 

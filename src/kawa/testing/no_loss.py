@@ -72,13 +72,19 @@ class Figures:
     retries: int = 0              # failed PutLogEvents calls kawa had to retry (faults injected)
     outage_s: float = 0.0
     seconds: float = 0.0
+    inflight_kills: int = 0       # kills made while CloudWatch held a PutLogEvents call (stored after the kill)
+    verified_stored: int = 0      # lost answers kawa read back and found stored (not resent)
+    verified_absent: int = 0      # lost answers kawa read back and found missing (resent)
+    unverified: int = 0           # lost answers kawa could not check (resent: duplicates possible)
     duplicate_lines: list[int] = field(default_factory=list)
     duplicate_runs: list[tuple[int, int]] = field(default_factory=list)   # [first, last] line numbers
 
     def line(self) -> str:
         return (f"no-loss [{self.buffer} buffer] sent={self.sent} delivered={self.delivered} "
                 f"duplicates={self.duplicates} lost={self.lost} restarts={self.restarts} "
-                f"retries={self.retries} outage={self.outage_s:.1f}s wall={self.seconds:.1f}s"
+                f"retries={self.retries} outage={self.outage_s:.1f}s wall={self.seconds:.1f}s "
+                f"inflight_kills={self.inflight_kills} verified_stored={self.verified_stored} "
+                f"verified_absent={self.verified_absent} unverified={self.unverified}"
                 + (f" duplicate_runs={self.duplicate_runs}" if self.duplicate_runs else ""))
 
 
@@ -140,6 +146,22 @@ class Kawa:
         return rc, time.monotonic() - t0
 
 
+# kawa's log lines for a PutLogEvents call whose answer was lost (cloudwatch_logs/sender.py)
+VERIFIED_STORED = "whose answer was lost is stored in CloudWatch Logs"
+VERIFIED_ABSENT = "whose answer was lost is not in CloudWatch Logs"
+UNVERIFIED = "could not tell whether CloudWatch Logs stored"
+# How long the proxy holds the call an in-flight kill interrupts; kawa reads the stream back no sooner
+# than cloudwatch_logs.verify.SETTLE_SECONDS after its restart, by when the held call is stored.
+HOLD_SECONDS = 1.0
+
+
+def count_verifications(kawa_log: Path, figures: Figures) -> None:
+    text = kawa_log.read_text(errors="replace")
+    figures.verified_stored = text.count(VERIFIED_STORED)
+    figures.verified_absent = text.count(VERIFIED_ABSENT)
+    figures.unverified = text.count(UNVERIFIED)
+
+
 def wait_until(cond: Any, timeout: float, what: str, proc: Kawa | None = None) -> None:
     deadline = time.monotonic() + timeout
     while not cond():
@@ -191,10 +213,26 @@ def tally(events: list[dict[str, Any]], want: set[int], figures: Figures) -> Non
     figures.duplicate_runs = runs
 
 
+def hold_next_call(cloudwatch: StrictCloudWatchProxy, timeout: float = 20.0) -> bool:
+    """Make the proxy hold the next PutLogEvents call HOLD_SECONDS before storing it; True once kawa
+    sent it (kill now: CloudWatch stores a call whose answer kawa never sees)."""
+    held = cloudwatch.stats().faults["delay"]
+    cloudwatch.faults.delay(HOLD_SECONDS, 1)
+    deadline = time.monotonic() + timeout
+    while cloudwatch.stats().faults["delay"] == held:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True
+
+
 def run(root: Path, *, lines: int, kills: int, buffer: str, outage: float, seed: int = 1,
-        write_seconds: float | None = None, failure_fraction: float = 0.05) -> Figures:
+        write_seconds: float | None = None, failure_fraction: float = 0.05,
+        inflight_kills: int | None = None) -> Figures:
     """Write `lines` while killing kawa `kills` times at random moments, with an output outage of
-    `outage` seconds in the middle and `failure_fraction` of calls failing; then drain and count."""
+    `outage` seconds in the middle and `failure_fraction` of calls failing; then drain and count.
+    `inflight_kills` of the kills (default: every other one) wait for a PutLogEvents call to be in
+    flight, held by the proxy that stores it after the kill: the lost-answer case."""
     rng = random.Random(seed)
     figures = Figures(buffer)
     t0 = time.monotonic()
@@ -228,12 +266,15 @@ def run(root: Path, *, lines: int, kills: int, buffer: str, outage: float, seed:
                 figures.outage_s = now - outage_state["began"]
                 outage_state.update(on=False, done=True)
 
+        held_kills = set(range(1, kills, 2)) if inflight_kills is None else set(range(inflight_kills))
         started = time.monotonic()
-        for moment in moments:
+        for n, moment in enumerate(moments):
             while time.monotonic() - started < moment:
                 outage_tick()
                 time.sleep(0.02)
             assert kawa.proc is not None and kawa.proc.poll() is None, kawa.log.read_text()[-4000:]
+            if n in held_kills and hold_next_call(cloudwatch):
+                figures.inflight_kills += 1
             kawa.kill()
             figures.restarts += 1
             kawa.start()
@@ -248,7 +289,8 @@ def run(root: Path, *, lines: int, kills: int, buffer: str, outage: float, seed:
         rc, _took = kawa.term(60)
         assert rc == 0, kawa.log.read_text()[-4000:]
         stats = cloudwatch.stats()
-        figures.retries = sum(stats.faults.values())
+        figures.retries = sum(n for kind, n in stats.faults.items() if kind != "delay")
+        count_verifications(root / "kawa.log", figures)
         tally(read_all_events(cloudwatch.endpoint, GROUP, STREAM), want, figures)
     figures.seconds = time.monotonic() - t0
     return figures
