@@ -195,6 +195,13 @@ def test_check_stored_counts_repeats_and_pages():
     assert partial.stored is None and "3 of the batch's 4" in partial.reason
 
 
+def test_done_around_takes_other_calls_sharing_the_time_range():
+    pieces = [(1, "a"), (2, "b"), (2, "c"), (3, "d"), (3, "e"), (4, "f")]
+    # the batch is [2, 4) = (2,"c"), (3,"d"); done: [0, 2) and [4, 6)
+    assert verify.done_around(pieces, [(0, 2), (4, 6)], 2, 4) == [(2, "b"), (3, "e")]
+    assert verify.done_around(pieces, [], 2, 4) == []
+
+
 def test_check_stored_without_permission_or_stream():
     denied = AwsApiError(400, "AccessDeniedException", "not authorized to perform: logs:GetLogEvents")
     out = verify.check_stored(ScriptedLogs([], error=denied), "g", "s", [(1, "a")], [], sleep=lambda _: None)

@@ -212,7 +212,7 @@ class Delivery:
         if wait > 0:
             await asyncio.sleep(min(wait, verify.SETTLE_SECONDS))
         outcome = await self._call(verify.check_stored, self.client, plan.group, plan.stream, plan.pieces[s:e],
-                                   self._accepted_around(plan, progress, s, e))
+                                   verify.done_around(plan.pieces, progress.done.get(key, ()), s, e))
         progress.inflight.pop(key, None)
         if outcome.stored:
             counters["inflight_found"] += 1
@@ -234,18 +234,6 @@ class Delivery:
         self.log.warn(f"could not tell whether CloudWatch Logs stored a PutLogEvents call whose answer was lost "
                       f"({reason}); resending it: up to {events} events may be duplicated (at-least-once)",
                       group=plan.group, stream=plan.stream)
-
-    @staticmethod
-    def _accepted_around(plan: Plan, progress: ChunkProgress, s: int, e: int) -> list[batcher.LogEvent]:
-        """Events of this chunk's other done calls whose timestamps fall in [s, e)'s range."""
-        pieces = plan.pieces
-        lo, hi = s, e
-        while lo > 0 and pieces[lo - 1][0] >= pieces[s][0]:
-            lo -= 1
-        while hi < len(pieces) and pieces[hi][0] <= pieces[e - 1][0]:
-            hi += 1
-        return [pieces[p] for a, b in progress.done.get(plan.key, ())
-                for p in range(max(a, lo), min(b, hi)) if not s <= p < e]
 
     # -- routing to @ERROR ----------------------------------------------------------------------
     def _emit(self, plan: Plan, positions: range, reason: str) -> int:

@@ -59,6 +59,17 @@ def matches(record: dict[str, Any], pieces: list[LogEvent]) -> bool:
             and record.get("first") == message_digest(first[1]) and record.get("last") == message_digest(last[1]))
 
 
+def done_around(pieces: list[LogEvent], done: Iterable[tuple[int, int]], s: int, e: int) -> list[LogEvent]:
+    """Events of the chunk's other done calls (`done` ranges) whose timestamps fall in [s, e)'s range:
+    CloudWatch holds them too, so they must not count as the batch's. `pieces` are sorted by time."""
+    lo, hi = s, e
+    while lo > 0 and pieces[lo - 1][0] >= pieces[s][0]:
+        lo -= 1
+    while hi < len(pieces) and pieces[hi][0] <= pieces[e - 1][0]:
+        hi += 1
+    return [pieces[p] for a, b in done for p in range(max(a, lo), min(b, hi)) if not s <= p < e]
+
+
 @dataclass
 class Outcome:
     stored: bool | None        # True / False, None = could not tell
