@@ -101,8 +101,10 @@ class Buffer(Plugin):
     def resume(self) -> tuple[list[Chunk], list[Chunk]]:
         return [], []
 
-    def new_queued_chunk(self, metadata: Metadata, data: bytes, records: int) -> Chunk:
-        """A new chunk holding `data`, already queued (backends may write it in fewer steps)."""
+    def new_queued_chunk(self, metadata: Metadata, data: bytes, records: int,
+                         checkpoint: tuple[str, int] | None = None) -> Chunk:
+        """A new chunk holding `data`, already queued (backends may write it in fewer steps and
+        store the emitting input's `checkpoint` with it; see `sync`)."""
         chunk = self.generate_chunk(new_chunk_id(self.ctx.clock), metadata)
         try:
             chunk.append(data, records, self.ctx.clock())
@@ -136,8 +138,10 @@ class Buffer(Plugin):
 
     # -- writing ----------------------------------------------------------------------------------
     def write(self, tag: str, groups: dict[Metadata, list[Event]], *, format_fn: FormatFn | None,
-              enqueue: bool, ack: DeliveryAck | None = None) -> list[Chunk]:
+              enqueue: bool, ack: DeliveryAck | None = None,
+              checkpoint: tuple[str, int] | None = None) -> list[Chunk]:
         """Append every group to its staged chunk, splitting at the chunk limits.
+        `checkpoint`: the emitting input's, for chunks created already queued (flush_mode immediate).
 
         Raises BufferOverflowError before writing anything when the buffer is full; an OSError of
         the backend (ENOSPC) leaves already-buffered data intact and is re-raised as overflow.
@@ -151,7 +155,7 @@ class Buffer(Plugin):
                 if enqueue and meta not in self.stage:
                     # flush_mode immediate: the chunk is queued as soon as it holds this data
                     try:
-                        chunk = self.new_queued_chunk(meta, data, count)
+                        chunk = self.new_queued_chunk(meta, data, count, checkpoint)
                     except OSError as exc:
                         raise BufferOverflowError(f"cannot write buffer chunk: {exc}") from exc
                     self.queue.append(chunk)

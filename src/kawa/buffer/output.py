@@ -150,16 +150,17 @@ class BufferedOutput(Output):
             # held across the write so it settles even when no chunk took any event
             chunk_ack = _share_ack(chunk_ack, share)
             chunk_ack.hold()
+        checkpoint = ticket.checkpoint if ticket is not None and self.buffer.persistent else None
         while True:
             try:
-                touched = self.buffer.write(tag, groups, format_fn=fmt, enqueue=enqueue, ack=chunk_ack)
+                touched = self.buffer.write(tag, groups, format_fn=fmt, enqueue=enqueue, ack=chunk_ack,
+                                            checkpoint=checkpoint)
                 break
             except BufferOverflowError as exc:
                 await self._overflow(exc)
         self.emit_records += len(events)
         if self.buffer.persistent:
             if getattr(self.ctx.system, "at_least_once_from_source", False) or ack is not None or share is not None:
-                checkpoint = ticket.checkpoint if ticket is not None else None
                 await self.buffer.sync(touched, checkpoint=checkpoint)  # type: ignore[call-arg]
             if ack is not None:
                 ack.hold()

@@ -87,6 +87,7 @@ class FileChunk(Chunk):
     persistent = True
     # kawa.delivery checkpoints of the inputs that emitted these events: key -> highest offset
     checkpoints: dict[str, int] | None = None
+    meta_unsynced = False       # written by write_queued, not fsync'd yet (sync does it)
 
     def __init__(self, unique_id: bytes, metadata: Metadata, formatted: bool, created_at: int,
                  path: str, opener: Opener) -> None:
@@ -126,6 +127,7 @@ class FileChunk(Chunk):
                 _write_all(fd, self._meta_bytes())
             finally:
                 os.close(fd)
+            self.meta_unsynced = True
             self._append(data, records)
         except OSError:
             self.purge()
@@ -170,6 +172,11 @@ class FileChunk(Chunk):
     def sync(self) -> None:
         if self._fd is not None:
             os.fdatasync(self._fd)
+        elif self.state != "purged":    # queued chunks are closed (flush_mode immediate writes them so)
+            _fsync_path(self.path)
+        if self.meta_unsynced:
+            self.meta_unsynced = False
+            _fsync_path(self.meta_path)
 
     def enqueued(self) -> None:
         super().enqueued()
@@ -285,14 +292,21 @@ class FileBuffer(Buffer):
             self._latest_timekey = timekey
             self.symlink_hook(chunk)
 
-    def new_queued_chunk(self, metadata: Metadata, data: bytes, records: int) -> Chunk:
+    def new_queued_chunk(self, metadata: Metadata, data: bytes, records: int,
+                         checkpoint: tuple[str, int] | None = None) -> Chunk:
         # flush_mode immediate: two files written once each instead of create, append, rename
-        # twice and rewrite the .meta on enqueue
-        os.makedirs(os.path.dirname(self.pattern), exist_ok=True)
+        # twice and rewrite the .meta on enqueue; the emitting input's checkpoint (kawa.delivery)
+        # goes into that one .meta, so sync() need not replace it
         unique_id = new_chunk_id(self.ctx.clock)
         path = self._chunk_path(unique_id).replace(f".b{unique_id.hex()}", f".q{unique_id.hex()}", 1)
         chunk = FileChunk(unique_id, metadata, self.formatted, self.ctx.clock(), path, self._open)
-        chunk.write_queued(data, records)
+        if checkpoint is not None:
+            chunk.checkpoints = {checkpoint[0]: checkpoint[1]}
+        try:
+            chunk.write_queued(data, records)
+        except FileNotFoundError:   # the directory is made on the first chunk (and again if removed)
+            os.makedirs(os.path.dirname(self.pattern), exist_ok=True)
+            chunk.write_queued(data, records)
         self._symlink(chunk)
         return chunk
 

@@ -134,13 +134,13 @@ class FileOutput(BufferedOutput):
         self.last_written_path = await asyncio.to_thread(self._write_file, path, data)
 
     def _write_file(self, path: str, data: bytes) -> str:
-        os.makedirs(os.path.dirname(path) or ".", mode=_DEFAULT_DIR_PERMISSION, exist_ok=True)
         if self.compress:
             data = gzip.compress(data)  # one gzip member per chunk, as Fluentd's GzipWriter per write
-        if self.options.append:
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, _DEFAULT_FILE_PERMISSION)
-        else:
-            path, fd = _create_first_free(path)
+        try:
+            path, fd = self._open_output(path)
+        except FileNotFoundError:   # the directory is made on the first write (and again if removed)
+            os.makedirs(os.path.dirname(path) or ".", mode=_DEFAULT_DIR_PERMISSION, exist_ok=True)
+            path, fd = self._open_output(path)
         try:
             view = memoryview(data)
             while view:
@@ -148,6 +148,11 @@ class FileOutput(BufferedOutput):
         finally:
             os.close(fd)
         return path
+
+    def _open_output(self, path: str) -> tuple[str, int]:
+        if self.options.append:
+            return path, os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, _DEFAULT_FILE_PERMISSION)
+        return _create_first_free(path)
 
     def _update_symlink(self, chunk: Any) -> None:
         chunk_path = getattr(chunk, "path", None)
