@@ -35,6 +35,13 @@ def fast_matcher(pattern: re.Pattern[str]) -> Callable[[str], re.Match[str] | No
     return lambda text: match(text) if "\n" not in text else search(text)
 
 
+def _has_optional_groups(pattern: re.Pattern[str]) -> bool:
+    """False when every named group must take part in any match (no `?`, `*`, `{0,` or `|` anywhere);
+    conservative: any such token means groups may be unset."""
+    source = pattern.pattern
+    return any(tok in source for tok in ("?", "*", "{0", "|"))
+
+
 class RegexpOptions(ParserOptions):
     expression = option(type="regexp", doc="Regexp with named captures, /.../ with i or m flags")
     ignorecase = option(False, "bool", deprecated="Use /pattern/i instead, this option is no longer effective")
@@ -58,9 +65,17 @@ class RegexpParser(BaseParser):
                                        "The regexp must have at least one named capture", None, ())])
         self.expression = expression
         self._match = fast_matcher(expression)
+        # fast_matcher wraps `match` in a newline check for ^-anchored multiline patterns
+        self.has_optional_groups = _has_optional_groups(expression)
+        self._line_match = expression.match if getattr(self._match, "__name__", "") == "<lambda>" else None
 
     def parse_batch(self, texts: Sequence[str]) -> tuple[list[ParsedEvent], list[ParseFailure]]:
-        return parse_with(self, self._match, texts)
+        match = self._match
+        # Lines from tail never hold a newline: then an anchored pattern needs no per-line check
+        # (one C-level scan of the batch instead of a Python call per line).
+        if self._line_match is not None and "\n" not in "\x00".join(texts):
+            match = self._line_match
+        return parse_with(self, match, texts)
 
     def parse_into(self, text: str, events: list[ParsedEvent], failures: list[ParseFailure]) -> None:
         got, bad = self.parse_batch((text,))
@@ -82,13 +97,15 @@ def parse_with(parser: BaseParser, match: Callable[[str], Any], texts: Sequence[
     terr = parser._time_error
     convert = parser.convert_values if parser.needs_convert else None
     times: dict[Any, int] = {}          # busy logs repeat the same time string many times a batch
+    # Only a pattern with optional parts can leave a group unset (None): skip the scan otherwise.
+    optional = getattr(parser, "has_optional_groups", True)
     for text in texts:
         m = match(text)
         if m is None:
             failures.append(ParseFailure(text, NOT_MATCHED, "unmatched"))
             continue
         record = m.groupdict()
-        if None in record.values():
+        if optional and None in record.values():
             record = {k: v for k, v in record.items() if v is not None}
         if fix is not None:
             fix(record)
