@@ -23,9 +23,13 @@ if TYPE_CHECKING:
 
 # After a refused emit, offer the batch again after this long (Fluentd retries on its 1 s timer).
 RETRY_INTERVAL = 1.0
-# Emits of one file not yet safe at most; beyond it the file is not read until the oldest settle
-# (back-pressure from a slow or unreachable output, bounding the lines held in memory buffers).
-MAX_UNSETTLED = 512
+# Bytes of one file read and emitted but not yet safe, at most; beyond it the file is not read until
+# the oldest emits settle (back-pressure from a slow or unreachable output, bounding what memory
+# buffers hold). Counted in bytes, not emits: many tiny emits (one line per write) must not stall
+# the file until a 60 s flush_interval. Kept well above memory chunk_limit_size (8 MiB) so chunks
+# fill and flush by size during a burst.
+MAX_UNSETTLED_BYTES = 32 * 1024 * 1024
+MAX_UNSETTLED = 100_000        # emits; a safety bound on the queue itself
 
 
 @dataclass
@@ -73,7 +77,7 @@ class Follower:
     counters: FileCounters = field(default_factory=FileCounters)
     # (future that settles the emit, or None: safe already; the position to save then), read order
     unsettled: deque[tuple[asyncio.Future[None] | None, int]] = field(default_factory=deque)
-    blocked: bool = False           # not read because MAX_UNSETTLED emits are unsettled
+    blocked: bool = False           # not read: too much read and emitted is not yet safe
 
     # -- descriptor ---------------------------------------------------------------------------
 
@@ -138,7 +142,7 @@ class Follower:
         reader = self.reader
         assert reader is not None
         for _ in range(max_batches):
-            if len(self.unsettled) >= MAX_UNSETTLED:
+            if self._over_unsettled():
                 self.blocked = True          # _settled() wakes the scheduler for this file
                 return False
             limit = self._bytes_allowed(host, now)
@@ -254,6 +258,11 @@ class Follower:
         if gate is not None and not gate.done():
             gate.add_done_callback(lambda _done: self._settled(host))
 
+    def _over_unsettled(self) -> bool:
+        queue = self.unsettled
+        return bool(queue) and (len(queue) >= MAX_UNSETTLED
+                                or queue[-1][1] - self.pe.pos >= MAX_UNSETTLED_BYTES)
+
     def _settled(self, host: "TailInput") -> None:
         """A ticket settled: save the position after the oldest run of settled emits."""
         pos = None
@@ -263,7 +272,7 @@ class Follower:
         if pos is None:
             return
         self.pe.update_pos(pos)
-        wake = self.blocked and len(queue) < MAX_UNSETTLED
+        wake = self.blocked and not self._over_unsettled()
         if wake:
             self.blocked = False
         host.on_settled(self, wake)
