@@ -2,6 +2,7 @@
 prints sent / delivered / duplicates / lost / restarts / retries for the file and the memory buffer.
 
     .venv/bin/python bench/faults_no_loss.py [--lines 1000000] [--kills 10] [--outage 20] [--buffer file]
+    .venv/bin/python bench/faults_no_loss.py --kills 1 --outage 0 --failure-fraction 0.33   # issue 5's run
 """
 
 from __future__ import annotations
@@ -21,11 +22,14 @@ def main() -> None:
     ap.add_argument("--write-seconds", type=float, default=40.0, help="how long the writer takes")
     ap.add_argument("--buffer", choices=("file", "memory", "both"), default="both")
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--failure-fraction", type=float, default=0.05,
+                    help="share of PutLogEvents calls answered with throttling or 500 (issue 5: 0.33)")
     args = ap.parse_args()
     for buffer in (("file", "memory") if args.buffer == "both" else (args.buffer,)):
         with tempfile.TemporaryDirectory(prefix=f"kawa-faults-{buffer}-") as root:
             figures = no_loss.run(Path(root), lines=args.lines, kills=args.kills, buffer=buffer,
-                                  outage=args.outage, seed=args.seed, write_seconds=args.write_seconds)
+                                  outage=args.outage, seed=args.seed, write_seconds=args.write_seconds,
+                                  failure_fraction=args.failure_fraction)
         print(figures.line(), flush=True)
 
 
