@@ -47,7 +47,6 @@ def test_dockerfile_shape() -> None:
     assert ".venv" in ignored and ".git" in ignored and "tests" in ignored
 
 
-@pytest.mark.slow
 def test_install_step_gives_a_working_kawa(tmp_path: Path) -> None:
     build = stages()[0]
     context = tmp_path / "src"
