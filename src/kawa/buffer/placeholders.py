@@ -11,6 +11,7 @@ from typing import Any
 
 from kawa.buffer.options import ChunkKeys
 from kawa.errors import ConfigError
+from kawa.ruby_values import ruby_to_s
 
 # Fluentd output.rb CHUNK_KEY_PLACEHOLDER_PATTERN / CHUNK_TAG_PLACEHOLDER_PATTERN / CHUNK_ID_PLACEHOLDER_PATTERN
 KEY_PLACEHOLDER = re.compile(r"\$\{([-_.@$a-zA-Z0-9]+)\}")
@@ -85,16 +86,6 @@ def _zone(offset: Any) -> tzinfo:
     return offset  # type: ignore[no-any-return]
 
 
-def _ruby_to_s(value: Any) -> str:
-    if value is None:
-        return ""
-    if value is True:
-        return "true"
-    if value is False:
-        return "false"
-    return str(value)
-
-
 _BIG_YEAR_FIELDS = re.compile(r"%([YmdHMS%])")
 
 
@@ -153,7 +144,7 @@ class Placeholders:
                 if key == "tag":
                     return m.group(0)
                 if key in variables:
-                    return _ruby_to_s(variables[key])
+                    return ruby_to_s(variables[key])
                 if self.log is not None:
                     self.log.warn(f"chunk key placeholder '{key}' not replaced. template:{template}")
                 return ""

@@ -135,25 +135,11 @@ def _event_time_text(time_ns: int) -> str:
     return _t.strftime("%Y-%m-%d %H:%M:%S", local) + f".{nanos:09d} " + _t.strftime("%z", local)
 
 
-def _ruby_hash(record: Any) -> Any:
-    from kawa.log import ruby_inspect
+def _ruby_hash(record: Any) -> "_Raw":
+    """A record as Fluentd's log prints a Ruby Hash (`{"k"=>"v"}`), unquoted."""
+    from kawa.ruby_values import ruby_inspect_value
 
-    def conv(v: Any) -> str:
-        if isinstance(v, dict):
-            return "{" + ", ".join(f"{conv(k)}=>{conv(x)}" for k, x in v.items()) + "}"
-        if isinstance(v, list):
-            return "[" + ", ".join(conv(x) for x in v) + "]"
-        if isinstance(v, str):
-            return ruby_inspect(v)
-        if v is None:
-            return "nil"
-        if v is True:
-            return "true"
-        if v is False:
-            return "false"
-        return str(v)
-
-    return _Raw(conv(record))
+    return _Raw(ruby_inspect_value(record))
 
 
 class _Raw:

@@ -11,6 +11,7 @@ from typing import Any
 
 from kawa.metrics import catalog as c
 from kawa.metrics.registry import Snapshot
+from kawa.ruby_values import ruby_to_s
 
 SECRET_MASK = "xxxxxx"   # what Fluentd prints for secret parameters
 
@@ -85,18 +86,10 @@ def render_ltsv(rows: list[dict[str, Any]]) -> str:
             if isinstance(value, dict):
                 continue
             if isinstance(value, list):
-                cells.append(f"{key}:{','.join(_ruby_str(v) for v in value)}")
+                cells.append(f"{key}:{','.join(ruby_to_s(v) for v in value)}")
             else:
-                cells.append(f"{key}:{_ruby_str(value)}")
+                cells.append(f"{key}:{ruby_to_s(value)}")
         lines.append("\t".join(cells) + "\n")
     return "".join(lines)
 
 
-def _ruby_str(value: Any) -> str:
-    if value is None:
-        return ""
-    if value is True:
-        return "true"
-    if value is False:
-        return "false"
-    return str(value)

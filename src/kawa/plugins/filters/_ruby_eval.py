@@ -12,7 +12,7 @@ import os
 import re
 from typing import Any, Callable
 
-from kawa.plugins._ruby_values import ruby_float_to_s, ruby_inspect_value, ruby_to_s
+from kawa.ruby_values import ruby_float_to_s, ruby_inspect_value, ruby_to_s
 # Re-exported: callers parse and run expressions through this one module.
 from kawa.plugins.filters._ruby_parse import _matching_brace, parse_expression  # noqa: F401
 from kawa.timeparse import TimeFormatter

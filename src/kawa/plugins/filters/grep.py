@@ -12,7 +12,7 @@ from kawa.config.schema import Options, option, section
 from kawa.engine.registry import register
 from kawa.errors import ConfigError
 from kawa.event import Event, Record
-from kawa.plugins._ruby_values import Bare, ruby_to_s
+from kawa.ruby_values import Bare, ruby_to_s
 from kawa.plugins.base import Filter, PluginContext
 from kawa.record_accessor import RecordAccessor
 from kawa.rubyregex import compile_ruby_regexp

@@ -11,7 +11,7 @@ from kawa.config.schema import Options, option, section
 from kawa.engine.registry import register
 from kawa.errors import ConfigError
 from kawa.event import Event, Record
-from kawa.plugins._ruby_values import ruby_inspect_value, ruby_to_s
+from kawa.ruby_values import ruby_inspect_value, ruby_to_s
 from kawa.plugins.base import Filter, ParseFailure, PluginContext
 from kawa.record_accessor import DigError, RecordAccessor
 

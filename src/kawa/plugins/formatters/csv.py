@@ -10,7 +10,7 @@ from kawa.config.schema import Options, option
 from kawa.engine.registry import register
 from kawa.errors import ConfigError
 from kawa.event import Record
-from kawa.plugins._ruby_values import ruby_to_s
+from kawa.ruby_values import ruby_to_s
 from kawa.plugins.base import Formatter
 from kawa.record_accessor import RecordAccessor, is_nested
 

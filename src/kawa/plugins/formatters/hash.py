@@ -9,7 +9,7 @@ from typing import Any
 from kawa.config.schema import Options, option
 from kawa.engine.registry import register
 from kawa.event import Record
-from kawa.plugins._ruby_values import ruby_inspect_value
+from kawa.ruby_values import ruby_inspect_value
 from kawa.plugins.base import Formatter
 from kawa.plugins.formatters.ltsv import NEWLINES
 

@@ -14,7 +14,7 @@ import orjson
 from kawa.config.schema import Options, option
 from kawa.engine.registry import register
 from kawa.event import Event, Record
-from kawa.plugins._ruby_values import oj_float, ruby_float_to_s
+from kawa.ruby_values import oj_float, ruby_float_to_s
 from kawa.plugins.base import Formatter
 
 # Number spellings where orjson and Oj differ; they only appear right after ':', ',' or '['.
@@ -81,7 +81,7 @@ def _encode(value: Any, out: list[str], float_text: Any) -> None:
 
 
 def _key_text(key: Any) -> str:
-    from kawa.plugins._ruby_values import ruby_to_s
+    from kawa.ruby_values import ruby_to_s
 
     return ruby_to_s(key)
 

@@ -11,7 +11,7 @@ from kawa.config.schema import Options, option, section
 from kawa.engine.registry import register
 from kawa.errors import ConfigError
 from kawa.event import Event
-from kawa.plugins._ruby_values import Bare
+from kawa.ruby_values import Bare
 from kawa.plugins.base import Output, PluginContext
 
 

@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 import orjson
 
-from kawa.plugins._ruby_values import ruby_to_s
+from kawa.ruby_values import ruby_to_s
 from kawa.plugins.formatters.json import json_gem_dumps
 from kawa.plugins.outputs.cloudwatch_logs import batcher
 

@@ -8,6 +8,8 @@ import re
 from collections import OrderedDict
 from typing import Any, Callable, Generic, Hashable, TypeVar
 
+from kawa.ruby_values import ruby_to_s
+
 # CreateLogGroup: logGroupName 1-512 chars matching [\.\-_/#A-Za-z0-9]+.
 GROUP_NAME_MAX = 512
 GROUP_BAD_CHARS = re.compile(r"[^.\-_/#A-Za-z0-9]")
@@ -57,17 +59,6 @@ def fix_group_name(name: str) -> str:
 
 def fix_stream_name(name: str) -> str:
     return STREAM_BAD_CHARS.sub(REPLACEMENT, name)[:STREAM_NAME_MAX]
-
-
-def ruby_to_s(value: Any) -> str:
-    """Ruby's to_s for the scalar values a record key can hold (nil -> "", true -> "true")."""
-    if value is None:
-        return ""
-    if value is True:
-        return "true"
-    if value is False:
-        return "false"
-    return str(value)
 
 
 class NameFixer:
