@@ -80,7 +80,7 @@ def test_kill_9_at_any_moment_loses_nothing_acknowledged(tmp_path: Path) -> None
                             stdout=subprocess.PIPE, env=env, text=True)
     assert proc.stdout is not None
     acknowledged = 0
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 60   # generous: the machine may be loaded; a condition, not a speed check
     while acknowledged < 3000 and time.monotonic() < deadline:
         acknowledged = int(proc.stdout.readline())
     proc.send_signal(signal.SIGKILL)
