@@ -6,7 +6,8 @@ from __future__ import annotations
 import random
 import time
 
-from kawa.timeparse import NS, TimeFormatter, TimeParser
+from kawa.timeformat import TimeFormatter
+from kawa.timeparse import NS, TimeParser
 
 N = 1_000_000
 MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]

@@ -13,8 +13,9 @@ from typing import Any, Iterator
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from kawa.timeformat import TimeFormatter
 from kawa.timeparse import (
-    NS, TimeFormatter, TimeParseError, TimeParser, civil_from_days, days_from_civil, resolve_timezone,
+    NS, TimeParseError, TimeParser, civil_from_days, days_from_civil, resolve_timezone,
 )
 
 GOLDEN = Path(__file__).resolve().parents[1].parent / "shared" / "golden"

@@ -12,7 +12,7 @@ from typing import Any
 from kawa.config.schema import Options, option
 from kawa.event import Event
 from kawa.log import Logger
-from kawa.timeparse import TimeFormatter
+from kawa.timeformat import TimeFormatter
 
 # plugin_helper/inject.rb time_type list
 TIME_TYPES = ("float", "unixtime", "unixtime_millis", "unixtime_micros", "unixtime_nanos", "string")

@@ -15,7 +15,7 @@ from typing import Any, Callable
 from kawa.ruby_values import ruby_float_to_s, ruby_inspect_value, ruby_to_s
 # Re-exported: callers parse and run expressions through this one module.
 from kawa.plugins.filters._ruby_parse import _matching_brace, parse_expression  # noqa: F401
-from kawa.timeparse import TimeFormatter
+from kawa.timeformat import TimeFormatter
 
 NS = 1_000_000_000
 

@@ -11,7 +11,7 @@ from kawa.engine.registry import register
 from kawa.event import Record
 from kawa.plugins.base import Formatter
 from kawa.plugins.formatters.json import json_gem_dumps
-from kawa.timeparse import TimeFormatter
+from kawa.timeformat import TimeFormatter
 
 NEWLINES = {"lf": "\n", "crlf": "\r\n"}
 

@@ -11,7 +11,7 @@ from kawa.engine import registry
 from kawa.errors import ConfigError
 from kawa.event import Event, Record
 from kawa.plugins.base import Formatter
-from kawa.timeparse import TimeFormatter
+from kawa.timeformat import TimeFormatter
 
 # formatter_stdout.rb TIME_FORMAT
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%N %z"
