@@ -11,6 +11,10 @@ from functools import lru_cache
 from typing import Any, Callable
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from kawa.ruby_values import ruby_float_to_s as _ruby_float_s
+from kawa.ruby_values import ruby_inspect_value as _ruby_inspect
+from kawa.ruby_values import ruby_to_s
+
 __all__ = [
     "TimeParser", "TimeParseError", "days_from_civil", "civil_from_days",
     "resolve_timezone", "ruby_to_s",
@@ -75,51 +79,7 @@ def _is_leap(y: int) -> bool:
 
 
 # ---------------------------------------------------------------- Ruby value rendering
-
-def _ruby_float_s(v: float) -> str:
-    if v != v:
-        return "NaN"
-    if v in (float("inf"), float("-inf")):
-        return "Infinity" if v > 0 else "-Infinity"
-    r = repr(v)
-    if "e" in r:
-        mant, exp = r.split("e")
-        if "." not in mant:
-            mant += ".0"
-        return f"{mant}e{exp}"
-    return r
-
-
-def ruby_to_s(v: Any) -> str:
-    """Ruby's "#{v}" for the JSON-ish values parsers hand us."""
-    if isinstance(v, str):
-        return v
-    if v is None:
-        return ""
-    if v is True:
-        return "true"
-    if v is False:
-        return "false"
-    if isinstance(v, float):
-        return _ruby_float_s(v)
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, bytes):
-        return v.decode("utf-8", "replace")
-    if isinstance(v, dict):
-        return "{" + ", ".join(f"{_ruby_inspect(k)}=>{_ruby_inspect(x)}" for k, x in v.items()) + "}"
-    if isinstance(v, list):
-        return "[" + ", ".join(_ruby_inspect(x) for x in v) + "]"
-    return str(v)
-
-
-def _ruby_inspect(v: Any) -> str:
-    if isinstance(v, str):
-        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if v is None:
-        return "nil"
-    return ruby_to_s(v)
-
+# Error messages quote values the way Ruby prints them (kawa.ruby_values holds those rules).
 
 def _ruby_class(v: Any) -> str:
     if v is None:
