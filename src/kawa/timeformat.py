@@ -9,9 +9,9 @@ import time as _time
 from typing import Any, Callable
 from zoneinfo import ZoneInfo
 
-from kawa.timeparse import (
-    _CACHE_MAX, _DAYS, _EXPAND, _MONTHS, NS, _local_fixed_offset, _local_offset_at, _zone_offset_at,
-    civil_from_days, days_from_civil, resolve_timezone,
+from kawa.timeparse import _CACHE_MAX, _DAYS, _EXPAND, _MONTHS, NS
+from kawa.timeutil import (
+    _local_fixed_offset, _local_offset_at, _zone_offset_at, civil_from_days, days_from_civil, resolve_timezone,
 )
 
 _GEM_STRFTIME = set("HLMNSYdbmyz")
