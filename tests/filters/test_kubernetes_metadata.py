@@ -6,23 +6,15 @@ The fake API speaks real Pod/Namespace/List/WatchEvent/Status JSON and checks th
 from __future__ import annotations
 
 import asyncio
-import copy
-import datetime
-import json
-import queue
-import ssl
-import subprocess
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Callable, Iterator
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
 from kawa.errors import ConfigError
 from kawa.testing.drivers import FilterDriver
+from kawa.testing.kube_api import FakeKubeApi, namespace, pod, write_service_account
 
 TOKEN = "test-token-abc"
 NODE = "node-a"
@@ -40,209 +32,18 @@ def wait_until(condition: Callable[[], Any], timeout: float = 10.0) -> Any:
     raise AssertionError("condition not met in time")
 
 
-# ---- a self-signed certificate for 127.0.0.1 ---------------------------------------------------
-
-def make_cert(directory: Path) -> tuple[Path, Path]:
-    cert, key = directory / "ca.crt", directory / "server.key"
-    try:
-        from cryptography import x509
-        from cryptography.hazmat.primitives import hashes, serialization
-        from cryptography.hazmat.primitives.asymmetric import ec
-        from cryptography.x509.oid import NameOID
-    except ImportError:
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-                        "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-                        "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
-        return cert, key
-    import ipaddress
-
-    private = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    built = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(private.public_key())
-             .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
-             .not_valid_after(now + datetime.timedelta(days=1))
-             .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
-             .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-             .sign(private, hashes.SHA256()))
-    cert.write_bytes(built.public_bytes(serialization.Encoding.PEM))
-    key.write_bytes(private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                          serialization.NoEncryption()))
-    return cert, key
-
-
-# ---- the fake API server -------------------------------------------------------------------------
-
-def pod(namespace: str, name: str, node: str, uid: str, labels: dict[str, str], containers: list[tuple[str, str]],
-        annotations: dict[str, str] | None = None) -> dict[str, Any]:
-    return {
-        "kind": "Pod", "apiVersion": "v1",
-        "metadata": {"name": name, "namespace": namespace, "uid": uid, "resourceVersion": "1",
-                     "creationTimestamp": "2026-01-01T00:00:00Z", "labels": labels,
-                     "annotations": annotations or {}},
-        "spec": {"nodeName": node, "containers": [{"name": c, "image": f"{c}:1.25"} for c, _ in containers]},
-        "status": {"phase": "Running", "podIP": "10.1.2.3", "hostIP": "192.168.0.10",
-                   "containerStatuses": [{"name": c, "image": f"docker.io/library/{c}:1.25",
-                                          "imageID": f"docker.io/library/{c}@sha256:{'a' * 64}",
-                                          "containerID": f"containerd://{cid}", "ready": True, "restartCount": 0}
-                                         for c, cid in containers]},
-    }
-
-
-def namespace(name: str, uid: str, labels: dict[str, str]) -> dict[str, Any]:
-    return {"kind": "Namespace", "apiVersion": "v1",
-            "metadata": {"name": name, "uid": uid, "resourceVersion": "1", "labels": labels,
-                         "creationTimestamp": "2025-12-01T00:00:00Z"},
-            "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}}
-
-
-class FakeKubeApi:
-    """/api/v1/pods, /api/v1/namespaces (list + watch), /api/v1/namespaces/<ns>[/pods/<name>] (get)."""
-
-    def __init__(self, cert: Path, key: Path, port: int = 0) -> None:
-        self.pods: dict[tuple[str, str], dict[str, Any]] = {}
-        self.namespaces: dict[str, dict[str, Any]] = {}
-        self.requests: list[tuple[str, dict[str, str]]] = []
-        self.version = 100
-        self.watchers: list[tuple[str, str | None, queue.Queue[dict[str, Any] | None]]] = []
-        self.lock = threading.Lock()
-        self.stopping = threading.Event()
-        api = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                api.handle(self)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self.server.daemon_threads = True
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(cert, key)
-        self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.stopping.set()
-        self.server.shutdown()
-        self.server.server_close()
-        for _, _, q in list(self.watchers):
-            q.put(None)
-
-    def count(self, path: str) -> int:
-        return sum(1 for p, _ in self.requests if p == path)
-
-    # state changes, pushed to watchers like the API server does
-    def add_pod(self, obj: dict[str, Any], notify: bool = False) -> None:
-        with self.lock:
-            self.version += 1
-            obj["metadata"]["resourceVersion"] = str(self.version)
-            key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
-            kind = "MODIFIED" if key in self.pods else "ADDED"
-            self.pods[key] = obj
-        if notify:
-            self._notify("pods", kind, obj)
-
-    def relabel_pod(self, ns: str, name: str, labels: dict[str, str]) -> None:
-        obj = copy.deepcopy(self.pods[(ns, name)])
-        obj["metadata"]["labels"] = labels
-        self.add_pod(obj, notify=True)
-
-    def _notify(self, resource: str, kind: str, obj: dict[str, Any]) -> None:
-        for res, node, q in list(self.watchers):
-            if res == resource and (node is None or obj["spec"]["nodeName"] == node):
-                q.put({"type": kind, "object": obj})
-
-    def handle(self, h: BaseHTTPRequestHandler) -> None:
-        parts = urlsplit(h.path)
-        query = {k: v[0] for k, v in parse_qs(parts.query).items()}
-        self.requests.append((parts.path, query))
-        if h.headers.get("Authorization") != f"Bearer {TOKEN}":
-            return self._send(h, 401, _status(401, "Unauthorized", "Unauthorized"))
-        segs = parts.path.strip("/").split("/")
-        if segs[:2] != ["api", "v1"]:
-            return self._send(h, 404, _status(404, "NotFound", "the server could not find the requested resource"))
-        segs = segs[2:]
-        node = None
-        selector = query.get("fieldSelector", "")
-        if selector.startswith("spec.nodeName="):
-            node = selector.split("=", 1)[1]
-        if segs == ["pods"] or segs == ["namespaces"]:
-            if query.get("watch") == "true":
-                return self._watch(h, segs[0], node)
-            items = (list(self.pods.values()) if segs == ["pods"] else list(self.namespaces.values()))
-            if node is not None:
-                items = [p for p in items if p["spec"]["nodeName"] == node]
-            kind = "PodList" if segs == ["pods"] else "NamespaceList"
-            return self._send(h, 200, {"kind": kind, "apiVersion": "v1",
-                                       "metadata": {"resourceVersion": str(self.version)}, "items": items})
-        if len(segs) == 2 and segs[0] == "namespaces" and segs[1] in self.namespaces:
-            return self._send(h, 200, self.namespaces[segs[1]])
-        if len(segs) == 4 and segs[0] == "namespaces" and segs[2] == "pods" and (segs[1], segs[3]) in self.pods:
-            return self._send(h, 200, self.pods[(segs[1], segs[3])])
-        kind = "pods" if "pods" in segs else "namespaces"
-        return self._send(h, 404, _status(404, "NotFound", f'{kind} "{segs[-1]}" not found'))
-
-    def _send(self, h: BaseHTTPRequestHandler, status: int, body: dict[str, Any]) -> None:
-        data = json.dumps(body).encode()
-        h.send_response(status)
-        h.send_header("Content-Type", "application/json")
-        h.send_header("Content-Length", str(len(data)))
-        h.end_headers()
-        h.wfile.write(data)
-
-    def _watch(self, h: BaseHTTPRequestHandler, resource: str, node: str | None) -> None:
-        q: queue.Queue[dict[str, Any] | None] = queue.Queue()
-        entry = (resource, node, q)
-        self.watchers.append(entry)
-        h.send_response(200)
-        h.send_header("Content-Type", "application/json")
-        h.send_header("Transfer-Encoding", "chunked")
-        h.end_headers()
-        h.wfile.flush()
-        try:
-            while not self.stopping.is_set():
-                try:
-                    notice = q.get(timeout=0.1)
-                except queue.Empty:
-                    continue
-                if notice is None:
-                    break
-                data = json.dumps(notice).encode() + b"\n"
-                h.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
-                h.wfile.flush()
-            h.wfile.write(b"0\r\n\r\n")
-        except OSError:
-            pass
-        finally:
-            self.watchers.remove(entry)
-            h.close_connection = True
-
-
-def _status(code: int, reason: str, message: str) -> dict[str, Any]:
-    return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-            "message": message, "reason": reason, "code": code}
-
-
 # ---- fixtures -------------------------------------------------------------------------------------
 
 @pytest.fixture
 def secrets(tmp_path: Path) -> Path:
     sa = tmp_path / "serviceaccount"
-    sa.mkdir()
-    make_cert(sa)
-    (sa / "token").write_text(TOKEN + "\n")
+    write_service_account(sa, TOKEN)      # ca.crt + token; the server key lands beside the directory
     return sa
 
 
 @pytest.fixture
 def api(secrets: Path) -> Iterator[FakeKubeApi]:
-    server = FakeKubeApi(secrets / "ca.crt", secrets / "server.key")
+    server = FakeKubeApi(secrets / "ca.crt", secrets.parent / "apiserver.key", token=TOKEN)
     server.namespaces["shop"] = namespace("shop", "ns-uid-shop", {"team": "payments"})
     server.add_pod(pod("shop", "web-7d4b9", NODE, "pod-uid-web", {"app": "web", "app.kubernetes.io/part-of": "shop"},
                        [("nginx", DOCKER_ID)], {"example.com/owner": "ops", "other/key": "x"}))
@@ -408,7 +209,7 @@ def test_api_outage_lets_records_pass_counted_and_warned_once(secrets: Path, api
     warns = [line for line in d.logs if line.startswith("[warn]") and "Kubernetes API unavailable" in line]
     assert len(warns) == 1
     # the API comes back: metadata follows without a restart
-    back = FakeKubeApi(secrets / "ca.crt", secrets / "server.key", port=port)
+    back = FakeKubeApi(secrets / "ca.crt", secrets.parent / "apiserver.key", token=TOKEN, port=port)
     back.namespaces = api.namespaces
     back.pods = api.pods
     try:

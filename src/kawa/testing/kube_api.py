@@ -6,6 +6,7 @@ benches; real Pod/Namespace/List/WatchEvent/Status JSON, bearer token checked, s
 
 from __future__ import annotations
 
+import copy
 import datetime
 import ipaddress
 import json
@@ -48,12 +49,13 @@ def write_service_account(directory: Path, token: str = TOKEN) -> tuple[Path, Pa
 
 
 def pod(namespace: str, name: str, node: str, uid: str, labels: dict[str, str],
-        containers: list[tuple[str, str]]) -> dict[str, Any]:
+        containers: list[tuple[str, str]], annotations: dict[str, str] | None = None) -> dict[str, Any]:
     """A Pod as the API returns it; containers are (name, 64-hex container id)."""
     return {
         "kind": "Pod", "apiVersion": "v1",
         "metadata": {"name": name, "namespace": namespace, "uid": uid, "resourceVersion": "1",
-                     "creationTimestamp": "2026-01-01T00:00:00Z", "labels": labels, "annotations": {}},
+                     "creationTimestamp": "2026-01-01T00:00:00Z", "labels": labels,
+                     "annotations": annotations or {}},
         "spec": {"nodeName": node, "containers": [{"name": c, "image": f"{c}:1.25"} for c, _ in containers]},
         "status": {"phase": "Running", "podIP": "10.1.2.3", "hostIP": "192.168.0.10",
                    "containerStatuses": [{"name": c, "image": f"docker.io/library/{c}:1.25",
@@ -78,7 +80,7 @@ def _status(code: int, reason: str, message: str) -> dict[str, Any]:
 class FakeKubeApi:
     """/api/v1/pods, /api/v1/namespaces (list + watch), /api/v1/namespaces/<ns>[/pods/<name>] (get)."""
 
-    def __init__(self, cert: Path, key: Path, token: str = TOKEN) -> None:
+    def __init__(self, cert: Path, key: Path, token: str = TOKEN, port: int = 0) -> None:
         self.token = token
         self.pods: dict[tuple[str, str], dict[str, Any]] = {}
         self.namespaces: dict[str, dict[str, Any]] = {}
@@ -98,7 +100,7 @@ class FakeKubeApi:
             def do_GET(self) -> None:
                 api.handle(self)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(cert, key)
@@ -121,6 +123,16 @@ class FakeKubeApi:
     def watching(self, resource: str) -> bool:
         """A watch of `resource` is open (so its LIST has been answered and stored)."""
         return any(res == resource for res, _, _ in list(self.watchers))
+
+    def count(self, path: str) -> int:
+        """How many requests went to `path` (e.g. how often a pod was fetched)."""
+        return sum(1 for p, _ in self.requests if p == path)
+
+    def relabel_pod(self, ns: str, name: str, labels: dict[str, str]) -> None:
+        """Change a pod's labels and push MODIFIED to the watchers, as a `kubectl label` would."""
+        obj = copy.deepcopy(self.pods[(ns, name)])
+        obj["metadata"]["labels"] = labels
+        self.add_pod(obj, notify=True)
 
     def add_pod(self, obj: dict[str, Any], notify: bool = False) -> None:
         with self.lock:
