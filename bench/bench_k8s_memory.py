@@ -28,6 +28,7 @@ from typing import Callable
 from kawa.testing import nginx_log
 from kawa.testing.cwl_server import MotoServer, StrictCloudWatchProxy, fake_aws_env, free_port
 from kawa.testing.kube_api import FakeKubeApi, namespace, pod, write_service_account
+from _proc import process_tree as tree  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DEPLOY = REPO / "deploy" / "kubernetes"
@@ -39,19 +40,6 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 # ---- /proc ---------------------------------------------------------------------------------------
 
-def tree(pid: int) -> list[int]:
-    """pid and all its descendants (a supervisor with workers counts as one container)."""
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        try:
-            for task in os.listdir(f"/proc/{p}/task"):
-                with open(f"/proc/{p}/task/{task}/children") as f:
-                    todo.extend(int(c) for c in f.read().split())
-        except OSError:
-            pass
-    return out
 
 
 def status_kib(pid: int, key: str) -> int:

@@ -28,6 +28,7 @@ sys.path.insert(0, str(REPO / "src"))
 
 from kawa.testing import nginx_log  # noqa: E402
 from kawa.testing.cwl_server import MotoServer, StrictCloudWatchProxy, fake_aws_env  # noqa: E402
+from _proc import process_tree as _tree  # noqa: E402
 
 # The reference config (examples/reference-cloudwatch.conf) with only the paths made local.
 SEED_CONF = """
@@ -67,19 +68,6 @@ def _status(pid: int) -> dict[str, int]:
     return out
 
 
-def _tree(pid: int) -> list[int]:
-    """pid and all its descendants (workers, if any)."""
-    pids, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        pids.append(p)
-        try:
-            for task in os.listdir(f"/proc/{p}/task"):
-                with open(f"/proc/{p}/task/{task}/children") as f:
-                    todo.extend(int(c) for c in f.read().split())
-        except OSError:
-            pass
-    return pids
 
 
 def memory(pid: int) -> tuple[int, int, int]:

@@ -30,6 +30,7 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(REPO / "src"))
 
 from kawa.testing import nginx_log  # noqa: E402
+from _proc import process_tree as tree  # noqa: E402
 
 # nginx_log's agents are short (lines average ~155 bytes); real browser agents bring the average to the
 # ~200 bytes of the comparison figures. nginx_log.lines reads AGENTS at call time, so replacing it works.
@@ -81,19 +82,6 @@ EXTRA = (
 
 
 # -- processes ------------------------------------------------------------------------------------------
-def tree(pid: int) -> list[int]:
-    """pid and its descendants (the supervisor's workers)."""
-    pids, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        pids.append(p)
-        try:
-            for task in os.listdir(f"/proc/{p}/task"):
-                with open(f"/proc/{p}/task/{task}/children") as f:
-                    todo.extend(int(c) for c in f.read().split())
-        except OSError:
-            pass
-    return pids
 
 
 def cpu_seconds(pid: int) -> float:
