@@ -30,12 +30,13 @@ class DeliveryAck:
     `callback()` runs once, in the event loop. Used by inputs for delivery-gated checkpoints.
     """
 
-    __slots__ = ("pending", "callback", "settled")
+    __slots__ = ("pending", "callback", "settled", "ticket")
 
-    def __init__(self, callback: Callable[[], None]) -> None:
+    def __init__(self, callback: Callable[[], None], ticket: Any = None) -> None:
         self.pending = 0
         self.callback = callback
         self.settled = False
+        self.ticket = ticket          # the kawa.delivery Ticket whose share this ack settles, if any
 
     def hold(self) -> None:
         self.pending += 1

@@ -63,7 +63,7 @@ def _share_ack(inner: DeliveryAck | None, share: delivery.Share) -> DeliveryAck:
         if inner is not None:
             inner.hold()
             inner.release()
-    return DeliveryAck(settled)
+    return DeliveryAck(settled, share.ticket)
 
 
 class BufferedOptions(Options):
