@@ -13,6 +13,8 @@ are durably in a buffer (file buffer: fsync'd), "delivered" when the output conf
     await ticket.stored           # or ticket.delivered with <system> at_least_once_from_source
 
 Events dropped by a filter or written by an unbuffered output settle at once (nothing to wait for).
+Once the input's own checkpoint moved past the events (its pos_file written), it calls
+`ticket.commit()`: a restart cannot emit them again.
 
 A ticket may carry a `checkpoint=(key, offset)`: where the input may resume once the events are
 safe. A persistent buffer stores it durably with the events (file buffer: in the chunk's .meta)
@@ -35,7 +37,7 @@ class Ticket:
     """Counts the outstanding shares of one emit; two futures resolve when all shares settle."""
 
     __slots__ = ("_stored_pending", "_delivered_pending", "_sealed", "stored", "delivered", "failed",
-                 "checkpoint")
+                 "checkpoint", "committed")
 
     def __init__(self, checkpoint: tuple[str, int] | None = None) -> None:
         loop = asyncio.get_running_loop()
@@ -46,6 +48,14 @@ class Ticket:
         self.delivered: asyncio.Future[None] = loop.create_future()
         self.failed = False
         self.checkpoint = checkpoint
+        # Resolved by the input once its own checkpoint (tail: the pos_file) is past these events, or
+        # once it will never read them again: from then on a restart cannot emit them twice. Outputs
+        # that remember what they sent for a restart (cloudwatch_logs' journal) forget it then.
+        self.committed: asyncio.Future[None] = loop.create_future()
+
+    def commit(self) -> None:
+        if not self.committed.done():
+            self.committed.set_result(None)
 
     def join(self) -> "Share":
         """Called by a buffered output that took some of the events."""
@@ -108,6 +118,20 @@ def note_recovered_checkpoint(key: str, offset: int) -> None:
 def recovered_checkpoint(key: str) -> int | None:
     """The highest offset durably buffered for `key` by the previous run, if any."""
     return _recovered.get(key)
+
+
+# Directories where inputs keep durable state (tail: its pos_file's), in configuration order: an output
+# without a persistent buffer keeps what must survive a restart there, next to what it protects.
+_state_dirs: list[str] = []
+
+
+def note_state_dir(path: str) -> None:
+    if path not in _state_dirs:
+        _state_dirs.append(path)
+
+
+def state_dirs() -> list[str]:
+    return list(_state_dirs)
 
 
 @contextmanager

@@ -8,6 +8,7 @@ import os
 import time
 from typing import Any
 
+from kawa import delivery
 from kawa.config.schema import Options, option, section
 from kawa.engine.registry import register
 from kawa.errors import ConfigError
@@ -124,6 +125,8 @@ class TailInput(Input):
         if o.pos_file is None:
             self.log.warn("'pos_file PATH' parameter is not set to a 'tail' source.")
             self.log.warn("this parameter is highly recommended to save the position to resume tailing.")
+        elif not ctx.dry_run:
+            delivery.note_state_dir(os.path.dirname(os.path.abspath(o.pos_file)))
         self.parser: Parser = self.build_child(o.parse, "parse")  # type: ignore[assignment]
         # multiline, cri, docker: lines joined per file inside the parser (see parsers/_stateful.py)
         self.joining = self.parser if isinstance(self.parser, StatefulLineParser) else None

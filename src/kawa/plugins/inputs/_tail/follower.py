@@ -76,7 +76,9 @@ class Follower:
     window_bytes: int = 0
     counters: FileCounters = field(default_factory=FileCounters)
     # (future that settles the emit, or None: safe already; the position to save then), read order
-    unsettled: deque[tuple[asyncio.Future[None] | None, int]] = field(default_factory=deque)
+    # (gate, end position, its delivery ticket) of emits not yet reflected in the pos_file, in order
+    unsettled: deque[tuple["asyncio.Future[None] | None", int, "delivery.Ticket | None"]] = field(
+        default_factory=deque)
     blocked: bool = False           # not read: too much read and emitted is not yet safe
 
     # -- descriptor ---------------------------------------------------------------------------
@@ -237,7 +239,7 @@ class Follower:
         self.counters.emitted += len(events)
         host.emit_records += len(events)
         ticket.seal()
-        self._commit(host, safe, ticket.delivered if host.settle_on_delivered else ticket.stored)
+        self._commit(host, safe, ticket.delivered if host.settle_on_delivered else ticket.stored, ticket)
         return True
 
     def _safe_pos(self, end_pos: int) -> int:
@@ -247,14 +249,17 @@ class Follower:
             end_pos = min(end_pos, min(self.held.values()))
         return end_pos
 
-    def _commit(self, host: "TailInput", end_pos: int, gate: "asyncio.Future[None] | None") -> None:
+    def _commit(self, host: "TailInput", end_pos: int, gate: "asyncio.Future[None] | None",
+                ticket: "delivery.Ticket | None" = None) -> None:
         """Save `end_pos` once `gate` and every earlier emit of this file settled."""
         if gate is None:
             end_pos = self._safe_pos(end_pos)
         if not self.unsettled and (gate is None or gate.done()):
             self.pe.update_pos(end_pos)
+            if ticket is not None:
+                ticket.commit()
             return
-        self.unsettled.append((gate, end_pos))
+        self.unsettled.append((gate, end_pos, ticket))
         if gate is not None and not gate.done():
             gate.add_done_callback(lambda _done: self._settled(host))
 
@@ -267,11 +272,16 @@ class Follower:
         """A ticket settled: save the position after the oldest run of settled emits."""
         pos = None
         queue = self.unsettled
+        saved: list[delivery.Ticket] = []
         while queue and (queue[0][0] is None or queue[0][0].done()):
-            pos = queue.popleft()[1]
+            _gate, pos, ticket = queue.popleft()
+            if ticket is not None:
+                saved.append(ticket)
         if pos is None:
             return
         self.pe.update_pos(pos)
+        for ticket in saved:           # after the pos_file write: a restart will not read them again
+            ticket.commit()
         wake = self.blocked and not self._over_unsettled()
         if wake:
             self.blocked = False
@@ -295,6 +305,9 @@ class Follower:
             self.pending.end_pos = 0
         # What is unsettled came from the content before the truncation: its positions mean
         # nothing in the new content (settling later must not move the position past 0).
+        for _gate, _pos, ticket in self.unsettled:
+            if ticket is not None:
+                ticket.commit()        # that content is gone: it can never be read (and sent) again
         self.unsettled.clear()
         self.blocked = False
         self.pe.update_pos(0)

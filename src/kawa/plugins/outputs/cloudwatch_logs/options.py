@@ -95,6 +95,10 @@ class CloudwatchLogsOptions(BufferedOptions):
                                   doc="Events older than 14 days / retention or > 2 h ahead: route to @ERROR "
                                   "before sending (error) or let CloudWatch reject them (send; still routed).")
     request_timeout = option(60, "time", doc="Seconds to wait for one API answer.")
+    sent_journal = option(True, "bool", doc="Memory buffer: journal each call's event digests so that lines a "
+                          "restart after kill -9 reads again are not sent twice (see journal.py).")
+    sent_journal_path = option(None, doc="Journal file (default: <root_dir>/worker<N>/<@id>/cloudwatch_logs.journal, "
+                               "else next to the first tail pos_file).")
 
     @classmethod
     def bind(cls, element: Element, ctx: BindContext, path: tuple[str, ...] = ()) -> Any:

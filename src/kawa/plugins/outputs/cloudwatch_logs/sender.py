@@ -135,9 +135,11 @@ class Delivery:
         while True:
             # Durably "in flight" before the call: a kill -9 before its answer leaves this record, and
             # the next attempt reads the stream back instead of resending blindly (_settle_inflight).
-            progress.inflight[plan.key] = verify.inflight_record(plan.pieces, s, e, time.time())
+            progress.inflight[plan.key] = record = verify.inflight_record(plan.pieces, s, e, time.time())
             if out.progress.durable:
                 await self._call(out.progress.save, progress)
+            elif out.journal is not None:      # memory buffer: its journal outlives a kill -9
+                record["jid"] = await self._call(out.journal.sending, plan.group, plan.stream, plan.pieces[s:e])
             t0 = time.monotonic()
             try:
                 resp = await self._call(self.client.put_log_events, plan.group, plan.stream, plan.pieces[s:e])
@@ -146,7 +148,7 @@ class Delivery:
                     resp = {}
                     break
                 # An answer (even a 5xx) means the call was handled: as before, it counts as not stored.
-                progress.inflight.pop(plan.key, None)
+                self._journal_outcome(progress.inflight.pop(plan.key, None), progress, stored=False)
                 counters["failed_calls"] += 1
                 if err.throttling:
                     counters["throttled"] += 1
@@ -178,7 +180,7 @@ class Delivery:
                                         f"before resending): {err}"))
                 return False
             break
-        progress.inflight.pop(plan.key, None)
+        self._journal_outcome(progress.inflight.pop(plan.key, None), progress, stored=True)
         progress.mark(plan.key, s, e)
         await self._call(out.progress.save, progress)
         counters["batches_sent"] += 1
@@ -200,20 +202,20 @@ class Delivery:
         """Mark the lost call accepted when the stream holds its events; else leave it to be resent."""
         out, counters, key = self.out, self.out.counters, plan.key
         if not verify.matches(pending, plan.pieces):
-            progress.inflight.pop(key, None)
+            self._journal_outcome(progress.inflight.pop(key, None), progress, stored=False)
             self._unverified(plan, int(pending.get("count") or 0),
                              "this chunk's batches differ from the call recorded in flight")
             return
         s, e = int(pending["s"]), int(pending["e"])
         if not progress.remaining(key, s, e):
-            progress.inflight.pop(key, None)
+            self._journal_outcome(progress.inflight.pop(key, None), progress, stored=False)
             return
         wait = float(pending.get("at") or 0) + verify.SETTLE_SECONDS - time.time()
         if wait > 0:
             await asyncio.sleep(min(wait, verify.SETTLE_SECONDS))
         outcome = await self._call(verify.check_stored, self.client, plan.group, plan.stream, plan.pieces[s:e],
                                    verify.done_around(plan.pieces, progress.done.get(key, ()), s, e))
-        progress.inflight.pop(key, None)
+        self._journal_outcome(progress.inflight.pop(key, None), progress, stored=bool(outcome.stored))
         if outcome.stored:
             counters["inflight_found"] += 1
             counters["inflight_found_events"] += e - s
@@ -227,6 +229,18 @@ class Delivery:
                           group=plan.group, stream=plan.stream, events=e - s)
         else:
             self._unverified(plan, e - s, outcome.reason)
+
+    def _journal_outcome(self, record: dict[str, Any] | None, progress: ChunkProgress, *, stored: bool) -> None:
+        """Memory buffers: tell the sent journal how the call recorded in flight ended."""
+        journal = self.out.journal
+        jid = record.get("jid") if record else None
+        if journal is None or jid is None:
+            return
+        if stored:
+            journal.accepted(jid)
+            self.out.note_call(progress.chunk_id, jid)
+        else:
+            journal.forget([jid])
 
     def _unverified(self, plan: Plan, events: int, reason: str) -> None:
         self.out.counters["inflight_unverified"] += 1

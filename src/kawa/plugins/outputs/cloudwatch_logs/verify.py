@@ -103,10 +103,23 @@ def check_stored(client: Any, group: str, stream: str, batch: list[LogEvent], ot
                  *, sleep: Callable[[float], None] = time.sleep) -> Outcome:
     """Blocking (worker thread): is `batch` in the stream? `others` = events of the same chunk and
     stream already accepted whose timestamps fall in the batch's range (they are expected there too)."""
-    wanted = Counter(batch)
+    return _count_in_stream(client, group, stream, Counter(batch), others, batch[0][0], batch[-1][0],
+                            lambda ts, message: (ts, message), sleep)
+
+
+def check_digests(client: Any, group: str, stream: str, digests: list[Any], digest_of: Callable[[int, str], Any],
+                  *, sleep: Callable[[float], None] = time.sleep) -> Outcome:
+    """`check_stored` for a call known only by its events' digests (cloudwatch_logs' journal)."""
+    stamps = [d[0] for d in digests]
+    return _count_in_stream(client, group, stream, Counter(digests), (), min(stamps), max(stamps), digest_of, sleep)
+
+
+def _count_in_stream(client: Any, group: str, stream: str, wanted: Counter[Any], others: Iterable[Any],
+                     first_ts: int, last_ts: int, key_of: Callable[[int, str], Any],
+                     sleep: Callable[[float], None]) -> Outcome:
     expected_elsewhere = Counter(ev for ev in others if ev in wanted)
-    first_ts, last_ts = batch[0][0], batch[-1][0]
-    seen: Counter[LogEvent] = Counter()
+    total = sum(wanted.values())
+    seen: Counter[Any] = Counter()
     token: str | None = None
     scanned = 0
     try:
@@ -114,7 +127,7 @@ def check_stored(client: Any, group: str, stream: str, batch: list[LogEvent], ot
             # API_GetLogEvents: startTime inclusive, endTime exclusive.
             page = _page_with_retries(client, (group, stream, first_ts, last_ts + 1, token), sleep)
             for ev in page.get("events") or ():
-                key = (ev.get("timestamp"), ev.get("message"))
+                key = key_of(ev.get("timestamp"), ev.get("message") or "")
                 if key in wanted:
                     seen[key] += 1
             scanned += len(page.get("events") or ())
@@ -135,8 +148,8 @@ def check_stored(client: Any, group: str, stream: str, batch: list[LogEvent], ot
         return Outcome(None, f"GetLogEvents got no answer: {err}")
     beyond = {key: max(0, seen[key] - expected_elsewhere[key]) for key in wanted}
     found = sum(min(beyond[key], n) for key, n in wanted.items())
-    if found == len(batch):
+    if found == total:
         return Outcome(True, found=found)
     if found == 0:
         return Outcome(False)
-    return Outcome(None, f"only {found} of the batch's {len(batch)} events are in the stream", found=found)
+    return Outcome(None, f"only {found} of the batch's {total} events are in the stream", found=found)
