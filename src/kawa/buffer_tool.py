@@ -16,9 +16,11 @@ from typing import Any, Iterator, Sequence, TextIO
 
 import msgpack
 
-from kawa.buffer.chunk import new_unpacker
+from kawa.buffer.chunk import iter_frames
+from kawa.buffer.compression import decompress, is_gzip, scan_members
+from kawa.buffer.recovery import payloads, salvage
 from kawa.event import NS_PER_SEC, Event
-from kawa.plugins.buffers.file import META_HEADER, scan_frames
+from kawa.plugins.buffers.file import META_HEADER
 
 # file buffer names: `<prefix>.b<hex id><suffix>` staged, `.q<hex id>` queued (buf_file.rb)
 _BUFFER_CHUNK = re.compile(r"\.(b|q)([0-9a-f]{32})\.[^/]*$")
@@ -45,6 +47,7 @@ class ChunkInfo:
     timekey: int | None = None
     variables: dict[str, Any] | None = None
     formatted: bool = False            # holds output text, not events (cannot be replayed)
+    compressed: bool = False           # stored as gzip members (`<buffer> compress gzip`)
     size: int = 0
     records: int = 0                   # readable records
     records_expected: int | None = None
@@ -53,7 +56,7 @@ class ChunkInfo:
     modified: float | None = None
     reason: str | None = None          # why it became a dead letter (kawa .meta.json)
     companions: list[str] = field(default_factory=list)   # metadata files removed with the chunk
-    _ranges: list[tuple[int, int]] = field(default_factory=list, repr=False)
+    _framed: bool = field(default=True, repr=False)        # msgpack frames (else plain text lines)
 
     @property
     def damaged(self) -> bool:
@@ -124,6 +127,9 @@ def load_chunk(path: str) -> ChunkInfo:
         info.created = _time_from_id(hex_id)
     with open(path, "rb") as f:
         data = f.read()
+    # Fluentd's .meta does not record compression (it reads with the configured `compress`); kawa's
+    # does. Without it, gzip data is known by its magic bytes (msgpack frames and text never start so).
+    info.compressed = meta["compress"] == "gzip" if meta is not None and "compress" in meta else is_gzip(data)
     _scan(info, data, framed=meta is not None)
     return info
 
@@ -131,36 +137,51 @@ def load_chunk(path: str) -> ChunkInfo:
 def _scan(info: ChunkInfo, data: bytes, *, framed: bool) -> None:
     """Count readable records. kawa frames data in buffer files; dead letters of formatted chunks and
     Fluentd's formatted chunks are plain text (one record a line)."""
-    if info.formatted and not framed:
-        info.records = data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)
-        return
-    good, records, lost = scan_frames(data, info.formatted)
-    if not records and data and not info.companions:
-        good, records, lost = scan_frames(data, True)      # a formatted kawa chunk moved aside without meta
-        info.formatted = bool(records)
+    info._framed = not (info.formatted and not framed)
+    _, records, lost = _decode(info, data)
+    if info._framed and not records and data and not info.companions:
+        info.formatted = True                              # a formatted kawa chunk moved aside without meta
+        _, records, lost = _decode(info, data)
         if not records:                                    # Fluentd formatted text
-            info.formatted = True
-            _scan(info, data, framed=False)
-            return
-    info.records, info.unreadable_bytes, info._ranges = records, lost, good
+            info._framed = False
+            _, records, lost = _decode(info, data)
+    info.records, info.unreadable_bytes = records, lost
+
+
+def _decode(info: ChunkInfo, data: bytes) -> tuple[bytes, int, int]:
+    """The readable content (frames, or text when not framed), decompressed; its records; bytes lost."""
+    if info._framed:
+        readable = salvage(data, info.formatted, info.compressed)
+        plain = decompress(readable.data) if info.compressed else readable.data
+        return plain, readable.records, readable.lost
+    lost = 0
+    if info.compressed:
+        parts, end = [], 0
+        for start, stop, text, whole in scan_members(data):
+            lost += start - end + (0 if whole else stop - start)
+            parts.append(text)
+            end = stop
+        lost += len(data) - end
+        data = b"".join(parts)
+    return data, data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0), lost
+
+
+def _content(info: ChunkInfo) -> bytes:
+    with open(info.path, "rb") as f:
+        return _decode(info, f.read())[0]
 
 
 def iter_events(info: ChunkInfo, limit: int | None = None) -> Iterator[Event]:
     """(time_ns, record) of the readable records of a standard chunk, in order."""
-    with open(info.path, "rb") as f:
-        data = f.read()
     seconds = info.origin != "kawa"
     count = 0
-    for start, end in info._ranges:
-        unpacker = new_unpacker(use_list=True)
-        unpacker.feed(data[start:end])
-        for time_value, record in unpacker:
-            if limit is not None and count >= limit:
-                return
-            if seconds and abs(time_value) < _SECONDS_LIMIT:
-                time_value *= NS_PER_SEC
-            count += 1
-            yield time_value, record
+    for time_value, record in iter_frames((_content(info),)):
+        if limit is not None and count >= limit:
+            return
+        if seconds and abs(time_value) < _SECONDS_LIMIT:
+            time_value *= NS_PER_SEC
+        count += 1
+        yield time_value, record
 
 
 def preview(info: ChunkInfo, n: int) -> list[Any]:
@@ -168,12 +189,9 @@ def preview(info: ChunkInfo, n: int) -> list[Any]:
         return []
     if not info.formatted:
         return [[_iso(t / NS_PER_SEC, ns=t % NS_PER_SEC), r] for t, r in iter_events(info, n)]
-    with open(info.path, "rb") as f:
-        data = f.read()
-    if info._ranges:      # kawa framed text: [count, bytes] frames
-        unpacker = new_unpacker(use_list=True)
-        unpacker.feed(b"".join(data[a:b] for a, b in info._ranges))
-        data = b"".join(frame[1] for frame in unpacker)
+    data = _content(info)
+    if info._framed:      # kawa framed text: [count, bytes] frames
+        data = b"".join(payloads(data))
     return [line.decode("utf-8", "replace") for line in data.splitlines()[:n]]
 
 
@@ -213,7 +231,7 @@ def _print_chunk(out: TextIO, info: ChunkInfo, n: int) -> None:
     rows = [("id", info.id), ("state", info.state), ("origin", info.origin), ("tag", info.tag),
             ("timekey", f"{info.timekey} ({_iso(info.timekey)})" if info.timekey is not None else None),
             ("variables", json.dumps(info.variables) if info.variables else None),
-            ("size", f"{info.size} bytes"),
+            ("size", f"{info.size} bytes" + (" (gzip)" if info.compressed else "")),
             ("records", f"{info.records}" + (f" (metadata says {info.records_expected})"
                                                if info.records_expected not in (None, info.records) else "")),
             ("created", _iso(info.created)), ("modified", _iso(info.modified)), ("reason", info.reason)]

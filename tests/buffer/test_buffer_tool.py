@@ -279,3 +279,33 @@ def test_formatted_dead_letter_is_shown_as_text_and_not_replayed(tmp_path: Path,
     assert buffer_tool.main(["replay", str(dlq), "-c", str(_out_conf(tmp_path))]) == 1
     assert "holds text formatted by the output" in capsys.readouterr().err
     assert len(list(dlq.iterdir())) == 2
+
+
+def test_inspect_and_replay_gzip_chunks_even_torn(tmp_path: Path, capsys: Any) -> None:
+    asyncio.run(_run_pipeline(_failing_conf(tmp_path, "compress gzip"), BATCHES, flush=False))
+    moved = tmp_path / "moved"
+    (tmp_path / "buf").rename(moved)
+    by_tag = {c["tag"]: c for c in _inspect_json(moved, "--records", "1", capsys=capsys)}
+    a, b = by_tag["app.a"], by_tag["app.b"]
+    assert (a["compressed"], a["records"], a["damaged"], b["records"]) == (True, 20, False, 10)
+    assert a["first_records"] == [["2019-07-11T00:00:00.000000000Z", {"n": 0, "msg": "a0"}]]
+    a_path = moved / Path(a["path"]).name
+    assert a_path.read_bytes()[:3] == b"\x1f\x8b\x08" and a["size"] == a_path.stat().st_size
+    assert buffer_tool.main(["inspect", str(a_path)]) == 0
+    assert f"  size      {a['size']} bytes (gzip)\n" in capsys.readouterr().out
+    raw = a_path.read_bytes()
+    a_path.write_bytes(raw[: len(raw) // 2])            # torn in the middle of its one gzip member
+    torn = {c["tag"]: c for c in _inspect_json(moved, capsys=capsys)}["app.a"]
+    assert torn["damaged"] and torn["unreadable_bytes"] == len(raw) // 2 and 0 < torn["records"] < 20
+    assert buffer_tool.main(["replay", str(moved), "-c", str(_out_conf(tmp_path))]) == 0
+    assert _delivered(tmp_path) == sorted([("app.a", i) for i in range(torn["records"])]
+                                          + [("app.b", 100 + i) for i in range(10)])
+    assert sorted(p.name for p in moved.iterdir()) == [a_path.name + ".damaged"]
+
+
+def test_dead_letters_of_gzip_chunks_are_written_decompressed(tmp_path: Path, capsys: Any) -> None:
+    FailingOutput.failure = {"app.a": "unrecoverable"}
+    asyncio.run(_run_pipeline(_failing_conf(tmp_path, "compress gzip"), {"app.a": BATCHES["app.a"]}, flush=True))
+    dlq = tmp_path / "root" / "backup" / "worker0" / "failing"
+    (chunk,) = _inspect_json(dlq, capsys=capsys)
+    assert (chunk["compressed"], chunk["records"], chunk["damaged"]) == (False, 20, False)   # Fluentd: write_to decompresses

@@ -61,7 +61,7 @@ import asyncio, sys
 sys.path.insert(0, sys.argv[2])
 from test_buffer import RecordingOutput
 from kawa.testing.drivers import OutputDriver
-d = OutputDriver("test_recording_buffered", "<buffer>\n@type file\npath " + sys.argv[1] + "\nflush_interval 1h\nchunk_limit_records 50\n</buffer>")
+d = OutputDriver("test_recording_buffered", "<buffer>\n@type file\npath " + sys.argv[1] + "\nflush_interval 1h\nchunk_limit_records 50\n" + sys.argv[3] + "\n</buffer>")
 async def main():
     await d.instance.start()
     n = 0
@@ -73,10 +73,12 @@ asyncio.run(main())
 """
 
 
-def test_kill_9_at_any_moment_loses_nothing_acknowledged(tmp_path: Path) -> None:
+@pytest.mark.parametrize("compress", ["text", "gzip"])
+def test_kill_9_at_any_moment_loses_nothing_acknowledged(tmp_path: Path, compress: str) -> None:
     buf = tmp_path / "buf"
     env = {**os.environ, "PYTHONPATH": str(SRC)}
-    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(buf), str(Path(__file__).parent)],
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(buf), str(Path(__file__).parent),
+                             f"compress {compress}"],
                             stdout=subprocess.PIPE, env=env, text=True)
     assert proc.stdout is not None
     acknowledged = 0
@@ -86,7 +88,9 @@ def test_kill_9_at_any_moment_loses_nothing_acknowledged(tmp_path: Path) -> None
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert acknowledged >= 3000
-    d = OutputDriver("test_recording_buffered", "<buffer>\n@type file\npath %s\n</buffer>" % buf)
+    data_files = [p.read_bytes() for p in buf.iterdir() if not p.name.endswith(".meta")]
+    assert data_files and all(raw[:3] == b"\x1f\x8b\x08" for raw in data_files if raw) == (compress == "gzip")
+    d = OutputDriver("test_recording_buffered", "<buffer>\n@type file\npath %s\ncompress %s\n</buffer>" % (buf, compress))
 
     async def resume() -> None:
         async with d.run():

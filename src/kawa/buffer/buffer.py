@@ -11,6 +11,7 @@ from typing import Any, Callable, ClassVar, Iterable, Iterator
 import msgpack
 
 from kawa.buffer.chunk import Chunk, Metadata, new_chunk_id
+from kawa.buffer.compression import compress
 from kawa.buffer.options import BufferOptions, BufferSettings
 from kawa.errors import BufferOverflowError
 from kawa.event import Event
@@ -58,6 +59,7 @@ class Buffer(Plugin):
         super().__init__(options, ctx)
         self.settings: BufferSettings | None = None
         self.formatted = False
+        self.compress = False             # chunks store gzip members (<buffer> compress gzip)
         self.stage: dict[Metadata, Chunk] = {}
         self.queue: deque[Chunk] = deque()
         self.dequeued: dict[str, Chunk] = {}
@@ -75,6 +77,7 @@ class Buffer(Plugin):
         self.chunk_limit_size = settings.chunk_limit_size
         self.chunk_limit_records = settings.chunk_limit_records
         self.full_threshold = settings.chunk_full_threshold
+        self.compress = settings.compress == "gzip"
 
     async def start(self) -> None:
         staged, queued = self.resume()
@@ -188,48 +191,78 @@ class Buffer(Plugin):
         return touched
 
     def _serialize(self, tag: str, events: list[Event], format_fn: FormatFn | None) -> list[tuple[bytes, int]]:
-        """Bytes of the events, cut into pieces that each fit in one chunk."""
+        """Stored bytes of the events (gzip members with compress gzip), cut into pieces that each
+        fit in one chunk. As Fluentd's, the size limits apply to the stored (compressed) bytes."""
         limit = self.chunk_limit_size
         rec_limit = self.chunk_limit_records
         if format_fn is None:
             pack = self._pack
             parts = [pack(e) for e in events]
-            total = sum(map(len, parts))
-            if total <= limit and (rec_limit is None or len(parts) <= rec_limit):
-                return [(b"".join(parts), len(parts))]
-            return self._cut(parts)
+            if sum(map(len, parts)) <= limit and (rec_limit is None or len(parts) <= rec_limit):
+                groups = [(0, parts)]
+            else:
+                groups = self._cut(parts)
+            if not self.compress:
+                return [(b"".join(group), len(group)) for _, group in groups]
+            return [piece for first, group in groups for piece in self._encode_parts(group, first)]
         data = format_fn(tag, events)
-        if len(data) <= limit and (rec_limit is None or len(events) <= rec_limit):
-            return [(data, len(events))]
+        stored = self.encode(data, len(events)) if self.compress else data
+        if len(stored) <= limit and (rec_limit is None or len(events) <= rec_limit):
+            return [(stored, len(events))]
         if len(events) == 1:
-            self._too_large(len(data))
+            self._too_large(len(stored))
             return []
         half = len(events) // 2
         return self._serialize(tag, events[:half], format_fn) + self._serialize(tag, events[half:], format_fn)
 
-    def _cut(self, parts: list[bytes]) -> list[tuple[bytes, int]]:
-        out: list[tuple[bytes, int]] = []
+    def _cut(self, parts: list[bytes]) -> list[tuple[int, list[bytes]]]:
+        """Groups of consecutive parts (with the index of their first) within the chunk limits."""
+        out: list[tuple[int, list[bytes]]] = []
         current: list[bytes] = []
-        size = 0
+        first = size = 0
         for nth, part in enumerate(parts):
-            if len(part) > self.chunk_limit_size:
+            if len(part) > self.chunk_limit_size and not self.compress:
                 self._too_large(len(part), nth)
                 continue
             full_records = self.chunk_limit_records is not None and len(current) >= self.chunk_limit_records
             if current and (size + len(part) > self.chunk_limit_size or full_records):
-                out.append((b"".join(current), len(current)))
+                out.append((first, current))
                 current, size = [], 0
+            if not current:
+                first = nth
             current.append(part)
             size += len(part)
         if current:
-            out.append((b"".join(current), len(current)))
+            out.append((first, current))
         return out
 
+    def _encode_parts(self, parts: list[bytes], first: int) -> list[tuple[bytes, int]]:
+        """One gzip member for the parts, halved until it fits chunk_limit_size compressed (a record
+        bigger than the limit uncompressed may fit compressed, as in Fluentd)."""
+        stored = self.encode(b"".join(parts), len(parts))
+        if len(stored) <= self.chunk_limit_size:
+            return [(stored, len(parts))]
+        if len(parts) == 1:
+            self._too_large(len(stored), first)
+            return []
+        half = len(parts) // 2
+        return self._encode_parts(parts[:half], first) + self._encode_parts(parts[half:], first + half)
+
+    def encode(self, data: bytes, records: int) -> bytes:
+        """What a compressed chunk stores for `records` serialized as `data`: one gzip member."""
+        return compress(self.frame(data, records))
+
+    def frame(self, data: bytes, records: int) -> bytes:
+        """Hook: how a backend frames appended data inside its gzip members (file: formatted batches)."""
+        return data
+
     def _too_large(self, size: int, nth: int = 0) -> None:
-        # Fluentd buffer.rb BufferChunkOverflowError text; the record is dropped, counted, logged.
+        # Fluentd buffer.rb BufferChunkOverflowError texts (write_step_by_step: a compressed record is
+        # only known too large once appended); the record is dropped, counted, logged.
         self.dropped_records += 1
+        what = "concatenated/appended a" if self.compress else "a"
         self.log.limited("buffer.too_large", "warn",
-                         f"a {size} bytes record (nth: {nth}) is larger than buffer chunk limit size "
+                         f"{what} {size} bytes record (nth: {nth}) is larger than buffer chunk limit size "
                          f"({self.chunk_limit_size})")
 
     def _staged_chunk(self, meta: Metadata) -> Chunk:

@@ -1,6 +1,7 @@
 """Chunks and their Metadata(timekey, tag, variables), and how a batch is split by chunk keys.
 
-A chunk holds msgpack event frames `[time_ns, record]` (standard) or bytes an output formatted.
+A chunk holds msgpack event frames `[time_ns, record]` (standard) or bytes an output formatted,
+stored as they are or (`compress gzip`) as gzip members; readers always get them decompressed.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import struct
 import time as _time
 from datetime import datetime, timezone
 from operator import itemgetter
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import msgpack
 
@@ -21,6 +22,9 @@ from kawa.event import NS_PER_SEC, Event
 # kawa writes integer nanoseconds but reads this form too, so Fluentd-written chunks resume.
 EVENT_TIME_EXT = 0
 _EVENT_TIME = itemgetter(0)
+# Bytes fed to one msgpack Unpacker at a time: its buffer refuses more than 100 MiB (max_buffer_size),
+# and file chunks may be 256 MiB (more once decompressed).
+UNPACK_FEED = 16 << 20
 
 
 def _ext_hook(code: int, data: bytes) -> Any:
@@ -33,6 +37,16 @@ def _ext_hook(code: int, data: bytes) -> Any:
 def new_unpacker(**kw: Any) -> msgpack.Unpacker:
     return msgpack.Unpacker(raw=False, strict_map_key=False, ext_hook=_ext_hook,
                             unicode_errors="surrogateescape", **kw)
+
+
+def iter_frames(pieces: Iterable[bytes]) -> Iterator[Any]:
+    """Every msgpack object of a plain stream given in pieces, fed in slices the Unpacker accepts."""
+    unpacker = new_unpacker(use_list=True)
+    for piece in pieces:
+        view = memoryview(piece)
+        for start in range(0, len(view), UNPACK_FEED):
+            unpacker.feed(view[start:start + UNPACK_FEED])
+            yield from unpacker
 
 
 def _freeze(value: Any) -> Any:
@@ -77,20 +91,24 @@ def new_chunk_id(clock_ns: Callable[[], int] = _time.time_ns) -> bytes:
 
 
 class Chunk:
-    """One chunk. Backends implement `_append`, `_raw`, `purge`; the rest is shared.
+    """One chunk. Backends implement `_append`, `_raw`, `purge` (and may stream `_plain_pieces`).
 
     Public contract (outputs rely on it): `.id` (32 hex chars), `.metadata`, `.record_count`,
     `.bytesize`, `.events()` (standard chunks), `.read()` (bytes: the formatted text, or the msgpack
     stream of standard chunks), `.formatted`, `.created_at` / `.modified_at` (ns).
+    `.compressed`: the data is stored as gzip members (`<buffer> compress gzip`); `.bytesize` then
+    counts the stored (compressed) bytes, as Fluentd's, and `.read()` / `.events()` decompress.
     """
 
     persistent = False
 
-    def __init__(self, unique_id: bytes, metadata: Metadata, formatted: bool, created_at: int) -> None:
+    def __init__(self, unique_id: bytes, metadata: Metadata, formatted: bool, created_at: int,
+                 compressed: bool = False) -> None:
         self.unique_id = unique_id
         self.id = unique_id.hex()
         self.metadata = metadata
         self.formatted = formatted
+        self.compressed = compressed
         self.created_at = created_at
         self.modified_at = created_at
         self.record_count = 0
@@ -99,23 +117,27 @@ class Chunk:
         self.acks: list[Any] = []      # DeliveryAck objects settled when this chunk is committed
 
     def append(self, data: bytes, records: int, now_ns: int) -> None:
-        """Add `records` events already serialized as `data`; all or nothing."""
+        """Add `records` events already serialized as `data` (a gzip member when compressed, see
+        Buffer.encode); all or nothing."""
         self._append(data, records)
         self.record_count += records
         self.bytesize += len(data)
         self.modified_at = now_ns
 
     def read(self) -> bytes:
+        """The data, decompressed: the formatted text, or the msgpack stream of events."""
         return self._raw()
 
     def events(self) -> Iterator[Event]:
         """(time_ns, record) of every event; only for standard (not formatted) chunks."""
         if self.formatted:
             raise TypeError("this chunk holds bytes formatted by the output, not events")
-        unpacker = new_unpacker()
-        unpacker.feed(self._raw())
-        for time_ns, record in unpacker:
+        for time_ns, record in iter_frames(self._plain_pieces()):
             yield time_ns, record
+
+    def _plain_pieces(self) -> Iterable[bytes]:
+        """The decompressed msgpack stream of a standard chunk, in pieces (backends stream it)."""
+        return (self._raw(),)
 
     def enqueued(self) -> None:
         self.state = "queued"

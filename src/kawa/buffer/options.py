@@ -40,8 +40,7 @@ class BufferOptions(Options):
     chunk_full_threshold = option(CHUNK_FULL_THRESHOLD, "float", doc="Fill ratio at which a chunk is queued.")
     queued_chunks_limit_size = option(None, "integer", doc="Maximum queued chunks (default flush_thread_count).")
     compress = option("text", "enum", choices=("text", "gzip"),
-                      no_effect="kawa keeps chunks uncompressed; outputs compress their own output",
-                      doc="Compression of buffered data.")
+                      doc="Store chunk data gzip-compressed (chunk limits count compressed bytes).")
     disable_chunk_backup = option(False, "bool", doc="Throw away unrecoverable chunks instead of backing them up.")
     # flushing (output.rb)
     flush_at_shutdown = option(None, "bool", doc="Flush everything at shutdown (default: true for memory).")
@@ -51,7 +50,9 @@ class BufferOptions(Options):
     flush_thread_count = option(1, "integer", doc="Chunks written in parallel.")
     flush_thread_interval = option(1.0, "float", doc="Seconds between checks for chunks to flush.")
     flush_thread_burst_interval = option(1.0, "float", doc="Seconds between flushes when many chunks are queued.")
-    delayed_commit_timeout = option(60, "time", no_effect="kawa outputs commit synchronously",
+    # Fluentd output.rb uses it only for outputs that implement try_write (delayed commit)
+    delayed_commit_timeout = option(60, "time", no_effect="used only by outputs with delayed commit "
+                                    "(Fluentd's try_write); no kawa output commits late",
                                     doc="Timeout of delayed commits.")
     overflow_action = option("throw_exception", "enum", choices=("throw_exception", "block", "drop_oldest_chunk"),
                              doc="What emit does when the buffer is full.")

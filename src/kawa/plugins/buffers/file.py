@@ -10,13 +10,15 @@ import glob
 import os
 import re
 import struct
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import msgpack
 
 from kawa import delivery
 from kawa.buffer.buffer import Buffer
-from kawa.buffer.chunk import Chunk, Metadata, new_chunk_id, new_unpacker
+from kawa.buffer.chunk import Chunk, Metadata, new_chunk_id
+from kawa.buffer.compression import decompress, is_gzip, iter_decompress
+from kawa.buffer.recovery import payloads, salvage
 from kawa.buffer.options import BufferOptions
 from kawa.config.schema import option
 from kawa.engine.registry import register
@@ -29,7 +31,6 @@ FILE_TOTAL_LIMIT_SIZE = 64 * 1024 * 1024 * 1024
 # buffer/file_chunk.rb BUFFER_HEADER: "\xc1\x00" + 4-byte big-endian length + msgpack metadata
 META_HEADER = b"\xc1\x00"
 _CHUNK_NAME = re.compile(r"\.(b|q)([0-9a-f]+)\.[^/]*$")
-_FRAME_START = 0x92            # msgpack fixarray of 2: every frame is [time_ns, record] or [count, bytes]
 
 Opener = Callable[[str, int, int], int]
 
@@ -40,49 +41,14 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
-def _valid(frame: Any, formatted: bool) -> int:
-    """Records in a frame, or 0 when it is not a frame of this chunk kind (corruption)."""
-    if not isinstance(frame, list) or len(frame) != 2 or not isinstance(frame[0], int):
-        return 0
-    if formatted:
-        return frame[0] if isinstance(frame[1], bytes) and frame[0] > 0 else 0
-    return 1 if isinstance(frame[1], dict) and frame[0] >= 0 else 0
-
-
-def scan_frames(data: bytes, formatted: bool) -> tuple[list[tuple[int, int]], int, int]:
-    """Good frame ranges, records in them, bytes lost. Resyncs after corruption at the next frame start."""
-    good: list[tuple[int, int]] = []
-    records = lost = 0
-    pos, n = 0, len(data)
-    while pos < n:
-        unpacker = new_unpacker(use_list=True)
-        unpacker.feed(data[pos:])
-        start = 0
-        try:
-            for frame in unpacker:
-                end = unpacker.tell()
-                count = _valid(frame, formatted)
-                if not count:
-                    raise ValueError("not a frame")
-                good.append((pos + start, pos + end))
-                records += count
-                start = end
-        except Exception:  # msgpack raises several types on garbage; all mean "corrupt here"
-            pass
-        bad_at = pos + start
-        if bad_at >= n:
-            break
-        nxt = data.find(bytes([_FRAME_START]), bad_at + 1)
-        if nxt < 0:
-            lost += n - bad_at
-            break
-        lost += nxt - bad_at
-        pos = nxt
-    return good, records, lost
+def frame_formatted(data: bytes, records: int) -> bytes:
+    """A formatted batch as stored in a file chunk: `[records, bytes]`, so recovery can count records."""
+    return msgpack.packb([records, data])
 
 
 class FileChunk(Chunk):
-    """Data file `<prefix>.b<id><suffix>` (`.q` once queued) + `.meta`; frames appended with os.write."""
+    """Data file `<prefix>.b<id><suffix>` (`.q` once queued) + `.meta`; frames (or, compressed, gzip
+    members of frames) appended with os.write."""
 
     persistent = True
     # kawa.delivery checkpoints of the inputs that emitted these events: key -> highest offset
@@ -90,13 +56,12 @@ class FileChunk(Chunk):
     meta_unsynced = False       # written by write_queued, not fsync'd yet (sync does it)
 
     def __init__(self, unique_id: bytes, metadata: Metadata, formatted: bool, created_at: int,
-                 path: str, opener: Opener) -> None:
-        super().__init__(unique_id, metadata, formatted, created_at)
+                 path: str, opener: Opener, compressed: bool = False) -> None:
+        super().__init__(unique_id, metadata, formatted, created_at, compressed)
         self.path = path
         self._open = opener
         self._fd: int | None = None
         self.file_size = 0
-        self._pack = msgpack.Packer().pack
 
     @property
     def meta_path(self) -> str:
@@ -109,7 +74,8 @@ class FileChunk(Chunk):
     def _meta_bytes(self) -> bytes:
         data = self.metadata.to_dict()
         data.update(id=self.unique_id, s=self.record_count, c=self.created_at // NS_PER_SEC,
-                    m=self.modified_at // NS_PER_SEC, f=1 if self.formatted else 0)
+                    m=self.modified_at // NS_PER_SEC, f=1 if self.formatted else 0,
+                    compress="gzip" if self.compressed else "text")
         if self.checkpoints:
             data["checkpoints"] = self.checkpoints
         body = msgpack.packb(data)
@@ -146,7 +112,7 @@ class FileChunk(Chunk):
         os.replace(tmp, self.meta_path)   # atomic: a crash leaves the old or the new meta, never half
 
     def _append(self, data: bytes, records: int) -> None:
-        frame = self._pack([records, data]) if self.formatted else data
+        frame = frame_formatted(data, records) if self.formatted and not self.compressed else data
         if self._fd is None:
             self._fd = self._open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         try:
@@ -163,11 +129,18 @@ class FileChunk(Chunk):
     def _raw(self) -> bytes:
         with open(self.path, "rb") as f:
             data = f.read()
+        if self.compressed:
+            data = decompress(data)
         if not self.formatted:
             return data
-        unpacker = new_unpacker(use_list=True)
-        unpacker.feed(data)
-        return b"".join(frame[1] for frame in unpacker)
+        return b"".join(payloads(data))
+
+    def _plain_pieces(self) -> Iterable[bytes]:
+        if not self.compressed:
+            return super()._plain_pieces()
+        with open(self.path, "rb") as f:
+            data = f.read()
+        return iter_decompress(data)       # member by member: never the whole chunk decompressed at once
 
     def sync(self) -> None:
         if self._fd is not None:
@@ -210,13 +183,16 @@ class FileBuffer(Buffer):
 
     On disk: `<dir>/buffer.b<32 hex>.log` while staged, `.q<id>.log` once queued, each with a
     `.meta` (Fluentd's "\\xc1\\x00" + length + msgpack {timekey, tag, variables, seq, id, s, c, m}
-    plus kawa's `f`: 1 when the data holds formatted text). Data is a msgpack stream of frames:
-    `[time_ns, record]` per event, or `[records, bytes]` per formatted batch.
+    plus kawa's `f`: 1 when the data holds formatted text, and `compress`: text or gzip). Data is a
+    msgpack stream of frames: `[time_ns, record]` per event, or `[records, bytes]` per formatted
+    batch; with `compress gzip`, each append is one gzip member of such frames (Fluentd: of the
+    msgpack stream or the text). Fluentd's .meta does not record compression: a chunk without the
+    key is gzip when its data starts with the gzip magic.
 
-    Crash model: every append is one os.write of whole frames to an O_APPEND fd and the .meta is
-    replaced atomically, so kill -9 at any instant leaves at most a torn last frame; at start every
-    chunk is resumed and a torn/corrupted file is rewritten with its good frames (loss logged with
-    the chunk name). A chunk whose .meta is unreadable is moved to the backup directory, never
+    Crash model: every append is one os.write of whole frames (or one whole member) to an O_APPEND
+    fd and the .meta is replaced atomically, so kill -9 at any instant leaves at most a torn last
+    frame or member; at start every chunk is resumed and a torn/corrupted file is rewritten with its
+    good frames (kawa.buffer.recovery; loss logged with the chunk name). A chunk whose .meta is unreadable is moved to the backup directory, never
     crash-looping. fsync policy: none on the data path by default (kill -9 safe, not power-loss
     safe, as Fluentd); with `<system> at_least_once_from_source true` (or an emit ack) the chunk
     data is fdatasync'ed before emit returns. Disk full (ENOSPC): the partial frame is cut, emit
@@ -271,13 +247,18 @@ class FileBuffer(Buffer):
         else:
             self.pattern = f"{path}.*{suffix}"
 
+    def frame(self, data: bytes, records: int) -> bytes:
+        # inside a gzip member a formatted batch keeps its frame: recovery still counts its records
+        return frame_formatted(data, records) if self.formatted else data
+
     def _chunk_path(self, unique_id: bytes) -> str:
         pos = self.pattern.index(".*.") if ".*." in self.pattern else self.pattern.rindex(".*")
         return f"{self.pattern[:pos]}.b{unique_id.hex()}.{self.pattern[pos + 3:]}"
 
     def generate_chunk(self, unique_id: bytes, metadata: Metadata) -> Chunk:
         os.makedirs(os.path.dirname(self.pattern), exist_ok=True)
-        chunk = FileChunk(unique_id, metadata, self.formatted, self.ctx.clock(), self._chunk_path(unique_id), self._open)
+        chunk = FileChunk(unique_id, metadata, self.formatted, self.ctx.clock(), self._chunk_path(unique_id),
+                          self._open, self.compress)
         try:
             chunk.create()
         except OSError:
@@ -299,7 +280,7 @@ class FileBuffer(Buffer):
         # goes into that one .meta, so sync() need not replace it
         unique_id = new_chunk_id(self.ctx.clock)
         path = self._chunk_path(unique_id).replace(f".b{unique_id.hex()}", f".q{unique_id.hex()}", 1)
-        chunk = FileChunk(unique_id, metadata, self.formatted, self.ctx.clock(), path, self._open)
+        chunk = FileChunk(unique_id, metadata, self.formatted, self.ctx.clock(), path, self._open, self.compress)
         if checkpoint is not None:
             chunk.checkpoints = {checkpoint[0]: checkpoint[1]}
         try:
@@ -352,7 +333,9 @@ class FileBuffer(Buffer):
                     continue
                 for key, offset in (chunk.checkpoints or {}).items():
                     delivery.note_recovered_checkpoint(key, offset)
-                if chunk.state == "staged" and chunk.metadata not in staged and not self._full(chunk):
+                # a staged chunk stored with another `compress` than configured takes no appends
+                if (chunk.state == "staged" and chunk.metadata not in staged and not self._full(chunk)
+                        and chunk.compressed == self.compress):
                     staged[chunk.metadata] = chunk
                 else:
                     chunk.enqueued()
@@ -374,37 +357,39 @@ class FileBuffer(Buffer):
             self._broken(path, "metadata file is missing or unreadable")
             return None
         formatted = bool(meta.get("f", 0))
+        with open(path, "rb") as f:
+            data = f.read()
+        # Fluentd's .meta does not say; it reads chunks with the configured `compress`: kawa sniffs
+        compressed = meta["compress"] == "gzip" if "compress" in meta else is_gzip(data)
         if formatted != self.formatted:
             self._broken(path, "chunk was written by an output with a different format")
             return None
         metadata = Metadata(meta.get("timekey"), meta.get("tag"), meta.get("variables"))
         created = int(meta.get("c", 0)) * NS_PER_SEC
         unique_id = meta.get("id") if isinstance(meta.get("id"), bytes) else bytes.fromhex(hex_id)
-        chunk = FileChunk(unique_id, metadata, formatted, created, path, self._open)
+        chunk = FileChunk(unique_id, metadata, formatted, created, path, self._open, compressed)
         chunk.modified_at = int(meta.get("m", 0)) * NS_PER_SEC
         chunk.state = "staged" if state == "b" else "queued"
         checkpoints = meta.get("checkpoints")
         if isinstance(checkpoints, dict):
             chunk.checkpoints = {str(k): int(v) for k, v in checkpoints.items() if isinstance(v, int)}
-        with open(path, "rb") as f:
-            data = f.read()
-        good, records, lost = scan_frames(data, formatted)
-        if lost:
-            kept = b"".join(data[a:b] for a, b in good)
+        readable = salvage(data, formatted, compressed)
+        data = readable.data
+        if readable.damaged:
             tmp = path + ".tmp"
             with open(tmp, "wb") as f:
-                f.write(kept)
+                f.write(data)
             os.replace(tmp, path)
-            data = kept
-            self.recovered_lost_bytes += lost
+            self.recovered_lost_bytes += readable.lost
             self.log.warn("recovered a damaged buffer chunk; damaged bytes dropped", chunk=path,
-                          records_kept=records, records_in_meta=meta.get("s"), bytes_lost=lost)
-        if records == 0:
+                          records_kept=readable.records, records_in_meta=meta.get("s"), bytes_lost=readable.lost)
+        if readable.records == 0:
             chunk.purge()
             return None
-        chunk.record_count = records
+        chunk.record_count = readable.records
         chunk.file_size = len(data)
-        chunk.bytesize = len(data) if not formatted else sum(len(p) for p in _payloads(data))
+        # bytesize: stored bytes when compressed (Fluentd's), else the data without kawa's frames
+        chunk.bytesize = len(data) if compressed or not formatted else sum(map(len, payloads(data)))
         self.log.debug("restoring buffer file", path=path)
         return chunk
 
@@ -441,12 +426,6 @@ def _fsync_path(path: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _payloads(data: bytes) -> list[bytes]:
-    unpacker = new_unpacker(use_list=True)
-    unpacker.feed(data)
-    return [frame[1] for frame in unpacker]
 
 
 def _read_meta(path: str) -> dict[str, Any] | None:
