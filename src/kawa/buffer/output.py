@@ -38,6 +38,8 @@ chunk .meta with the same fsync.
 from __future__ import annotations
 
 import asyncio
+import copy
+from contextvars import ContextVar
 from typing import Any, ClassVar
 
 from kawa import delivery
@@ -47,13 +49,17 @@ from kawa.buffer.flusher import Flusher
 from kawa.buffer.options import BufferOptions, apply_defaults, resolve
 from kawa.buffer.placeholders import Placeholders, validate
 from kawa.config.element import Element
-from kawa.config.schema import Options, PluginSpec, section
+from kawa.config.schema import ENCLOSING_TYPE, Options, PluginSpec, section
 from kawa.engine import registry
 from kawa.errors import BufferOverflowError, ConfigError
 from kawa.event import Event
 from kawa.plugins.base import Output, PluginContext
 
 __all__ = ["BufferedOutput", "DeliveryAck"]
+
+# The primary whose <secondary> is being built. Fluentd output.rb acts_as_secondary: the secondary
+# takes the primary's chunk keys, timekey and zone (it writes the primary's chunks).
+_BUILDING_SECONDARY_OF: ContextVar["BufferedOutput | None"] = ContextVar("kawa_secondary_of", default=None)
 
 
 def _share_ack(inner: DeliveryAck | None, share: delivery.Share) -> DeliveryAck:
@@ -70,7 +76,8 @@ class BufferedOptions(Options):
     """Sections every buffered output has."""
 
     buffer = section(plugin_kind="buffer", default_type="memory", doc="Buffer (chunk keys as the argument).")
-    secondary = section(plugin_kind="output", doc="Output used when the primary cannot write a chunk.")
+    secondary = section(plugin_kind="output", default_type=ENCLOSING_TYPE,
+                        doc="Output used when the primary cannot write a chunk (default @type: the primary's).")
 
 
 class BufferedOutput(Output):
@@ -80,23 +87,27 @@ class BufferedOutput(Output):
 
     def __init__(self, options: Any, ctx: PluginContext) -> None:
         super().__init__(options, ctx)
+        primary = _BUILDING_SECONDARY_OF.get()
+        _BUILDING_SECONDARY_OF.set(None)          # only this output is that secondary, not its children
+        self.as_secondary = primary is not None
         self.buffer_spec_given = getattr(options, "buffer", None) is not None
         self.buffer: Buffer = self._build_buffer(getattr(options, "buffer", None))
         opts: BufferOptions = self.buffer.options  # type: ignore[assignment]
         apply_defaults(opts, self.buffer_defaults)
         self.configure_buffer_options(opts)
-        self.buffer_settings = resolve(opts, default_chunk_keys=self.default_chunk_keys,
-                                       persistent=self.buffer.persistent, log=self.log)
+        if primary is not None:
+            # its own buffer is never started (it writes the primary's chunks); its keys are the primary's
+            self.buffer_settings = primary.buffer_settings
+        else:
+            self.buffer_settings = resolve(opts, default_chunk_keys=self.default_chunk_keys,
+                                           persistent=self.buffer.persistent, log=self.log)
         self.formatted = type(self).format_events is not BufferedOutput.format_events
         self.buffer.configure(self.buffer_settings, formatted=self.formatted, owner=self)
         s = self.buffer_settings
         self.chunk_keys = s.keys
         self.chunker = Chunker(s.keys, s.timekey, s.utc_offset)
         self.placeholders = Placeholders(s.keys, s.utc_offset, self.log)
-        sec_spec = getattr(options, "secondary", None)
-        self.secondary: Any = self.build_child(sec_spec, "secondary") if sec_spec is not None else None
-        if self.secondary is not None and s.retry_forever:
-            self.log.warn("<secondary> with 'retry_forever', only unrecoverable errors are moved to secondary")
+        self.secondary: Any = self._build_secondary(getattr(options, "secondary", None))
         self.flusher = Flusher(self, self.buffer, s, clock=ctx.clock, secondary=self.secondary,
                                rand=ctx.extras.get("random", __import__("random").random),
                                backup_base=getattr(ctx.system, "root_dir", None))
@@ -117,6 +128,44 @@ class BufferedOutput(Output):
             return self.build_child(spec, "buffer")  # type: ignore[return-value]
         return spec.cls(spec.options, self.ctx.child(f"{self.plugin_id}.buffer"))  # type: ignore[no-any-return]
 
+    def _build_secondary(self, spec: PluginSpec | None) -> Any:
+        """Fluentd output.rb configure: the <secondary> checks and warnings; a secondary always acts
+        as a buffered output (without a buffer of its own) of the primary's chunk keys."""
+        if spec is None:
+            return None
+        for name in ("buffer", "secondary"):
+            if any(child.name == name for child in spec.element.elements):
+                raise ConfigError(f"<secondary> section cannot have <{name}> section")
+        if self.buffer_settings.retry_forever:
+            self.log.warn("<secondary> with 'retry_forever', only unrecoverable errors are moved to secondary")
+        primary_type = _type_name(getattr(self.options, "_element", None)) or type(self).__name__
+        secondary_type = _type_name(spec.element) or primary_type
+        if not issubclass(spec.cls, BufferedOutput):
+            sections = spec.cls.Options._sections
+            if "store" in sections:    # copy: a multi output (Fluentd's MultiOutput has no acts_as_secondary)
+                raise ConfigError(f"Failed to setup secondary plugin in '{primary_type}'. '{secondary_type}' "
+                                  "plugin in not allowed due to non buffered output")
+            buffer_section = sections.get("buffer")
+            if buffer_section is None or buffer_section.plugin_kind != "buffer":
+                raise ConfigError(f"secondary plugin '{_ruby_class(spec.cls)}' must support buffering, but doesn't.")
+            # stdout, null: a <buffer> selects their buffered variant; a secondary is buffered without one
+            cls = registry.lookup("buffer", buffer_section.default_type or "memory")
+            assert cls is not None, "BUG: the default buffer plugin is missing"
+            spec = PluginSpec(spec.cls, copy.copy(spec.options), spec.element)
+            spec.options.buffer = PluginSpec(cls, cls.Options.defaults(), Element("buffer", ""))  # type: ignore[attr-defined]
+        token = _BUILDING_SECONDARY_OF.set(self)
+        try:
+            secondary = self.build_child(spec, "secondary")
+        finally:
+            _BUILDING_SECONDARY_OF.reset(token)
+        if not isinstance(secondary, BufferedOutput):
+            raise ConfigError(f"secondary plugin '{_ruby_class(type(secondary))}' must support buffering, but doesn't.")
+        if (secondary_type != "secondary_file" and type(secondary) is not type(self)
+                and (self.formatted or secondary.formatted)):
+            self.log.warn("Use different plugin for secondary. Check the plugin works with primary like secondary_file",
+                          primary=_ruby_class(type(self)), secondary=_ruby_class(type(secondary)))
+        return secondary
+
     def configure_buffer_options(self, opts: BufferOptions) -> None:
         """Hook: adjust buffer options before they are resolved (out_file sets the buffer path)."""
 
@@ -125,7 +174,10 @@ class BufferedOutput(Output):
         return self.placeholders.extract(template, chunk)
 
     def validate_placeholders(self, name: str, template: str) -> None:
-        validate(name, template, self.chunk_keys, self.buffer_settings.timekey)
+        # as <secondary>, only time placeholders are checked (out_file.rb): the primary's chunks may
+        # carry keys the secondary's path does not use
+        validate(name, template, self.chunk_keys, self.buffer_settings.timekey,
+                 check_tag=not self.as_secondary, check_keys=not self.as_secondary)
 
     # -- subclass API ---------------------------------------------------------------------------
     async def write(self, chunk: Any) -> None:
@@ -223,3 +275,16 @@ class BufferedOutput(Output):
         return {**self.buffer.stats(), "emit_count": self.emit_count, "emit_records": self.emit_records,
                 "write_count": self.flusher.write_count, "rollback_count": self.flusher.rollback_count,
                 "retry_count": self.flusher.num_errors, "dead_letter_count": self.flusher.dead_lettered}
+
+
+def _type_name(element: Element | None) -> str | None:
+    if element is None:
+        return None
+    attr = element.attrs.get("@type") or element.attrs.get("type")
+    return attr.value if attr is not None else None
+
+
+def _ruby_class(cls: type) -> str:
+    """The Fluentd class name of an output class, as Fluentd's messages print it (Fluent::Plugin::FileOutput)."""
+    name = cls.__name__
+    return "Fluent::Plugin::" + (name[len("Buffered"):] if name.startswith("Buffered") else name)

@@ -25,6 +25,10 @@ class _Required:
 
 REQUIRED: Any = _Required()
 
+# A Section.default_type meaning "the @type of the enclosing element" (Fluentd output.rb: a
+# <secondary> without @type is of its primary's type).
+ENCLOSING_TYPE = "<enclosing @type>"
+
 
 @dataclass(frozen=True)
 class Option:
@@ -173,7 +177,7 @@ class Options:
                 ctx.problem(f"<{name}> section is required", element.location, path)
             if not sec.multi and len(children) > 1:
                 ctx.problem(f"<{name}> may appear only once", children[1].location, path)
-            bound = [_bind_section(sec, child, ctx, path + (child.title(),)) for child in children]
+            bound = [_bind_section(sec, child, ctx, path + (child.title(),), element) for child in children]
             setattr(inst, name, bound if sec.multi else (bound[0] if bound else None))
         _report_unknown(cls, element, ctx, path)
         if len(ctx.problems) == before:
@@ -211,12 +215,15 @@ def _convert(opt: Option, attr: Attr, ctx: BindContext, path: tuple[str, ...], g
         return None if opt.required else opt.default
 
 
-def _bind_section(sec: Section, child: Element, ctx: BindContext, path: tuple[str, ...]) -> Any:
+def _bind_section(sec: Section, child: Element, ctx: BindContext, path: tuple[str, ...], parent: Element) -> Any:
     if sec.plugin_kind is None:
         assert sec.options is not None, f"BUG: section {sec.name} declares neither options nor plugin_kind"
         return sec.options.bind(child, ctx, path)
     type_attr = child.attrs.get("@type") or child.attrs.get("type")
     type_name = type_attr.value if type_attr is not None else sec.default_type
+    if type_name == ENCLOSING_TYPE:
+        parent_type = parent.attrs.get("@type") or parent.attrs.get("type")
+        type_name = parent_type.value if parent_type is not None else None
     if type_name is None:
         ctx.problem("missing @type", child.location, path)
         return None
