@@ -255,3 +255,23 @@ def test_property_every_batch_valid_nothing_lost(events: list[LogEvent], max_eve
     assert res.dropped_empty + res.replaced_empty == n_empty
     n_big = sum(1 for _, m in events if len(m.encode()) > max_msg)
     assert res.truncated + res.split == n_big
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    events=st.lists(st.tuples(st.integers(0, 3000), st.text(alphabet="ab\u00e9\u65e5\U0001f642", min_size=1,
+                                                             max_size=40)), max_size=60),
+    max_events=st.integers(1, 12),
+    extra_batch=st.integers(0, 400),
+    span=st.integers(1, 2000),
+)
+def test_property_batch_wide_cut_equals_the_event_loop(events: list[LogEvent], max_events: int, extra_batch: int,
+                                                       span: int) -> None:
+    # Plain events take the bisection path; one empty message (dropped) forces the per-event loop.
+    # Both must cut the same batches.
+    kw = {"max_events": max_events, "max_batch_bytes": 186 + extra_batch, "max_event_bytes": 186,
+          "max_span_ms": span}
+    fast = build_batches(events, **kw)  # type: ignore[arg-type]
+    slow = build_batches(events + [(0, "")], **kw)  # type: ignore[arg-type]
+    assert slow.dropped_empty == 1
+    assert [(b.events, b.size_bytes) for b in fast.batches] == [(b.events, b.size_bytes) for b in slow.batches]

@@ -9,8 +9,10 @@ No I/O: the output hands in (timestamp_ms, message) pairs for one group/stream a
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
-from operator import itemgetter
+from itertools import accumulate, repeat
+from operator import add, itemgetter
 from typing import Iterable, Literal
 
 LogEvent = tuple[int, str]    # (timestamp in ms since epoch, message): what goes into one InputLogEvent
@@ -141,15 +143,20 @@ def build_batches(
         raise ValueError("event byte limit too small for the oversize policy")
 
     result = BatchResult()
-    batches = result.batches
     # sorted() is stable: equal timestamps keep their arrival order, which readers rely on.
     ordered = sorted(events, key=itemgetter(0))
+    sizes = _plain_sizes(ordered, max_msg)
+    if sizes is not None:
+        _cut_batches(ordered, sizes, result.batches, max_events, max_batch_bytes, max_span_ms)
+        return result
+    batches = result.batches
 
     cur: list[LogEvent] = []
     cur_append = cur.append
     cur_bytes = count = 0
-    # The first event starts the first batch: take its timestamp so the span test cannot fire early.
-    first_ts = ordered[0][0] if ordered else 0
+    # `not count` starts each batch (the first one too) at its own first event's timestamp: a dropped
+    # empty event before it must not shorten the batch's span.
+    first_ts = 0
     overhead = EVENT_OVERHEAD_BYTES
     for ts, msg in ordered:
         if msg.isascii():
@@ -179,11 +186,10 @@ def build_batches(
                 result.split += 1
                 result.split_extra += len(pieces) - 1
         else:
-            # Fast path: the common small event, no list of pieces. `count` is never 0 when the
-            # batch holds events, and a new batch always accepts its first event, so an empty
-            # batch passes every test below (cur_bytes 0, span from itself).
+            # The common small event, no list of pieces.
             size = n + overhead
-            if count == max_events or cur_bytes + size > max_batch_bytes or ts - first_ts >= max_span_ms:
+            if not count or count == max_events or cur_bytes + size > max_batch_bytes \
+                    or ts - first_ts >= max_span_ms:
                 if count:
                     batches.append(Batch(cur, cur_bytes))
                     cur = []
@@ -196,7 +202,8 @@ def build_batches(
             continue
         for piece in pieces:
             size = len(piece.encode("utf-8")) + overhead
-            if count == max_events or cur_bytes + size > max_batch_bytes or ts - first_ts >= max_span_ms:
+            if not count or count == max_events or cur_bytes + size > max_batch_bytes \
+                    or ts - first_ts >= max_span_ms:
                 if count:
                     batches.append(Batch(cur, cur_bytes))
                     cur = []
@@ -209,6 +216,41 @@ def build_batches(
     if cur:
         batches.append(Batch(cur, cur_bytes))
     return result
+
+
+def _plain_sizes(ordered: list[LogEvent], max_msg: int) -> list[int] | None:
+    """UTF-8 sizes when no event needs a policy (empty, oversize, invalid UTF-8), else None."""
+    msgs = list(map(itemgetter(1), ordered))
+    if all(map(str.isascii, msgs)):
+        sizes = list(map(len, msgs))
+    else:
+        try:
+            sizes = [len(m) if m.isascii() else len(m.encode("utf-8")) for m in msgs]
+        except UnicodeEncodeError:
+            return None
+    if sizes and (min(sizes) == 0 or max(sizes) > max_msg):
+        return None
+    return sizes
+
+
+def _cut_batches(ordered: list[LogEvent], sizes: list[int], batches: list[Batch], max_events: int,
+                 max_batch_bytes: int, max_span_ms: int) -> None:
+    """The greedy cut of build_batches' loop, found per batch by bisection instead of per event.
+
+    Each limit is monotone along the sorted events (sizes > 0, timestamps non-decreasing), so a batch
+    starting at i ends at the first position any of the three limits would refuse.
+    """
+    n = len(ordered)
+    # sums[k] = AWS bytes of events [0, k)
+    sums = list(accumulate(map(add, sizes, repeat(EVENT_OVERHEAD_BYTES)), initial=0))
+    stamps = list(map(itemgetter(0), ordered))
+    i = 0
+    while i < n:
+        end = min(n, i + max_events,
+                  bisect_right(sums, sums[i] + max_batch_bytes, i + 1) - 1,
+                  bisect_left(stamps, stamps[i] + max_span_ms, i + 1))
+        batches.append(Batch(ordered[i:end], sums[end] - sums[i]))
+        i = end
 
 
 @dataclass(slots=True)
