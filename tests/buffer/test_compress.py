@@ -235,3 +235,38 @@ def test_fluentd_gzip_chunk_without_compress_key_is_known_by_its_magic(tmp_path:
             await d.flush()
     asyncio.run(resume())
     assert d.instance.written[0][1] == [(1562803200 * 10**9 + 5, {"n": 1}), (1562803200 * 10**9 + 5, {"n": 2})]
+
+
+@pytest.mark.parametrize("flush_mode", ["interval", "immediate"])
+def test_formatted_gzip_file_chunks_resume_and_write_the_same_text(tmp_path: Path, flush_mode: str) -> None:
+    def driver() -> OutputDriver:
+        return OutputDriver("file", f"path {tmp_path}/out/app\nappend true\n<buffer>\n@type file\npath {tmp_path}/buf\n"
+                                    f"compress gzip\nflush_mode {flush_mode}\nflush_at_shutdown false\n"
+                                    "retry_wait 1h\n</buffer>")
+    def refuse(path: str, data: bytes) -> str:
+        raise OSError("disk gone")               # nothing is written in the first run: chunks stay on disk
+
+    d = driver()
+    d.instance._write_file = refuse
+    expected: list[bytes] = []
+
+    async def write() -> None:
+        async with d.run():
+            await d.feed_batch("web", _batch(0, 30))
+            await d.feed_batch("web", _batch(30, 30))
+            chunks = list(d.instance.buffer.chunks())
+            assert chunks and all(c.compressed and c.formatted for c in chunks)
+            expected.append(b"".join(c.read() for c in chunks))
+    asyncio.run(write())
+    assert not (tmp_path / "out").exists()
+    assert all(p.read_bytes()[:3] == GZIP_MAGIC for p in (tmp_path / "buf").iterdir() if not p.name.endswith(".meta"))
+    d2 = driver()
+
+    async def resume() -> None:
+        async with d2.run():
+            assert sum(c.record_count for c in d2.instance.buffer.chunks()) == 60
+            d2.instance.buffer.enqueue_all(force=True)
+            await d2.flush()
+    asyncio.run(resume())
+    (out,) = (tmp_path / "out").iterdir()
+    assert out.read_bytes() == expected[0] and out.read_bytes().count(b"\n") == 60
