@@ -1,5 +1,5 @@
 """`python -m kawa` runs the command line."""
 
-from kawa.cli import main
+from kawa.launch import main
 
 raise SystemExit(main())

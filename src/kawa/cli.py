@@ -26,8 +26,21 @@ if TYPE_CHECKING:
     from kawa.engine.pipeline import Pipeline
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """argparse's formatter with the width found without `shutil` (0.6 MiB resident for the
+    daemon otherwise: argparse imports it to ask the terminal size)."""
+
+    def __init__(self, prog: str) -> None:
+        try:
+            width = os.get_terminal_size().columns - 2
+        except OSError:
+            width = 78
+        super().__init__(prog, width=width)
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="kawa", description="A Fluentd-compatible log collector.")
+    p = argparse.ArgumentParser(prog="kawa", description="A Fluentd-compatible log collector.",
+                                formatter_class=_HelpFormatter)
     p.add_argument("-c", "--config", help="configuration file (Fluentd syntax)")
     p.add_argument("--dry-run", action="store_true", help="check the configuration and exit (0 ok, 2 problems)")
     p.add_argument("--check-aws", action="store_true",

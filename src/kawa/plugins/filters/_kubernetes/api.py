@@ -9,11 +9,15 @@ from __future__ import annotations
 import http.client
 import json
 import socket
-import ssl
 import threading
 from dataclasses import dataclass
 from typing import Any, Iterator
 from urllib.parse import quote, urlencode, urlsplit
+
+from kawa import ssl_gate
+
+ssl_gate.allow()                      # this client speaks TLS to the API server (kawa.ssl_gate)
+import ssl  # noqa: E402
 
 # Server-side watch lifetime; the API server ends the stream after it and we re-watch from the
 # last resourceVersion (client-go uses a random 5-10 min; a fixed value is enough here).

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable
 
+from kawa import ssl_gate
 from kawa.plugins.outputs.cloudwatch_logs import batcher, verify
 from kawa.plugins.outputs.cloudwatch_logs.client import (
     CredentialSettings, HttpPool, LogsClient, Signer, default_endpoint, resolve_credentials, resolve_region)
@@ -50,6 +51,7 @@ def credential_settings(o: Any) -> CredentialSettings:
 
 def build_client(o: Any) -> tuple[LogsClient, CredentialSettings, str]:
     """Credentials, region, endpoint and the lean client (blocking: may call IMDS/STS)."""
+    ssl_gate.allow()          # awscrt / botocore may load Python's ssl (kawa.ssl_gate)
     settings = credential_settings(o)
     region = resolve_region(settings)
     if not region:

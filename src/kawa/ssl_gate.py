@@ -1,0 +1,23 @@
+"""Keeps Python's `ssl` (OpenSSL, about 4.5 MiB resident) out of the process until a plugin needs TLS:
+`import asyncio` loads it although kawa's event loop never opens a TLS transport.
+"""
+
+# `defer()` runs first thing in the `kawa` command (kawa.launch), before asyncio is imported:
+# a None entry in sys.modules makes `import ssl` raise ImportError, which asyncio tolerates (it then
+# refuses TLS transports, which kawa does not use). Code that needs TLS calls `allow()` first (the
+# CloudWatch Logs client before it loads awscrt/botocore, the Kubernetes API client); the next
+# `import ssl` then loads the real module. Library users and tests (no kawa.launch) are untouched.
+
+from __future__ import annotations
+
+import sys
+
+
+def defer() -> None:
+    if "ssl" not in sys.modules:
+        sys.modules["ssl"] = None  # type: ignore[assignment]
+
+
+def allow() -> None:
+    if "ssl" in sys.modules and sys.modules["ssl"] is None:
+        del sys.modules["ssl"]
