@@ -2,7 +2,8 @@
 prints sent / delivered / duplicates / lost / restarts / retries for the file and the memory buffer.
 
     .venv/bin/python bench/faults_no_loss.py [--lines 1000000] [--kills 10] [--outage 20] [--buffer file]
-    .venv/bin/python bench/faults_no_loss.py --kills 1 --outage 0 --failure-fraction 0.33   # issue 5's run
+    .venv/bin/python bench/faults_no_loss.py --kills 1 --outage 0 --failure-fraction 0.33 \
+        --failures-throughout --buffer memory                                                  # issue 5's run
 """
 
 from __future__ import annotations
@@ -24,12 +25,15 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--failure-fraction", type=float, default=0.05,
                     help="share of PutLogEvents calls answered with throttling or 500 (issue 5: 0.33)")
+    ap.add_argument("--failures-throughout", action="store_true",
+                    help="keep the random failures until every line is in (default: only while writing)")
     args = ap.parse_args()
     for buffer in (("file", "memory") if args.buffer == "both" else (args.buffer,)):
         with tempfile.TemporaryDirectory(prefix=f"kawa-faults-{buffer}-") as root:
             figures = no_loss.run(Path(root), lines=args.lines, kills=args.kills, buffer=buffer,
                                   outage=args.outage, seed=args.seed, write_seconds=args.write_seconds,
-                                  failure_fraction=args.failure_fraction)
+                                  failure_fraction=args.failure_fraction,
+                                  failures_throughout=args.failures_throughout)
         print(figures.line(), flush=True)
 
 

@@ -70,6 +70,7 @@ class Figures:
     lost: int = 0
     restarts: int = 0             # kill -9 (each followed by a start)
     retries: int = 0              # failed PutLogEvents calls kawa had to retry (faults injected)
+    calls: int = 0                # PutLogEvents calls that reached CloudWatch (failed ones included)
     outage_s: float = 0.0
     seconds: float = 0.0
     inflight_kills: int = 0       # kills made while CloudWatch held a PutLogEvents call (stored after the kill)
@@ -82,7 +83,7 @@ class Figures:
     def line(self) -> str:
         return (f"no-loss [{self.buffer} buffer] sent={self.sent} delivered={self.delivered} "
                 f"duplicates={self.duplicates} lost={self.lost} restarts={self.restarts} "
-                f"retries={self.retries} outage={self.outage_s:.1f}s wall={self.seconds:.1f}s "
+                f"retries={self.retries}/{self.calls} calls outage={self.outage_s:.1f}s wall={self.seconds:.1f}s "
                 f"inflight_kills={self.inflight_kills} verified_stored={self.verified_stored} "
                 f"verified_absent={self.verified_absent} unverified={self.unverified}"
                 + (f" duplicate_runs={self.duplicate_runs}" if self.duplicate_runs else ""))
@@ -228,11 +229,12 @@ def hold_next_call(cloudwatch: StrictCloudWatchProxy, timeout: float = 20.0) -> 
 
 def run(root: Path, *, lines: int, kills: int, buffer: str, outage: float, seed: int = 1,
         write_seconds: float | None = None, failure_fraction: float = 0.05,
-        inflight_kills: int | None = None) -> Figures:
+        inflight_kills: int | None = None, failures_throughout: bool = False) -> Figures:
     """Write `lines` while killing kawa `kills` times at random moments, with an output outage of
     `outage` seconds in the middle and `failure_fraction` of calls failing; then drain and count.
     `inflight_kills` of the kills (default: every other one) wait for a PutLogEvents call to be in
-    flight, held by the proxy that stores it after the kill: the lost-answer case."""
+    flight, held by the proxy that stores it after the kill: the lost-answer case. The random failures
+    stop when the writer is done, unless `failures_throughout` (then they last until every line is in)."""
     rng = random.Random(seed)
     figures = Figures(buffer)
     t0 = time.monotonic()
@@ -281,15 +283,18 @@ def run(root: Path, *, lines: int, kills: int, buffer: str, outage: float, seed:
         while not outage_state["done"]:
             outage_tick()
             time.sleep(0.02)
-        cloudwatch.faults.clear()
+        if not failures_throughout:
+            cloudwatch.faults.clear()
         writer.join()
         # drain: everything written is in CloudWatch (the proxy counts what it stored)
         wait_until(lambda: drained(root, log, _pos) and cloudwatch.stats().events_accepted >= figures.sent,
                    120 + lines / 5000, "every line read, settled and in CloudWatch", kawa)
+        cloudwatch.faults.clear()
         rc, _took = kawa.term(60)
         assert rc == 0, kawa.log.read_text()[-4000:]
         stats = cloudwatch.stats()
         figures.retries = sum(n for kind, n in stats.faults.items() if kind != "delay")
+        figures.calls = stats.calls["PutLogEvents"]
         count_verifications(root / "kawa.log", figures)
         tally(read_all_events(cloudwatch.endpoint, GROUP, STREAM), want, figures)
     figures.seconds = time.monotonic() - t0
