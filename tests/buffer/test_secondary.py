@@ -85,3 +85,9 @@ def test_unbuffered_variant_is_buffered_as_secondary_and_warnings_are_fluentds()
             'primary="Fluent::Plugin::RecordingOutput" secondary="Fluent::Plugin::StdoutOutput"') in d.logs
     same = OutputDriver("test_recording_buffered", "<buffer>\n</buffer>\n<secondary>\n</secondary>")
     assert not any("secondary" in line for line in same.logs)
+
+
+def test_stdout_and_null_secondary_without_type_are_their_own_type() -> None:
+    for name in ("stdout", "null"):
+        d = OutputDriver(name, "<buffer>\n@type memory\n</buffer>\n<secondary>\n</secondary>")
+        assert type(d.instance.secondary) is type(d.instance), name

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from kawa.buffer.output import BufferedOutput
-from kawa.config.schema import Options, option, section
+from kawa.config.schema import ENCLOSING_TYPE, Options, option, section
 from kawa.engine.registry import register
 from kawa.errors import RetryableError
 from kawa.event import Event
@@ -18,7 +18,7 @@ class NullOptions(Options):
     never_flush = option(False, "bool", doc="With <buffer>: keep chunks instead of dropping them "
                          "(Fluentd's test helper; writes fail and are retried).")
     buffer = section(plugin_kind="buffer", default_type="memory", doc="Makes the output buffered.")
-    secondary = section(plugin_kind="output", doc="With <buffer>: output for chunks that cannot be written.")
+    secondary = section(plugin_kind="output", default_type=ENCLOSING_TYPE, doc="With <buffer>: output for chunks that cannot be written.")
 
 
 @register("output", "null")

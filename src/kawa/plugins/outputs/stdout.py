@@ -10,7 +10,7 @@ from typing import Any
 
 from kawa.buffer.output import BufferedOutput
 from kawa.config.element import Element
-from kawa.config.schema import Options, PluginSpec, option, section
+from kawa.config.schema import ENCLOSING_TYPE, Options, PluginSpec, option, section
 from kawa.engine import registry
 from kawa.event import Event
 from kawa.plugins.base import Output, PluginContext
@@ -22,7 +22,7 @@ class StdoutOptions(Options):
     format = section(plugin_kind="formatter", default_type="stdout", doc="Line format (default: stdout).")
     inject = section(InjectOptions, doc="Keys to add to each record.")
     buffer = section(plugin_kind="buffer", default_type="memory", doc="Makes the output buffered.")
-    secondary = section(plugin_kind="output", doc="With <buffer>: output for chunks that cannot be written.")
+    secondary = section(plugin_kind="output", default_type=ENCLOSING_TYPE, doc="With <buffer>: output for chunks that cannot be written.")
 
 
 @registry.register("output", "stdout")

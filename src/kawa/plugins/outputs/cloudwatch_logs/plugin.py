@@ -12,7 +12,7 @@ from typing import Any, Callable, Iterator
 
 import msgpack
 
-from kawa.buffer.chunk import new_unpacker
+from kawa.buffer.chunk import iter_frames
 from kawa.buffer.output import BufferedOutput
 from kawa.engine.registry import register
 from kawa.errors import ConfigError, RetryableError
@@ -139,9 +139,8 @@ class CloudwatchLogsOutput(BufferedOutput):
             for t, r in chunk.events():
                 yield tag, t, r
             return
-        unpacker = new_unpacker()
-        unpacker.feed(chunk.read())
-        for item in unpacker:
+        # fed in slices: a gzip chunk (compress gzip) can be bigger decompressed than one feed allows
+        for item in iter_frames((chunk.read(),)):
             if len(item) == 3:
                 yield item[0], item[1], item[2]
             else:
