@@ -200,3 +200,40 @@ def test_write_error_mid_frame_cuts_partial_frame(tmp_path: Path) -> None:
         pytest.skip("/dev/full is not available")
     asyncio.run(run())
     assert _records(d) == [1, 3]
+
+
+def test_chunk_is_not_written_while_the_emit_that_filled_it_is_fsyncing(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Written and purged before the emit settles, a kill -9 would leave no chunk checkpoint and no
+    moved pos_file: tail would read delivered lines again (duplicates)."""
+    import threading
+
+    from kawa import delivery
+    from kawa.plugins.buffers import file as file_buffer
+
+    release = threading.Event()
+    real_sync = file_buffer.FileChunk.sync
+
+    def slow_sync(self: Any) -> None:
+        release.wait(10)
+        real_sync(self)
+
+    monkeypatch.setattr(file_buffer.FileChunk, "sync", slow_sync)
+    d = OutputDriver("test_recording_buffered",
+                     f"<buffer>\n@type file\npath {tmp_path / 'buf'}\nflush_mode immediate\n</buffer>")
+
+    async def run() -> None:
+        async with d.run():
+            ticket = delivery.Ticket(("in_tail\tx.pos\t1", 100))
+            with delivery.tracking(ticket):
+                emit = asyncio.ensure_future(d.instance.emit("a", [(T0, {"n": 1})]))
+                for _ in range(30):                   # the flusher gets every chance to run
+                    await asyncio.sleep(0.01)
+                assert not emit.done() and d.instance.written == []
+            release.set()
+            await emit
+            ticket.seal()
+            await asyncio.wait_for(ticket.stored, 5)
+            await wait_for(lambda: bool(d.instance.written))
+    asyncio.run(run())
+    assert _records(d) == [1]

@@ -113,6 +113,9 @@ class Chunk:
         self.modified_at = created_at
         self.record_count = 0
         self.bytesize = 0
+        # fsyncs in flight (file buffer): not written out meanwhile, or a kill -9 between its purge
+        # and the emit's checkpoint could lose the only record that its lines are delivered
+        self.syncing = 0
         self.state = "staged"          # staged -> queued -> (dequeued) -> purged
         self.acks: list[Any] = []      # DeliveryAck objects settled when this chunk is committed
 

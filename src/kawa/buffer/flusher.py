@@ -139,7 +139,10 @@ class Flusher:
         return max(state.next_time if state else 0.0, self.paused_until)
 
     def _ready(self, chunk: Chunk) -> bool:
-        return self._next_time(chunk) <= self.clock() / NS_PER_SEC
+        # A chunk whose fsync is in flight waits: written and purged before the emit that filled it
+        # settles, a kill -9 would leave neither the chunk (with its checkpoint) nor the input's
+        # moved position, and the input would read delivered lines again. The emit wakes us after.
+        return not chunk.syncing and self._next_time(chunk) <= self.clock() / NS_PER_SEC
 
     async def _flush_loop(self) -> None:
         interval = self.settings.flush_thread_interval

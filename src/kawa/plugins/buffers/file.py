@@ -316,7 +316,13 @@ class FileBuffer(Buffer):
                 os.fsync(dir_fd)
             finally:
                 os.close(dir_fd)
-        await asyncio.to_thread(run)
+        for chunk in chunks:
+            chunk.syncing += 1
+        try:
+            await asyncio.to_thread(run)
+        finally:
+            for chunk in chunks:
+                chunk.syncing -= 1
 
     # -- resume -----------------------------------------------------------------------------------
     def resume(self) -> tuple[list[Chunk], list[Chunk]]:
