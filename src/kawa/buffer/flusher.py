@@ -30,6 +30,8 @@ _UNSAFE_ID = re.compile(r'[ "/\\:;|*<>?]')
 def _fmt_time(seconds: float) -> str:
     return _time.strftime("%Y-%m-%d %H:%M:%S %z", _time.localtime(round(seconds)))
 
+# Longest sleep of a flush loop with nothing queued (a safety net: enqueueing wakes it at once).
+IDLE_WAIT = 30.0
 
 class Flusher:
     """Runs the enqueue timer and `flush_thread_count` writers for one buffered output."""
@@ -149,7 +151,9 @@ class Flusher:
         while self.running:
             chunk = self.buffer.dequeue(self._ready)
             if chunk is None:
-                wait = interval
+                # Nothing queued: sleep until a chunk is queued (buffer.on_change wakes us), not every
+                # flush_thread_interval as Fluentd's threads poll - an idle sidecar wakes less often.
+                wait = interval if self.buffer.queue else IDLE_WAIT
                 if self.buffer.queue:
                     soonest = min(self._next_time(c) for c in self.buffer.queue)
                     wait = max(0.001, min(interval, soonest - self.clock() / NS_PER_SEC))
