@@ -75,11 +75,15 @@ class RetryableError(KawaError):
     """A transient failure (throttling, 5xx, timeout): the buffer retries the same chunk.
 
     `slow_down` asks the buffer to back off the whole output (all flush threads), as for throttling.
+    `progress`: this attempt delivered part of the chunk before failing (a multi-call output such as
+    cloudwatch_logs resumes after it): the chunk is moving, so its backoff starts again from retry_wait
+    instead of growing as for a chunk that gets nowhere.
     """
 
-    def __init__(self, message: str, *, slow_down: bool = False) -> None:
+    def __init__(self, message: str, *, slow_down: bool = False, progress: bool = False) -> None:
         super().__init__(message)
         self.slow_down = slow_down
+        self.progress = progress
 
 
 class UnrecoverableError(KawaError):

@@ -171,6 +171,27 @@ def _system_with_root(root: Path) -> SystemOptions:
     return system  # type: ignore[return-value]
 
 
+def test_failure_after_progress_restarts_the_backoff_and_counts_no_retry_step() -> None:
+    clock = FakeClock(T0)
+    d = _driver("<buffer>\nflush_mode immediate\nretry_randomize false\nretry_max_times 2\n</buffer>", clock=clock)
+    failures = iter([RetryableError("503"), RetryableError("503 after 3 calls", progress=True),
+                     RetryableError("503 after 2 calls", progress=True), RetryableError("503 after 1 call", progress=True)])
+    d.instance.fail = lambda chunk: next(failures, None)
+
+    async def run() -> None:
+        async with d.run():
+            await d.feed("a", T0, {"n": 1})
+            for calls in (2, 3, 4, 5):          # every wait is retry_wait (1 s): never 2, 4, ...
+                await wait_for(lambda calls=calls: d.instance.calls == calls - 1)
+                clock.advance(1)
+                d.instance.flusher.wake()
+            await wait_for(lambda: d.instance.written)
+        # four failures with retry_max_times 2: progress kept the chunk from the dead-letter directory
+        assert d.instance.flusher.dead_lettered == 0
+
+    asyncio.run(run())
+
+
 def test_exhausted_retries_move_only_that_chunk_to_dead_letter(tmp_path: Path) -> None:
     d = _driver("<buffer tag>\nflush_mode immediate\nretry_max_times 0\n</buffer>",
                 system=_system_with_root(tmp_path))

@@ -198,6 +198,7 @@ async def test_throttling_raises_slow_down_and_retry_resends_only_the_rest(cw_ou
     with pytest.raises(RetryableError) as info:
         await d.instance.write(chunk)
     assert info.value.slow_down is True
+    assert info.value.progress is True                # a call got through: the backoff starts again
     assert len(messages(cwl_proxy.endpoint, group)) == 10
     await d.instance.write(chunk)
     got = messages(cwl_proxy.endpoint, group)

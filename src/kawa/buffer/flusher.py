@@ -220,7 +220,7 @@ class Flusher:
         self.rollback_count += 1
         self.log.debug("taking back chunk for errors.", chunk=chunk.id)
         state = self.retries.get(chunk.id)
-        if state is None:
+        if state is None or (isinstance(exc, RetryableError) and exc.progress):
             state = self.retries[chunk.id] = retry_state_from(
                 self.settings, clock=self.clock, rand=self.rand, secondary=self.secondary is not None)
         else:

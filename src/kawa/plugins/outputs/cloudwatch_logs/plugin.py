@@ -213,11 +213,13 @@ class CloudwatchLogsOutput(BufferedOutput):
                 self._skip_leftovers(chunk, plans, progress)
             self._report_changes(plans)
             progress.reported = True
+        done_before = progress.done_total()
         failures = await delivery.send_all(plans, progress)
         if failures:
             throttled = any(f.slow_down for f in failures)
             text = "; ".join(dict.fromkeys(f.message for f in failures))
-            raise RetryableError(f"CloudWatch Logs: {text}", slow_down=throttled)
+            raise RetryableError(f"CloudWatch Logs: {text}", slow_down=throttled,
+                                 progress=progress.done_total() > done_before)
         self.progress.forget(chunk.id)
         if self.journal is not None:
             self._retire_when_committed(self.chunk_calls.pop(chunk.id, []), chunk)

@@ -83,6 +83,9 @@ class ChunkProgress:
     def done_count(self, dest: str) -> int:
         return sum(e - s for s, e in self.done.get(dest, ()))
 
+    def done_total(self) -> int:
+        return sum(e - s for ranges in self.done.values() for s, e in ranges)
+
     @property
     def empty(self) -> bool:
         return not any(self.done.values())
