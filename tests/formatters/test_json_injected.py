@@ -21,7 +21,7 @@ _SCALARS = (st.none() | st.booleans() | st.integers(min_value=-(2 ** 70), max_va
             | st.floats(allow_nan=True, allow_infinity=True)
             | st.sampled_from([1e16, 1e-5, -0.0, 0.0, 100.0, 1.5e300, 123456789.0])
             | st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=12)
-            | st.sampled_from(['{,"', '"time":', ",1e5", "\udcff", "e-0.0000"]))
+            | st.sampled_from(['{,"', '"time":', ",1e5", "\udcff", "e-0.0000", "},{", "}"]))
 _VALUES = st.recursive(_SCALARS, lambda inner: st.lists(inner, max_size=3)
                        | st.dictionaries(_KEYS, inner, max_size=3), max_leaves=6)
 _RECORDS = st.dictionaries(_KEYS | st.text(max_size=6), _VALUES, max_size=6)
@@ -91,3 +91,23 @@ def test_float_time_is_not_spliced() -> None:
     # Oj writes floats its own way (oj_float): the float time must stop the splice
     with pytest.raises(_CannotSplice):
         _spliced([(T, {"a": "b"})], _injector(time_key="t", time_type="float"))
+
+
+BRACE_RECORDS = [
+    [{"a": "x},{"}, {"b": "y"}],                      # values ending in braces
+    [{"a": [{"k": "v"}, {"k": "w"}]}, {"b": "y"}],    # records nested in a list
+    [{"a": 'q"},{"r'}, {"b": "y"}],                     # an escaped quote next to braces
+    [{"a": "1"}, {"b": "2"}, {"c": "3"}],
+]
+
+
+@pytest.mark.parametrize("records", BRACE_RECORDS)
+@pytest.mark.parametrize("times", [(T, T, T), (T, T + 10**9, T), (T + 2, T + 1, T)])
+@pytest.mark.parametrize("inject_settings", [STANDARD, INJECTORS[3]])
+def test_each_record_gets_the_tail_of_its_own_time(records: list, times: tuple, inject_settings: dict) -> None:
+    injector = _injector(**inject_settings)
+    events = list(zip(times, records))
+    out = _spliced(events, injector)
+    assert out is not None
+    formatter = FormatterDriver("json").instance
+    assert out == _reference(formatter, "app", events, injector)

@@ -7,6 +7,8 @@ orjson writes nearly everything the same way; the few float spellings and values
 from __future__ import annotations
 
 import re
+from itertools import repeat
+from operator import add, contains, getitem, itemgetter
 from typing import Any, Sequence
 
 import orjson
@@ -25,6 +27,9 @@ _ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\b
 _NEEDS_ESCAPE = re.compile('["\\\\\x00-\x1f]')
 # format_batch_injected keeps this many formatted time tails (one per distinct event time)
 _TAIL_CACHE_MAX = 4096
+_ALL_BUT_BRACE = slice(None, -1)       # a record's orjson text without its closing brace
+_EVENT_TIME = itemgetter(0)
+_EVENT_RECORD = itemgetter(1)
 
 
 def _escape_char(m: re.Match[str]) -> str:
@@ -133,12 +138,12 @@ def _no_suspect_numbers(data: bytes) -> bool:
                 and _SUSPECT.search(data) is not None)
 
 
-def _has_empty_or_any_key(events: Sequence[Event], keys: list[str]) -> bool:
-    """True when a record is empty (no brace to splice before) or already holds an injected key."""
-    first, *others = keys
-    if any([not r or first in r for _, r in events]):
+def _has_empty_or_any_key(records: list[Record], keys: list[str]) -> bool:
+    """True when a record is empty (no brace to splice before) or already holds an injected key
+    (C-level scans: no Python step per record)."""
+    if not all(records):
         return True
-    return any(any([key in r for _, r in events]) for key in others)
+    return any(any(map(contains, records, repeat(key))) for key in keys)
 
 
 class JsonFormatterOptions(Options):
@@ -192,7 +197,10 @@ class JsonFormatter(Formatter):
         """
         static, time_key, format_time = injector.added_keys(tag)
         keys = [*static, time_key] if time_key is not None else list(static)
-        if not keys or not events or _has_empty_or_any_key(events, keys):
+        if not keys or not events:
+            return None
+        records = list(map(_EVENT_RECORD, events))
+        if _has_empty_or_any_key(records, keys):
             return None
         head_parts = []
         for key, value in static.items():
@@ -201,33 +209,42 @@ class JsonFormatter(Formatter):
                 return None
             head_parts.append(b"," + orjson.dumps(key) + b":" + value_json)
         head = b"".join(head_parts)
-        newline = self.newline.encode()
-        dumps = orjson.dumps
+        close = b"}" + self.newline.encode()
+        # Each record's orjson text without its closing brace, then its tail (injected pairs, brace,
+        # newline); map keeps these per-record steps in C.
+        bodies = map(getitem, map(orjson.dumps, records), repeat(_ALL_BUT_BRACE))
         if time_key is None:
-            tail = head + b"}" + newline
-            data = b"".join([dumps(r)[:-1] + tail for _, r in events])
+            tail = head + close
+            data = tail.join(bodies) + tail
         else:
-            owner = (id(injector), tag)
-            if owner != self._tails_owner:
-                self._tails = {}
-                self._tails_owner = owner
-            tails = self._tails
-            if len(tails) > _TAIL_CACHE_MAX:
-                tails.clear()
-            time_head = head + b"," + orjson.dumps(time_key) + b":"
-            close = b"}" + newline
-
-            def new_tail(time_ns: int) -> bytes:
-                value_json = _plain_json(format_time(time_ns))
-                if value_json is None:
-                    raise _CannotSplice
-                tail = tails[time_ns] = time_head + value_json + close
-                return tail
-
-            get = tails.get
-            data = b"".join([dumps(r)[:-1] + (get(t) or new_tail(t)) for t, r in events])
+            times = list(map(_EVENT_TIME, events))
+            tail_of = self._time_tails(injector, tag, set(times), head + b"," + orjson.dumps(time_key) + b":",
+                                       close, format_time)
+            data = b"".join(map(add, bodies, map(tail_of.__getitem__, times)))
         # Oj spells orjson's output the same unless a number is suspect; with only string values
         # (most log records) one literal-prefix search shows there is none.
         if _NON_STRING_VALUE.search(data) is not None and not _no_suspect_numbers(data):
             return None
         return data
+
+    def _time_tails(self, injector: Any, tag: str, times: set[int], time_head: bytes, close: bytes,
+                    format_time: Any) -> dict[int, bytes]:
+        """The line tail (injected pairs, brace, newline) of each distinct event time, cached per time
+        for one (injector, tag) since busy logs repeat a time for many lines and batches."""
+        owner = (id(injector), tag)
+        if owner != self._tails_owner:
+            self._tails = {}
+            self._tails_owner = owner
+        tails = self._tails
+        if len(tails) > _TAIL_CACHE_MAX:
+            tails.clear()
+        out = {}
+        for time_ns in times:
+            tail = tails.get(time_ns)
+            if tail is None:
+                value_json = _plain_json(format_time(time_ns))
+                if value_json is None:
+                    raise _CannotSplice
+                tail = tails[time_ns] = time_head + value_json + close
+            out[time_ns] = tail
+        return out
