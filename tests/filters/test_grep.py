@@ -108,3 +108,27 @@ def test_invalid_utf8_kept_as_surrogates_is_matched_without_error() -> None:
     d = FilterDriver("grep", "exclude1 message ^bad")
     d.feed_batch("t", [(1, {"message": "bad \udcff byte"}), (2, {"message": "ok \udcff"})])
     assert [t for _, t, _ in d.filtered_events] == [2]
+
+
+@pytest.mark.parametrize("conf,literal", [
+    ("exclude1 path /healthcheck", "/healthcheck"),
+    ("<regexp>\nkey path\npattern /a\\.b/\n</regexp>", "a.b"),
+    ("<regexp>\nkey path\npattern /a.b/\n</regexp>", None),        # . is any character
+    ("<regexp>\nkey path\npattern /health/i\n</regexp>", None),     # case folding
+    ("<regexp>\nkey path\npattern /^health/\n</regexp>", None),     # anchored
+])
+def test_plain_literal_patterns_are_searched_as_text(conf: str, literal: str | None) -> None:
+    d = FilterDriver("grep", conf)
+    assert d.instance._single[3] == literal
+
+
+@pytest.mark.parametrize("is_exclude", [True, False])
+def test_literal_search_on_values_that_are_not_strings_uses_ruby_to_s(is_exclude: bool) -> None:
+    section = "exclude" if is_exclude else "regexp"
+    d = FilterDriver("grep", f"<{section}>\nkey v\npattern /1/\n</{section}>")
+    records = [{"v": "a1"}, {"v": ["a1"]}, {"v": {"k": 1}}, {"v": 1}, {"v": "b"}, {"v": ["x"]}, {}]
+    for i, record in enumerate(records):      # one batch each: no other value may send it the slow way
+        d.feed_batch("t", [(i, record), (-1, {"v": "zz"} if is_exclude else {"v": "z1"})])
+    matched = [0, 1, 2, 3]        # ["a1"].to_s is '["a1"]', {"k"=>1}.to_s holds 1, 1.to_s is "1"
+    expected = [i for i in range(len(records)) if (i in matched) != is_exclude]
+    assert [t for _, t, _ in d.filtered_events if t >= 0] == expected

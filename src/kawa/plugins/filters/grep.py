@@ -4,7 +4,8 @@
 
 from __future__ import annotations
 
-from itertools import compress
+import re
+from itertools import compress, repeat
 from operator import itemgetter, not_
 from typing import Any, Callable
 
@@ -53,13 +54,30 @@ def _grep_options() -> type[Options]:
     return type("Options", (Options,), ns)
 
 
+def _plain_literal(pattern: re.Pattern[str]) -> str | None:
+    """The text a pattern of plain characters only (no classes, anchors, repeats or case folding)
+    looks for: then `text in value` finds the same as `search`, without a match object per call."""
+    if pattern.flags & re.IGNORECASE:
+        return None
+    try:
+        from re import _constants as sre_const  # type: ignore[attr-defined]
+        from re import _parser as sre_parse  # type: ignore[attr-defined]
+        parsed = sre_parse.parse(pattern.pattern, pattern.flags)
+    except Exception:   # parser internals changed: keep the regexp search
+        return None
+    if not len(parsed) or any(op is not sre_const.LITERAL for op, _ in parsed):
+        return None
+    return "".join(chr(code) for _, code in parsed)
+
+
 class _Expression:
     """One key + regexp; `matches(record)` is Fluentd's `pattern.match(key.call(record).to_s)`."""
 
-    __slots__ = ("accessor", "search")
+    __slots__ = ("accessor", "pattern", "search")
 
     def __init__(self, key: str, pattern: Any) -> None:
         self.accessor = RecordAccessor(key)
+        self.pattern = pattern
         self.search = pattern.search
 
     def matcher(self) -> Matcher:
@@ -150,24 +168,27 @@ class GrepFilter(Filter):
 
         return keep
 
-    def _single_expression(self) -> tuple[str, Any, bool] | None:
-        """(key, search, is_exclude) when the whole filter is one condition on a top-level key."""
+    def _single_expression(self) -> tuple[str, Any, bool, str | None] | None:
+        """(key, search, is_exclude, plain literal or None) when the whole filter is one condition on
+        a top-level key."""
         groups = [(self._regexp_and, False), (self._regexp_or, False),
                   (self._exclude_and, True), (self._exclude_or, True)]
         exprs = [(e, excl) for lst, excl in groups for e in lst]
         if len(exprs) != 1 or exprs[0][0].accessor.nested:
             return None
         expr, is_exclude = exprs[0]
-        return str(expr.accessor.key), expr.search, is_exclude
+        return str(expr.accessor.key), expr.search, is_exclude, _plain_literal(expr.pattern)
 
     def filter_batch(self, tag: str, events: list[Event]) -> list[Event]:
         single = self._single
         if single is not None:
             # The common case (`exclude1 path /healthcheck`): one search per event, all in C while
             # every record holds the key as a string; else Ruby's to_s per value below.
-            key, search, is_exclude = single
+            key, search, is_exclude, literal = single
             try:
-                found = map(search, map(itemgetter(key), map(_RECORD, events)))
+                values = map(itemgetter(key), map(_RECORD, events))
+                # str.__contains__ raises TypeError for a value that is not a str, as search does
+                found = map(search, values) if literal is None else map(str.__contains__, values, repeat(literal))
                 return list(compress(events, map(not_, found) if is_exclude else found))
             except (KeyError, TypeError):
                 pass
