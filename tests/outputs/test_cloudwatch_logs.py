@@ -173,6 +173,22 @@ async def test_out_of_window_events_routed_to_error_before_sending(cw_output, cw
 
 
 @arun
+async def test_messages_built_at_emit_and_error_records_come_back_from_them(cw_output, cwl_proxy, make_stream):
+    group, stream = make_stream()
+    d = cw_output(conf(group, extra="message_keys msg"))
+    assert d.instance.prebuild           # no record-dependent names: the chunk holds the message texts
+    now = now_ns()
+    events = [(now - 15 * DAY_NS, {"msg": "too old", "x": 1}), (now - NS, {"msg": "fine", "x": 2})]
+    chunk = await one_chunk(d, "app", events)
+    assert b"too old" in chunk.read() and b'"x"' not in chunk.read()
+    await d.instance.write(chunk)
+    assert messages(cwl_proxy.endpoint, group) == ["fine"]
+    assert [r for _, _, r, _ in d.error_events] == [{"message": "too old"}]   # message_keys: the text only
+    keyed = cw_output(f"log_group_name {group}\nlog_stream_name_key s\n")
+    assert not keyed.instance.prebuild    # names from the record: messages are built when writing
+
+
+@arun
 async def test_rejected_log_events_info_routed_to_error(cw_output, cwl_proxy, clock, make_stream):
     group, stream = make_stream(retention_days=1)
     d = cw_output(conf(group, extra="out_of_window_policy send"))
