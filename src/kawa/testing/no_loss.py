@@ -174,14 +174,38 @@ def wait_until(cond: Any, timeout: float, what: str, proc: Kawa | None = None) -
         time.sleep(0.1)
 
 
-def configure(root: Path, endpoint: str, buffer: str) -> tuple[Path, Path, Path]:
+def configure(root: Path, endpoint: str, buffer: str, seed_config: Path | None = None) -> tuple[Path, Path, Path]:
     log, pos = root / "access.log", root / "state" / "access.pos"
     (root / "state").mkdir(parents=True, exist_ok=True)
     log.touch()
-    buf = (f"@type file\n    path {root / 'state' / 'buffer'}" if buffer == "file" else "@type memory")
     conf = root / "fluent.conf"
+    if seed_config is not None:
+        conf.write_text(adjust_seed(seed_config.read_text(), log, pos, endpoint))
+        return conf, log, pos
+    buf = (f"@type file\n    path {root / 'state' / 'buffer'}" if buffer == "file" else "@type memory")
     conf.write_text(CONF.format(log=log, pos=pos, endpoint=endpoint, group=GROUP, stream=STREAM, buffer=buf))
     return conf, log, pos
+
+
+def adjust_seed(text: str, log: Path, pos: Path, endpoint: str) -> str:
+    """The seed's fluent.conf with only its paths, names and the local endpoint changed (its buffer,
+    flush and retry settings stay Fluentd's defaults: a memory buffer)."""
+    out = []
+    for line in text.splitlines():
+        key = line.strip().split(" ", 1)[0]
+        indent = line[: len(line) - len(line.lstrip())]
+        if key == "path":
+            line = f"{indent}path {log}"
+        elif key == "pos_file":
+            line = f"{indent}pos_file {pos}"
+        elif key == "log_group_name":
+            line = f"{indent}log_group_name {GROUP}"
+        elif key == "log_stream_name":
+            line = f"{indent}log_stream_name {STREAM}"
+        elif key == "auto_create_stream":
+            line += f"\n{indent}endpoint {endpoint}\n{indent}region us-east-1"
+        out.append(line)
+    return "\n".join(out) + "\n"
 
 
 def position(pos: Path) -> int:
@@ -229,12 +253,14 @@ def hold_next_call(cloudwatch: StrictCloudWatchProxy, timeout: float = 20.0) -> 
 
 def run(root: Path, *, lines: int, kills: int, buffer: str, outage: float, seed: int = 1,
         write_seconds: float | None = None, failure_fraction: float = 0.05,
-        inflight_kills: int | None = None, failures_throughout: bool = False) -> Figures:
+        inflight_kills: int | None = None, failures_throughout: bool = False,
+        seed_config: Path | None = None) -> Figures:
     """Write `lines` while killing kawa `kills` times at random moments, with an output outage of
     `outage` seconds in the middle and `failure_fraction` of calls failing; then drain and count.
     `inflight_kills` of the kills (default: every other one) wait for a PutLogEvents call to be in
     flight, held by the proxy that stores it after the kill: the lost-answer case. The random failures
-    stop when the writer is done, unless `failures_throughout` (then they last until every line is in)."""
+    stop when the writer is done, unless `failures_throughout` (then they last until every line is in).
+    `seed_config`: run that fluent.conf (the seed's) with only paths, names and endpoint adjusted."""
     rng = random.Random(seed)
     figures = Figures(buffer)
     t0 = time.monotonic()
@@ -243,7 +269,7 @@ def run(root: Path, *, lines: int, kills: int, buffer: str, outage: float, seed:
     figures.sent = len(want)
     write_seconds = write_seconds if write_seconds is not None else max(10.0, lines / 20000)
     with MotoServer() as moto, StrictCloudWatchProxy(moto.endpoint) as cloudwatch:
-        conf, log, _pos = configure(root, cloudwatch.endpoint, buffer)
+        conf, log, _pos = configure(root, cloudwatch.endpoint, buffer, seed_config)
         env = fake_aws_env({k: v for k, v in os.environ.items() if not k.startswith("AWS_")})
         kawa = Kawa(conf, root / "kawa.log", env)
         cloudwatch.faults.random_failures(failure_fraction, seed=seed, kinds=("throttle", "unavailable"))
