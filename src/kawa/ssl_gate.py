@@ -18,6 +18,19 @@ def defer() -> None:
         sys.modules["ssl"] = None  # type: ignore[assignment]
 
 
+# Standard modules that check for ssl when imported and then lack their TLS parts (http.client without
+# HTTPSConnection): imported while ssl was deferred (by monitor_agent, prometheus, ...), they are
+# loaded again once it is allowed.
+_CHECK_AT_IMPORT = ("http.client", "urllib.request")
+
+
 def allow() -> None:
     if "ssl" in sys.modules and sys.modules["ssl"] is None:
         del sys.modules["ssl"]
+        import importlib
+        import ssl  # noqa: F401  (now, so that the reloads below see it)
+
+        for name in _CHECK_AT_IMPORT:
+            module = sys.modules.get(name)
+            if module is not None:
+                importlib.reload(module)

@@ -102,7 +102,12 @@ class TailInput(Input):
         max_line_size = option(None, "size", doc="Longer lines are skipped with a warning.")
         # kawa's own: after a change notification, wait this long for more writes before reading,
         # so a writer that writes one line per syscall costs one wake-up per batch, not per line.
-        notify_coalesce_interval = option(0.05, "time", doc="kawa: batch change notifications (s).")
+        # kawa's own: after a change notification, wait this long so that one read takes the lines of
+        # many writes (nginx writes each line on its own). Each read costs a fixed ~3 ms with a file
+        # buffer (chunk files, fsync, out_file write, unlink): at 1,000 lines/s, 0.05 s cost 7.6 % of
+        # a core, 0.25 s 2.6 %, 0.5 s 2.0 % (/tmp measurement, this machine). 0 reads at once.
+        notify_coalesce_interval = option(0.5, "time", doc="kawa: gather change notifications this long "
+                                          "before reading (s); 0 reads at once.")
         # kawa's own: open descriptors kept at most; idle, fully read files beyond it are closed.
         max_open_files = option(256, "integer", doc="kawa: open file descriptors kept at most.")
         parse = section(plugin_kind="parser", required=True, doc="The parser of the lines.")
