@@ -313,8 +313,17 @@ def run(root: Path, *, lines: int, kills: int, buffer: str, outage: float, seed:
             cloudwatch.faults.clear()
         writer.join()
         # drain: everything written is in CloudWatch (the proxy counts what it stored)
-        wait_until(lambda: drained(root, log, _pos) and cloudwatch.stats().events_accepted >= figures.sent,
-                   120 + lines / 5000, "every line read, settled and in CloudWatch", kawa)
+        # moto stores ~4,000 events/s through the proxy; injected failures and backoff slow it more
+        try:
+            wait_until(lambda: drained(root, log, _pos) and cloudwatch.stats().events_accepted >= figures.sent,
+                       120 + lines / (2000 if failures_throughout else 5000),
+                       "every line read, settled and in CloudWatch", kawa)
+        except AssertionError as exc:
+            stats = cloudwatch.stats()
+            raise AssertionError(f"{exc}: {stats.events_accepted} of {figures.sent} events stored, "
+                                 f"pos {position(_pos)} of {log.stat().st_size} bytes, calls {dict(stats.calls)}, "
+                                 f"faults {dict(stats.faults)}; kawa's log:\n"
+                                 + kawa.log.read_text(errors="replace")[-3000:]) from None
         cloudwatch.faults.clear()
         rc, _took = kawa.term(60)
         assert rc == 0, kawa.log.read_text()[-4000:]
