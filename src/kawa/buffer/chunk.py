@@ -133,6 +133,10 @@ class Chunk:
         """The data, decompressed: the formatted text, or the msgpack stream of events."""
         return self._raw()
 
+    def read_pieces(self) -> Iterable[bytes]:
+        """`read()` in pieces, without joining them into one copy (outputs that parse a stream)."""
+        return self._plain_pieces()
+
     def events(self) -> Iterator[Event]:
         """(time_ns, record) of every event; only for standard (not formatted) chunks."""
         if self.formatted:

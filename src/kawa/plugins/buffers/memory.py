@@ -35,7 +35,7 @@ class MemoryChunk(Chunk):
 
     def _plain_pieces(self) -> Iterable[bytes]:
         if not self.compressed:
-            return (self._raw(),)
+            return tuple(self._pieces)         # no joined copy of the whole chunk
         return (decompress(piece) for piece in list(self._pieces))
 
     def purge(self) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import time
+from operator import itemgetter
 from typing import Any
 
 from kawa import delivery
@@ -349,7 +350,9 @@ class TailInput(Input):
         """Missing times, unmatched / invalid / incomplete lines (Fluentd's log lines), path_key."""
         o = self.options
         now = self.ctx.clock()
-        events = [(t if t is not None else now, r) for t, r in parsed]
+        # parsers give None for a missing time (rare): rebuild the tuples only then
+        events = [(t if t is not None else now, r) for t, r in parsed] \
+            if None in map(itemgetter(0), parsed) else parsed
         for failure in failures:
             if failure.kind == "invalid":
                 follower.counters.invalid += 1

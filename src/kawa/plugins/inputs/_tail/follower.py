@@ -28,7 +28,7 @@ RETRY_INTERVAL = 1.0
 # buffers hold). Counted in bytes, not emits: many tiny emits (one line per write) must not stall
 # the file until a 60 s flush_interval. Kept well above memory chunk_limit_size (8 MiB) so chunks
 # fill and flush by size during a burst.
-MAX_UNSETTLED_BYTES = 32 * 1024 * 1024
+MAX_UNSETTLED_BYTES = 16 * 1024 * 1024
 MAX_UNSETTLED = 100_000        # emits; a safety bound on the queue itself
 
 

@@ -173,7 +173,7 @@ class CloudwatchLogsOutput(BufferedOutput):
                 yield tag, t, r
             return
         # fed in slices: a gzip chunk (compress gzip) can be bigger decompressed than one feed allows
-        for item in iter_frames((chunk.read(),)):
+        for item in iter_frames(chunk.read_pieces()):
             if len(item) == 3:
                 yield item[0], item[1], item[2]
             else:
