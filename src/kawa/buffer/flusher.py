@@ -153,9 +153,11 @@ class Flusher:
             if chunk is None:
                 # Nothing queued: sleep until a chunk is queued (buffer.on_change wakes us), not every
                 # flush_thread_interval as Fluentd's threads poll - an idle sidecar wakes less often.
+                # chunks still fsyncing are left out: their emit wakes us once the sync is done
+                waiting = [c for c in self.buffer.queue if not c.syncing]
                 wait = interval if self.buffer.queue else IDLE_WAIT
-                if self.buffer.queue:
-                    soonest = min(self._next_time(c) for c in self.buffer.queue)
+                if waiting:
+                    soonest = min(self._next_time(c) for c in waiting)
                     wait = max(0.001, min(interval, soonest - self.clock() / NS_PER_SEC))
                 await self._wait(self._wake, wait)
                 continue
