@@ -125,15 +125,19 @@ class Follower:
 
     # -- reading ------------------------------------------------------------------------------
 
-    async def pump(self, host: "TailInput", now: float, max_batches: int = 8) -> bool:
+    async def pump(self, host: "TailInput", now: float, max_batches: int = 8, *, statted: bool = False) -> bool:
         """Offer a refused batch again, then read and emit up to `max_batches` batches.
 
         Returns True when there is more to read right away (the caller comes back soon).
+        `statted`: the caller just refreshed `last_size` (a stat), so an unchanged size means nothing
+        to read: the idle 1 s watch timer then costs that stat alone, not a read as well.
         """
         if self.pending is not None:
             if now < self.retry_at or not await self._emit(host, self.pending.events, now, self.pending.end_pos):
                 return False
             self.pending = None
+        if statted and self.reader is not None and not self.draining and self.last_size == self.reader.read_offset:
+            return False
         if self.fd is None:
             # Closed by the descriptor budget: reopen only when the file grew (the caller's stat
             # refreshed last_size), so idle files cost one stat, not an open/read/close.

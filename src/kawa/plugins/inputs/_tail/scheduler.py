@@ -232,14 +232,17 @@ class TailScheduler:
 
     async def _service(self, now: float) -> None:
         dirty, self.dirty = self.dirty, set()
+        statted: set[int] = set()
         for f in list(self.tails.values()):
             due = id(f) in dirty or (f.pending is not None and now >= f.retry_at)
             if due and self.tails.get(f.path) is f:
                 await self._check_rotation(f, now)
+                if self.tails.get(f.path) is f:
+                    statted.add(id(f))
         for f in self.all_followers():
             due = id(f) in dirty or (f.pending is not None and now >= f.retry_at)
             if due:
-                if await f.pump(self.host, now):
+                if await f.pump(self.host, now, statted=id(f) in statted):
                     self.dirty.add(id(f))           # more to read: come back after others had a turn
                 await asyncio.sleep(0)
             flush = self.o.multiline_flush_interval
