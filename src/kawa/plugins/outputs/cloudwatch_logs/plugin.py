@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterator
 
@@ -19,15 +18,15 @@ from kawa.engine.registry import register
 from kawa.errors import ConfigError, RetryableError
 from kawa.event import Event
 from kawa.plugins.inject import Injector
-from kawa import delivery
-from kawa.plugins.outputs.cloudwatch_logs import batcher, verify
-from kawa.plugins.outputs.cloudwatch_logs.journal import Entry, Leftovers, SentJournal, digest, expire_at, leftovers_of
+from kawa.plugins.outputs.cloudwatch_logs import batcher
+from kawa.plugins.outputs.cloudwatch_logs.journal import SentJournal
 from kawa.plugins.outputs.cloudwatch_logs.sender import Delivery
 from kawa.plugins.outputs.cloudwatch_logs.messages import (
     NS_PER_MS, ChunkRecords, MessageBuilder, Plan, plan_destination)
 from kawa.plugins.outputs.cloudwatch_logs.names import BoundedCache, Destinations, NameFixer
 from kawa.plugins.outputs.cloudwatch_logs.options import RETENTION_DAYS, CloudwatchLogsOptions
 from kawa.plugins.outputs.cloudwatch_logs.progress import ProgressStore
+from kawa.plugins.outputs.cloudwatch_logs.resume import JournalKeeper
 
 # Ruby plugin configure(): exactly one source for each name (presence in the config counts).
 GROUP_SOURCES = ("log_group_name", "use_tag_as_group", "log_group_name_key")
@@ -115,12 +114,7 @@ class CloudwatchLogsOutput(BufferedOutput):
         self._packer = msgpack.Packer(unicode_errors="surrogateescape", default=str)
         self.delivery: Delivery | None = None
         self._executor: ThreadPoolExecutor | None = None
-        # sent journal (memory buffers): see journal.py
-        self.journal: SentJournal | None = None
-        self._journal_restart: list[Entry] | None = None      # the previous process's entries, unchecked
-        self.leftovers: Leftovers | None = None
-        self._leftover_tickets: list[Any] = []                  # tickets of chunks that dropped leftovers
-        self.chunk_calls: dict[str, list[int]] = {}             # chunk id -> journal ids of its sent calls
+        self.resume = JournalKeeper(self)       # memory buffers across kill -9 (resume.py, journal.py)
 
     # -- buffer side ----------------------------------------------------------------------------
     def _progress_dir(self) -> str | None:
@@ -180,39 +174,15 @@ class CloudwatchLogsOutput(BufferedOutput):
                 yield chunk.metadata.tag or "", item[0], item[1]
 
     # -- lifecycle ------------------------------------------------------------------------------
-    def _journal_path(self) -> str | None:
-        o = self.options
-        if o.sent_journal_path:
-            return str(o.sent_journal_path)
-        name = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in self.plugin_id)
-        root = getattr(self.ctx.system, "root_dir", None)
-        if root:
-            return os.path.join(root, f"worker{self.ctx.worker_id}", name, "cloudwatch_logs.journal")
-        dirs = delivery.state_dirs()
-        if dirs:
-            return os.path.join(dirs[0], f".kawa-cloudwatch_logs.{name}.worker{self.ctx.worker_id}.journal")
-        return None
-
     async def start(self) -> None:
         await super().start()
         self.progress.prune(c.id for c in self.buffer.chunks())
         if not self.buffer.persistent and self.options.sent_journal and not self.ctx.dry_run:
-            path = self._journal_path()
-            if path is None:
-                self.log.debug("no sent journal: no root_dir and no tail pos_file (nothing is read twice)")
-            else:
-                self.journal = SentJournal(path, warn=self.log.warn)
-                try:
-                    self._journal_restart = await asyncio.to_thread(self.journal.open) or None
-                except OSError as exc:
-                    self.log.warn("sent journal unavailable; a restart after kill -9 may send re-read lines "
-                                  "twice", path=path, error=str(exc))
-                    self.journal = None
+            await self.resume.open()
 
     async def stop(self) -> None:
         await super().stop()
-        if self.journal is not None:
-            self.journal.close()
+        self.resume.close()
         if self.delivery is not None:
             self.delivery.close()
         if self._executor is not None:
@@ -240,10 +210,7 @@ class CloudwatchLogsOutput(BufferedOutput):
         if missing:
             self._route_missing(progress, missing)
         if not progress.reported:
-            if self._journal_restart is not None:
-                await self._check_leftovers(delivery)
-            if self.leftovers is not None:
-                self._skip_leftovers(chunk, plans, progress)
+            await self.resume.before_first_send(delivery, chunk, plans, progress)
             self._report_changes(plans)
             progress.reported = True
         done_before = progress.done_total()
@@ -254,85 +221,15 @@ class CloudwatchLogsOutput(BufferedOutput):
             raise RetryableError(f"CloudWatch Logs: {text}", slow_down=throttled,
                                  progress=progress.done_total() > done_before)
         self.progress.forget(chunk.id)
-        if self.journal is not None:
-            self._retire_when_committed(self.chunk_calls.pop(chunk.id, []), chunk)
+        self.resume.chunk_written(chunk)
 
-    # -- sent journal (memory buffers) ----------------------------------------------------------
+    @property
+    def journal(self) -> SentJournal | None:
+        """The sent journal the sender writes to (memory buffers with a place to keep it), or None."""
+        return self.resume.journal
+
     def note_call(self, chunk_id: str, jid: int) -> None:
-        """A call of this chunk is stored in CloudWatch Logs (journal id `jid`)."""
-        self.chunk_calls.setdefault(chunk_id, []).append(jid)
-
-    def _retire_when_committed(self, jids: list[int], chunk: Any) -> None:
-        """Forget the calls once every input that emitted the chunk's events checkpointed past them."""
-        if not jids:
-            return
-        tickets = _source_tickets(chunk)
-        journal = self.journal
-        assert journal is not None
-        _when_all_committed(tickets, lambda: journal.forget(jids))
-
-    async def _check_leftovers(self, delivery: Delivery) -> None:
-        """First write since start: what the previous process sent (or had in flight) may come back."""
-        entries, self._journal_restart = self._journal_restart or [], None
-        journal = self.journal
-        assert journal is not None
-        if any(e.state != "ok" for e in entries):
-            await asyncio.sleep(verify.SETTLE_SECONDS)   # a cut-off call may still be processed by AWS
-
-        def stored(entry: Entry) -> bool | None:
-            outcome = verify.check_digests(delivery.client, entry.group, entry.stream, entry.digests(), digest)
-            if outcome.stored is None:
-                self.log.warn(f"could not tell whether CloudWatch Logs stored a PutLogEvents call cut off by the "
-                              f"last stop ({outcome.reason}); its events are sent again: up to "
-                              f"{len(entry.stamps) // 8} may be duplicated", group=entry.group, stream=entry.stream)
-            elif outcome.stored:
-                self.counters["inflight_found"] += 1
-                self.counters["inflight_found_events"] += len(entry.stamps) // 8
-                self.log.info("a PutLogEvents call whose answer was lost is stored in CloudWatch Logs; its events "
-                              "are not sent again", group=entry.group, stream=entry.stream,
-                              events=len(entry.stamps) // 8)
-            else:
-                self.counters["inflight_missing"] += 1
-                self.log.info("a PutLogEvents call whose answer was lost is not in CloudWatch Logs; its events are "
-                              "sent again", group=entry.group, stream=entry.stream, events=len(entry.stamps) // 8)
-            return outcome.stored
-
-        left, gone, unknown = await asyncio.to_thread(leftovers_of, entries, stored)
-        self.counters["inflight_unverified_events"] += unknown
-        await asyncio.to_thread(journal.forget, gone)
-        if left.empty:
-            await asyncio.to_thread(journal.forget, left.entries)
-            return
-        left.expires = expire_at()
-        self.leftovers = left
-        self.log.info("sent journal: events CloudWatch Logs got before the last stop will not be sent again "
-                      "when read again", events=sum(sum(c.values()) for c in left.by_dest.values()))
-
-    def _skip_leftovers(self, chunk: Any, plans: list[Plan], progress: Any) -> None:
-        """Mark the chunk's events already sent before the restart as done (first plan of the chunk)."""
-        left = self.leftovers
-        assert left is not None
-        for plan in plans:
-            hits = left.take(plan.group, plan.stream, plan.pieces)
-            for pos in hits:
-                progress.mark(plan.key, pos, pos + 1)
-            self.counters["resent_skipped"] += len(hits)
-            if hits:
-                self._leftover_tickets.extend(_source_tickets(chunk))
-        expired = left.expires is not None and time.monotonic() > left.expires
-        if left.empty or expired:
-            if expired:
-                n = sum(sum(c.values()) for c in left.by_dest.values())
-                self.counters["leftovers_expired"] += n
-                self.log.info("sent journal: events sent before the last stop did not come back; forgotten",
-                              events=n)
-            self.leftovers = None
-            journal, ids = self.journal, left.entries
-            tickets, self._leftover_tickets = self._leftover_tickets, []
-            if journal is not None:
-                # the chunks that dropped them must be committed first (a second kill before that:
-                # the next start needs these entries again)
-                _when_all_committed(tickets, lambda: journal.forget(ids))
+        self.resume.note_call(chunk_id, jid)
 
     def _plan_chunk(self, chunk: Any) -> tuple[list[Plan], list[tuple[int, str, int, Any, str]]]:
         """Group records by destination, build messages, sort and batch (runs in a worker thread)."""
@@ -445,29 +342,6 @@ def _record_of_message(message: str) -> dict[str, Any]:
     except orjson.JSONDecodeError:
         return {"message": message}
     return record if isinstance(record, dict) else {"message": message}
-
-
-def _source_tickets(chunk: Any) -> list[Any]:
-    """Delivery tickets of the inputs that can emit the chunk's events again after a restart (tail)."""
-    tickets = {id(a.ticket): a.ticket for a in getattr(chunk, "acks", ())
-               if getattr(a, "ticket", None) is not None and a.ticket.checkpoint is not None}
-    return list(tickets.values())
-
-
-def _when_all_committed(tickets: list[Any], then: Callable[[], None]) -> None:
-    pending = [t.committed for t in tickets if not t.committed.done()]
-    if not pending:
-        then()
-        return
-    left = [len(pending)]
-
-    def one_done(_fut: Any) -> None:
-        left[0] -= 1
-        if left[0] == 0:
-            then()
-
-    for fut in pending:
-        fut.add_done_callback(one_done)
 
 
 def _with(options: Any, **changes: Any) -> Any:
