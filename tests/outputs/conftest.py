@@ -23,6 +23,15 @@ class FakeClock:
         return time.time() + self.offset
 
 
+@pytest.fixture(autouse=True)
+def _quick_absent_rechecks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In-process tests look again at an absent call after 0.05 s, not 2 + 4 s (the real processes
+    of tests/e2e keep verify.ABSENT_RECHECKS)."""
+    from kawa.plugins.outputs.cloudwatch_logs import verify
+
+    monkeypatch.setattr(verify, "ABSENT_RECHECKS", (0.05,))
+
+
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[MotoServer]:
     # Session scope: the process takes about a second to start.

@@ -158,6 +158,7 @@ async def test_restart_skips_what_was_sent_before_and_forgets_once_committed(cw_
 @arun
 async def test_call_cut_off_by_the_kill_is_read_back(cw_output, cwl_proxy, logs, tmp_path, monkeypatch):
     monkeypatch.setattr(verify, "SETTLE_SECONDS", 0.0)
+    monkeypatch.setattr(verify, "ABSENT_RECHECKS", (0.0,))
     group = f"/kawa/test/{uuid.uuid4().hex[:12]}"
     logs.create_log_group(logGroupName=group)
     logs.create_log_stream(logGroupName=group, logStreamName="s")

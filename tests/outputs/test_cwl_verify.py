@@ -227,3 +227,19 @@ def test_inflight_record_survives_in_the_progress_file_and_matches_only_its_batc
     assert not verify.matches(record, [(1, "a"), (2, "b"), (3, "x"), (4, "d")])
     assert not verify.matches(record, pieces[:2])
     assert not again.bind("g\0s", 5) and "g\0s" not in again.inflight   # layout changed: resend
+
+
+def test_absent_is_looked_at_again_before_resending():
+    """A cut-off call stored late (a loaded service) must not read as absent: that would double it."""
+    batch = [(1, "a"), (2, "b")]
+    logs = ScriptedLogs([])
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        logs.events = list(batch)          # stored while we waited
+
+    assert verify.check_stored(logs, "g", "s", batch, [], sleep=sleep).stored is True
+    assert waits == [verify.ABSENT_RECHECKS[0]]
+    never = verify.check_stored(ScriptedLogs([]), "g", "s", batch, [], sleep=waits.append)
+    assert never.stored is False and waits[1:] == list(verify.ABSENT_RECHECKS)

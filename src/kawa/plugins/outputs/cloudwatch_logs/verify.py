@@ -38,6 +38,9 @@ RETRY_WAITS = (0.5, 1.0, 2.0)
 # A call whose answer was lost may still be processed by AWS for a moment after the connection died;
 # read back no sooner than this after the outcome became unknown (the loss, or the restart).
 SETTLE_SECONDS = 2.0
+# Seen absent: look again after these waits before resending (the CI fault suite once doubled a call
+# its proxy stored later than SETTLE_SECONDS under load).
+ABSENT_RECHECKS = (2.0, 4.0)
 
 
 def message_digest(message: str) -> str:
@@ -106,15 +109,30 @@ def check_stored(client: Any, group: str, stream: str, batch: list[LogEvent], ot
                  *, sleep: Callable[[float], None] = time.sleep) -> Outcome:
     """Blocking (worker thread): is `batch` in the stream? `others` = events of the same chunk and
     stream already accepted whose timestamps fall in the batch's range (they are expected there too)."""
-    return _count_in_stream(client, group, stream, Counter(batch), others, batch[0][0], batch[-1][0],
-                            lambda ts, message: (ts, message), sleep)
+    others = list(others)
+    return _settled(lambda: _count_in_stream(client, group, stream, Counter(batch), others, batch[0][0],
+                                             batch[-1][0], lambda ts, message: (ts, message), sleep), sleep)
 
 
 def check_digests(client: Any, group: str, stream: str, digests: list[Any], digest_of: Callable[[int, str], Any],
                   *, sleep: Callable[[float], None] = time.sleep) -> Outcome:
     """`check_stored` for a call known only by its events' digests (cloudwatch_logs' journal)."""
     stamps = [d[0] for d in digests]
-    return _count_in_stream(client, group, stream, Counter(digests), (), min(stamps), max(stamps), digest_of, sleep)
+    return _settled(lambda: _count_in_stream(client, group, stream, Counter(digests), (), min(stamps), max(stamps),
+                                             digest_of, sleep), sleep)
+
+
+def _settled(check: Callable[[], Outcome], sleep: Callable[[float], None]) -> Outcome:
+    """Absent is only believed after looking again: a call cut off mid-flight may be stored a few
+    seconds late (a loaded service; GetLogEvents may lag), and resending it then doubles it. Present
+    or unknown answers are final."""
+    outcome = check()
+    for wait in ABSENT_RECHECKS:
+        if outcome.stored is not False:
+            break
+        sleep(wait)
+        outcome = check()
+    return outcome
 
 
 def _count_in_stream(client: Any, group: str, stream: str, wanted: Counter[Any], others: Iterable[Any],
