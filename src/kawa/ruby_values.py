@@ -71,17 +71,11 @@ def ruby_to_s(value: Any) -> str:
         return value
     if value is None:
         return ""
-    if value is True:
-        return "true"
-    if value is False:
-        return "false"
-    if isinstance(value, float):
-        return ruby_float_to_s(value)
-    if isinstance(value, int):
+    if type(value) is int:              # the common non-string case, kept off the longer path
         return str(value)
     if isinstance(value, bytes):
         return value.decode("utf-8", "surrogateescape")
-    return ruby_inspect_value(value)
+    return ruby_inspect_value(value)    # true/false, floats, containers: to_s is their inspect form
 
 
 class Bare:

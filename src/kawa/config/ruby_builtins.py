@@ -8,6 +8,8 @@ import ipaddress
 import os
 import re
 
+from kawa.ruby_values import ruby_to_s
+
 
 class Unsupported(Exception):
     """The expression uses Ruby beyond the subset kawa evaluates; the message names the form."""
@@ -58,13 +60,7 @@ _SEPARATOR = "/"
 
 def to_s(value: RubyValue) -> str:
     """Ruby's `"#{value}"`: nil is empty, booleans are true/false."""
-    if value is None:
-        return ""
-    if value is True:
-        return "true"
-    if value is False:
-        return "false"
-    return str(value)
+    return ruby_to_s(value)
 
 
 def class_name(value: RubyValue) -> str:
