@@ -86,3 +86,50 @@ def test_regexp_bad_input_never_raises() -> None:
     d = ParserDriver("nginx", "")
     events, failures = d.instance.parse_batch(["", "\x00\xff", "a" * 100_000, "\udcff"])
     assert events == [] and len(failures) == 4
+
+
+SEED_REGEXP = ('expression /^(?<remote>[^ ]*) (?<host>[^ ]*) (?<user>[^ ]*) \\[(?<time>[^\\]]*)\\] "(?<method>\\S+)'
+               '(?: +(?<path>[^ ]*) +\\S*)?" (?<code>[^ ]*) (?<size>[^ ]*)(?: "(?<referer>[^\\"]*)" '
+               '"(?<agent>[^\\"]*)" "(?<forwarder>[^\\"]*)")?/\ntime_format %d/%b/%Y:%H:%M:%S %z')
+SEED_LINES = [
+    '10.0.0.1 - - [10/Jul/2019:08:50:51 +0000] "GET /a HTTP/1.1" 200 3 "-" "curl/8" "-"',
+    '10.0.0.2 - bob [10/Jul/2019:08:50:52 +0900] "POST /b HTTP/1.1" 500 0 "http://r/" "Mozilla" "1.2.3.4"',
+    '10.0.0.3 - - [10/Jul/2019:08:50:51 +0000] "-" 400 0',          # optional groups unset
+    '10.0.0.4 - - [10/Jul/2019:08:50:53 +0000] "GET /c HTTP/1.1" 200 3 "" "" ""',   # set, empty
+]
+
+
+def test_regexp_whole_batch_equals_line_by_line() -> None:
+    """A failing line in the batch changes nothing for the others (optional groups unset vs empty)."""
+    d = ParserDriver("regexp", SEED_REGEXP)
+    batch, failures = d.instance.parse_batch(SEED_LINES)
+    assert failures == []
+    mixed, mixed_failures = d.instance.parse_batch(SEED_LINES + ["not an access log line"])
+    assert [f.kind for f in mixed_failures] == ["unmatched"]
+    assert batch == mixed
+    assert "path" not in batch[2][1] and "referer" not in batch[2][1]
+    assert batch[3][1]["referer"] == "" and "time" not in batch[0][1]
+    assert batch[1][0] == 1562716252 * 10**9
+
+
+def test_regexp_invalid_time_in_a_matched_batch_fails_only_that_line_in_order() -> None:
+    d = ParserDriver("regexp", "expression /^(?<time>[^ ]+) (?<msg>.*)$/\ntime_format %Y-%m-%dT%H:%M:%S%z\n"
+                               "keep_time_key true")
+    events, failures = d.instance.parse_batch(["2019-07-10T08:22:00+0000 a", "yesterday b", "tomorrow c",
+                                               "2019-07-10T08:22:00+0000 d"])
+    assert [r["msg"] for _, r in events] == ["a", "d"]
+    assert events[0] == (T_2019_07_10_082200, {"time": "2019-07-10T08:22:00+0000", "msg": "a"})
+    assert [f.text for f in failures] == ["yesterday b", "tomorrow c"]
+    assert all(f.kind == "invalid" for f in failures)
+
+
+def test_regexp_types_apply_to_each_line_of_a_batch() -> None:
+    d = ParserDriver("regexp", "expression /^(?<n>\\d+) (?<f>\\S+)$/\ntypes n:integer,f:float")
+    assert d.parse("1 2.5", "3 x") == [(None, {"n": 1, "f": 2.5}), (None, {"n": 3, "f": 0.0})]
+
+
+def test_regexp_keep_time_key_keeps_the_string() -> None:
+    d = ParserDriver("regexp", "expression /^(?<time>[^ ]+) (?<msg>.*)$/\ntime_format %Y-%m-%dT%H:%M:%S%z\n"
+                               "keep_time_key true")
+    assert d.parse("2019-07-10T08:22:00+0000 a") == \
+        [(T_2019_07_10_082200, {"time": "2019-07-10T08:22:00+0000", "msg": "a"})]
