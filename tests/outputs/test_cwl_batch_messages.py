@@ -1,0 +1,151 @@
+"""cloudwatch_logs' batch paths give the bytes of the per-record paths: MessageBuilder.build_batch
+against build() one record at a time, format_events' batch pack against per-event packs, and the
+batch-wide planning of a prebuilt chunk against the general loop."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import msgpack
+import pytest
+
+from kawa.plugins.outputs.cloudwatch_logs.messages import MessageBuilder
+
+SURROGATE = b"caf\xe9".decode("utf-8", "surrogateescape")     # invalid UTF-8 kept by surrogateescape
+
+
+def plain_builder() -> MessageBuilder:
+    return MessageBuilder(message_keys=[], formatter=None, max_message_length=None, remove_keys=())
+
+
+def tricky_records() -> list[dict[str, Any]]:
+    return [
+        {"a": 1e16, "b": "x"},                          # Ruby 1.0e+16
+        {"a": 0.00001},                                 # Ruby 1.0e-05
+        {"a": 1.5e300, "b": -2.5e-10, "c": 0.0001},     # spelled alike
+        {"a": [1e-7, {"b": 3e+20}]},                    # nested floats
+        {"a": "", "b": "kept"},                         # top-level "" dropped
+        {"a": {"b": ""}, "c": [""]},                    # nested "" kept
+        {"only": ""},                                   # everything dropped: "{}"
+        {"text": "e+ e- 0.0000 :\"\" in text"},         # suspect texts inside strings
+        {"k:": "", "x": '":""'},
+        {"ünï": "cödé ✓ 🎉", "jp": "日本語"},
+        {"nested": {"d": {"e": [1, 2, {"f": None}]}}, "t": True, "f": False, "n": None},
+        {"big": 2**63 - 1, "neg": -(2**63)},
+        {"ctl": "a\x00b\x1fc\u2028", "q": 'say "hi" \\ back'},
+        {},
+        {"i": 1, "f": 1.0, "z": -0.0},
+    ]
+
+
+def per_record(builder: MessageBuilder, records: list[dict[str, Any]]) -> list[str]:
+    return [builder.build("t", i, dict(r)) for i, r in enumerate(records)]
+
+
+def test_build_batch_matches_build_on_tricky_records() -> None:
+    records = tricky_records()
+    b = plain_builder()
+    batch = b.build_batch("t", list(range(len(records))), [dict(r) for r in records])
+    assert batch is not None
+    assert batch == per_record(b, records)
+    assert batch[4] == '{"b":"kept"}' and batch[6] == "{}" and batch[0] == '{"a":1.0e+16,"b":"x"}'
+
+
+@pytest.mark.parametrize("odd", [
+    {"s": SURROGATE},                       # orjson refuses lone surrogates
+    {1: "non-str key"},
+    {"set": {1, 2}},                        # a type orjson does not know
+    {"big": 2**70},                         # beyond 64 bits
+])
+def test_build_batch_leaves_what_orjson_refuses_to_build(odd: dict[Any, Any]) -> None:
+    b = plain_builder()
+    records = [{"a": "x"}, odd]
+    assert b.build_batch("t", [0, 1], records) is None
+
+
+def test_build_batch_only_for_plain_dicts() -> None:
+    assert plain_builder().build_batch("t", [0], [None]) is None   # type: ignore[list-item]
+    assert plain_builder().build_batch("t", [], []) is None
+    keyed = MessageBuilder(message_keys=["a"], formatter=None, max_message_length=None, remove_keys=())
+    assert keyed.build_batch("t", [0], [{"a": "x"}]) is None
+
+
+def drive(conf: str) -> Any:
+    from kawa.testing.drivers import OutputDriver
+
+    return OutputDriver("cloudwatch_logs", "region us-east-1\nendpoint http://127.0.0.1:9\n" + conf,
+                        log_level="info")
+
+
+def per_event_format(out: Any, tag: str, events: list[tuple[int, Any]]) -> bytes:
+    """format_events as it was before the batch path: one build() and one pack() per event."""
+    pack = msgpack.Packer(unicode_errors="surrogateescape", default=str).pack
+    frames = []
+    for t, r in out.injector.inject_batch(tag, events):
+        if not isinstance(r, dict):
+            continue
+        message = out.builder.build(tag, t, r)
+        if message:
+            frames.append(pack((tag, t, message)))
+    return b"".join(frames)
+
+
+@pytest.mark.parametrize("count", [1, 15, 16, 17, 300, 65535, 65536])
+def test_format_events_bytes_match_per_event_packing(count: int) -> None:
+    out = drive("log_group_name g\nlog_stream_name s\n").instance
+    records = tricky_records()
+    events = [(1_700_000_000_000_000_000 + i, dict(records[i % len(records)])) for i in range(count)]
+    expected = per_event_format(out, "app", [(t, dict(r)) for t, r in events])
+    assert out.format_events("app", events) == expected
+
+
+def test_format_events_falls_back_per_record_for_surrogates_and_nil() -> None:
+    out = drive("log_group_name g\nlog_stream_name s\n").instance
+    events = [(1, {"a": SURROGATE}), (2, None), (3, {"b": 1e16}), (4, {1: "x"})]
+    expected = per_event_format(out, "app", list(events))
+    got = out.format_events("app", events)
+    assert got == expected
+    messages = [f[2] for f in _frames(got)]
+    assert messages == ['{"a":"caf\ufffd"}', '{"b":1.0e+16}', '{"1":"x"}']
+
+
+def _frames(data: bytes) -> list[Any]:
+    unpacker = msgpack.Unpacker(raw=False)
+    unpacker.feed(data)
+    return list(unpacker)
+
+
+def plans_of(out: Any, chunk: Any) -> list[Any]:
+    plans, missing = out._plan_chunk(chunk)
+    assert missing == []
+    return [(p.group, p.stream, p.pieces, p.batches, p.source, list(p.records.positions), p.tags, p.retention)
+            for p in plans]
+
+
+def test_prebuilt_chunk_plan_matches_the_general_loop() -> None:
+    d = drive("log_group_name g\nlog_stream_name s\nmax_events_per_batch 7\n")
+    out = d.instance
+    base = 1_700_000_000_000_000_000
+    records = tricky_records()
+    # out of order and equal timestamps: the stable sort must agree
+    events = [(base + ((i * 7919) % 50) * 1_000_000, dict(records[i % len(records)])) for i in range(120)]
+
+    async def one_chunk() -> Any:
+        await out.emit("app", events)
+        out.buffer.enqueue_all(force=True)
+        return out.buffer.dequeue()
+
+    chunk = asyncio.run(one_chunk())
+    fast = plans_of(out, chunk)
+    real = out._plan_prebuilt
+    out._plan_prebuilt = lambda *a: None
+    try:
+        general = plans_of(out, chunk)
+    finally:
+        out._plan_prebuilt = real
+    assert fast == general
+    assert sum(len(p[2]) for p in fast) == 120
+    plan = out._plan_chunk(chunk)[0][0]
+    tag, t, record = plan.records[plan.source[0]]       # @ERROR records come back from the chunk
+    assert tag == "app" and isinstance(record, dict)
