@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from kawa.delivery import Ticket, current, tracking
+from kawa.delivery import Ticket, current, hurry, tracking
 
 
 def test_ticket_without_shares_settles_at_seal() -> None:
@@ -65,5 +65,30 @@ def test_tracking_sets_and_restores_current() -> None:
 
             assert await asyncio.create_task(child()) is outer    # tasks inherit the context
         assert current() is None
+
+    asyncio.run(run())
+
+
+def test_hurry_asks_each_output_once_and_only_for_unsettled_tickets() -> None:
+    async def run() -> None:
+        calls: list[str] = []
+
+        def sooner_a() -> None:
+            calls.append("a")
+
+        def sooner_b() -> None:
+            calls.append("b")
+
+        first, second, settled = Ticket(), Ticket(), Ticket()
+        for ticket in (first, second):
+            ticket.join()
+            ticket.on_hurry(sooner_a)
+            ticket.on_hurry(sooner_a)          # one output, many emits: registered once
+        second.on_hurry(sooner_b)
+        settled.on_hurry(lambda: calls.append("settled"))
+        settled.seal()
+        assert hurry([first, None, second, settled]) == 2
+        assert sorted(calls) == ["a", "b"]
+        assert hurry([Ticket()]) == 0         # no output waits on a timer for it
 
     asyncio.run(run())

@@ -13,6 +13,11 @@ are durably in a buffer (file buffer: fsync'd), "delivered" when the output conf
     await ticket.stored           # or ticket.delivered with <system> at_least_once_from_source
 
 Events dropped by a filter or written by an unbuffered output settle at once (nothing to wait for).
+
+An output whose share waits for a timer (a memory buffer's flush_interval, a timekey) registers
+`on_hurry`: an input that stops reading until its oldest emits settle calls `hurry(tickets)`, and
+those outputs queue their staged chunks now. Without it a filter that keeps few lines would leave a
+chunk far from full, and the input waiting on it would read nothing until the timer (60 s, a day).
 Once the input's own checkpoint moved past the events (its pos_file written), it calls
 `ticket.commit()`: a restart cannot emit them again.
 
@@ -28,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Callable, Iterable, Iterator
 
 _current: contextvars.ContextVar["Ticket | None"] = contextvars.ContextVar("kawa_delivery_ticket", default=None)
 
@@ -37,7 +42,7 @@ class Ticket:
     """Counts the outstanding shares of one emit; two futures resolve when all shares settle."""
 
     __slots__ = ("_stored_pending", "_delivered_pending", "_sealed", "stored", "delivered", "failed",
-                 "checkpoint", "committed")
+                 "checkpoint", "committed", "_hurry")
 
     def __init__(self, checkpoint: tuple[str, int] | None = None) -> None:
         loop = asyncio.get_running_loop()
@@ -52,6 +57,14 @@ class Ticket:
         # once it will never read them again: from then on a restart cannot emit them twice. Outputs
         # that remember what they sent for a restart (cloudwatch_logs' journal) forget it then.
         self.committed: asyncio.Future[None] = loop.create_future()
+        self._hurry: list[Callable[[], None]] | None = None
+
+    def on_hurry(self, deliver_sooner: Callable[[], None]) -> None:
+        """Called by an output whose share waits for a timer: how to deliver it now instead."""
+        if self._hurry is None:
+            self._hurry = [deliver_sooner]
+        elif deliver_sooner not in self._hurry:
+            self._hurry.append(deliver_sooner)
 
     def commit(self) -> None:
         if not self.committed.done():
@@ -98,6 +111,18 @@ class Share:
             self._delivered = True
             self.ticket._delivered_pending -= 1
             self.ticket._check()
+
+
+def hurry(tickets: Iterable[Ticket | None]) -> int:
+    """Ask every output holding a share of these tickets to deliver it now (each asked once);
+    returns how many were asked."""
+    calls: dict[Callable[[], None], None] = {}
+    for ticket in tickets:
+        if ticket is not None and ticket._hurry and not ticket.delivered.done():
+            calls.update(dict.fromkeys(ticket._hurry))
+    for deliver_sooner in calls:
+        deliver_sooner()
+    return len(calls)
 
 
 def current() -> Ticket | None:

@@ -112,6 +112,7 @@ class BufferedOutput(Output):
                                rand=ctx.extras.get("random", __import__("random").random),
                                backup_base=getattr(ctx.system, "root_dir", None))
         self.emit_count = 0
+        self.early_flush_count = 0      # staged chunks queued early for an input waiting on them
         self.emit_records = 0
         self._stopping = False
 
@@ -202,6 +203,8 @@ class BufferedOutput(Output):
             # held across the write so it settles even when no chunk took any event
             chunk_ack = _share_ack(chunk_ack, share)
             chunk_ack.hold()
+            if not self.buffer.persistent or getattr(self.ctx.system, "at_least_once_from_source", False):
+                ticket.on_hurry(self._deliver_sooner)     # type: ignore[union-attr]
         checkpoint = ticket.checkpoint if ticket is not None and self.buffer.persistent else None
         while True:
             try:
@@ -224,6 +227,17 @@ class BufferedOutput(Output):
             chunk_ack.release()
         if self.buffer.queue:
             self.flusher.wake()
+
+    def _deliver_sooner(self) -> None:
+        """An input stopped reading until events staged here settle (kawa.delivery hurry): queue the
+        staged chunks now rather than at flush_interval / timekey, as SIGUSR1 would."""
+        if not self.buffer.stage:
+            return
+        self.early_flush_count += 1
+        self.log.debug("queueing staged chunks before their flush time: an input waits for them to be delivered",
+                       chunks=len(self.buffer.stage))
+        self.buffer.enqueue_all()
+        self.flusher.wake()
 
     async def _overflow(self, exc: BufferOverflowError) -> None:
         action = self.buffer_settings.overflow_action
@@ -274,7 +288,8 @@ class BufferedOutput(Output):
     def stats(self) -> dict[str, Any]:
         return {**self.buffer.stats(), "emit_count": self.emit_count, "emit_records": self.emit_records,
                 "write_count": self.flusher.write_count, "rollback_count": self.flusher.rollback_count,
-                "retry_count": self.flusher.num_errors, "dead_letter_count": self.flusher.dead_lettered}
+                "retry_count": self.flusher.num_errors, "dead_letter_count": self.flusher.dead_lettered,
+                "early_flush_count": self.early_flush_count}
 
 
 def _type_name(element: Element | None) -> str | None:

@@ -149,6 +149,9 @@ class Follower:
         assert reader is not None
         for _ in range(max_batches):
             if self._over_unsettled():
+                if not self.blocked:
+                    # outputs holding these lines until a timer (memory buffer) deliver them now
+                    delivery.hurry(ticket for _gate, _pos, ticket in self.unsettled)
                 self.blocked = True          # _settled() wakes the scheduler for this file
                 return False
             limit = self._bytes_allowed(host, now)
