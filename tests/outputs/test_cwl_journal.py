@@ -30,6 +30,22 @@ def arun(fn: Any) -> Any:
 
 # -- the file -------------------------------------------------------------------------------------
 
+def test_digests_of_a_call_are_each_event_s_digest_in_the_file_layout() -> None:
+    # the on-disk layout: native int64 timestamps, then native uint64 (UTF-8 length << 32 | CRC-32)
+    import struct
+    import zlib
+
+    lone = b"caf\xe9".decode("utf-8", "surrogateescape")
+    events = [(1_700_000_000_000, '{"a":"b"}'), (-5, ""), (7, "ünï ✓ 🎉"), (8, lone), (9, "\ud800x")]
+    stamps, crcs = journal_mod._pack_digests(events)
+    assert journal_mod._pack_digests(iter(events)) == (stamps, crcs)
+    want = [(ts, len(m.encode("utf-8", "surrogatepass")), zlib.crc32(m.encode("utf-8", "surrogatepass")))
+            for ts, m in events]
+    assert stamps == struct.pack("=5q", *(w[0] for w in want))
+    assert crcs == struct.pack("=5Q", *(w[1] << 32 | w[2] for w in want))
+    assert journal_mod._unpack_digests(stamps, crcs) == [digest(ts, m) for ts, m in events] == want
+
+
 def test_reopen_returns_calls_not_retired_with_their_state(tmp_path: Path) -> None:
     path = str(tmp_path / "j")
     j = SentJournal(path)
