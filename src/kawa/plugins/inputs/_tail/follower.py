@@ -25,10 +25,12 @@ if TYPE_CHECKING:
 RETRY_INTERVAL = 1.0
 # Bytes of one file read and emitted but not yet safe, at most; beyond it the file is not read until
 # the oldest emits settle (back-pressure from a slow or unreachable output, bounding what memory
-# buffers hold). Counted in bytes, not emits: many tiny emits (one line per write) must not stall
-# the file until a 60 s flush_interval. Kept well above memory chunk_limit_size (8 MiB) so chunks
-# fill and flush by size during a burst.
-MAX_UNSETTLED_BYTES = 16 * 1024 * 1024
+# buffers hold: per file, so a node's many files multiply it). Counted in bytes, not emits: many tiny
+# emits (one line per write) must not stall the file. Stopping here hurries the outputs holding the
+# lines (kawa.delivery.hurry), so the bound may sit below a memory chunk_limit_size (8 MiB): chunks
+# are then queued by the hurry, not by size. 4 MiB kept the CloudWatch burst's peak RSS at 64 MiB
+# (16 MiB: 90 MiB, 8 MiB: 77 MiB) at the same CPU (bench/run.py, 1M nginx lines).
+MAX_UNSETTLED_BYTES = 4 * 1024 * 1024
 MAX_UNSETTLED = 100_000        # emits; a safety bound on the queue itself
 
 
