@@ -242,9 +242,13 @@ class TailScheduler:
         for f in self.all_followers():
             due = id(f) in dirty or (f.pending is not None and now >= f.retry_at)
             if due:
-                if await f.pump(self.host, now, statted=id(f) in statted):
+                more = await f.pump(self.host, now, statted=id(f) in statted)
+                if more:
                     self.dirty.add(id(f))           # more to read: come back after others had a turn
-                await asyncio.sleep(0)
+                if more or f.last_active == now:
+                    # it read: let other tasks run before the next file (an idle tick that found
+                    # nothing new skips this extra loop turn; most of an idle second's CPU is turns)
+                    await asyncio.sleep(0)
             flush = self.o.multiline_flush_interval
             if flush and f.partial_since is not None and now - f.partial_since >= flush:
                 await f.flush_partial(self.host, now)
