@@ -304,3 +304,27 @@ def test_flush_mode_lazy_waits_for_timekey_wait() -> None:
             await wait_for(lambda: d.instance.written)
 
     asyncio.run(run())
+
+
+def test_idle_enqueue_timer_wakes_when_a_chunk_is_staged() -> None:
+    """With nothing staged the enqueue timer sleeps (up to IDLE_WAIT, 30 s) instead of ticking; the
+    first staged chunk must wake it, so the chunk still goes out at its flush_interval."""
+    d = _driver("<buffer>\nflush_mode interval\nflush_interval 0.2\n</buffer>")
+
+    async def run() -> None:
+        async with d.run():
+            calls = 0
+            enqueue_due = d.instance.flusher.enqueue_due
+
+            def counting() -> None:
+                nonlocal calls
+                calls += 1
+                enqueue_due()
+
+            d.instance.flusher.enqueue_due = counting     # type: ignore[method-assign]
+            await asyncio.sleep(1.5)                       # longer than the 1 s tick of a staged buffer
+            assert calls <= 1                              # the loop's first pass only, no tick
+            await d.feed("a", T0, {"n": 1})
+            await wait_for(lambda: d.instance.written, timeout=10)   # far below IDLE_WAIT
+
+    asyncio.run(run())

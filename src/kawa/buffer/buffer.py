@@ -68,6 +68,7 @@ class Buffer(Plugin):
         self.dropped_records = 0          # counted, logged: records too large for any chunk
         self._pack = msgpack.Packer(default=_default, unicode_errors="surrogateescape").pack
         self.on_change: Callable[[], None] = lambda: None   # the flusher wakes on new queued chunks / space
+        self.on_stage: Callable[[], None] = lambda: None    # a new chunk is staged (the enqueue timer wakes)
 
     # -- wiring -----------------------------------------------------------------------------------
     def configure(self, settings: BufferSettings, *, formatted: bool, owner: Any = None) -> None:
@@ -270,6 +271,7 @@ class Buffer(Plugin):
         if chunk is None:
             chunk = self.generate_chunk(new_chunk_id(self.ctx.clock), meta)
             self.stage[meta] = chunk
+            self.on_stage()
         return chunk
 
     # -- queue ------------------------------------------------------------------------------------

@@ -53,12 +53,14 @@ class Flusher:
         self._wake = asyncio.Event()
         self._done = asyncio.Event()       # set after each write attempt (flush() waits on it)
         self._stopping = asyncio.Event()   # ends the enqueue timer at once
+        self._staged = asyncio.Event()     # a chunk was staged, or stopping: the enqueue timer wakes
         self._tasks: list[asyncio.Task[None]] = []
         self.write_count = 0
         self.rollback_count = 0
         self.num_errors = 0
         self.dead_lettered = 0
         buffer.on_change = self.wake
+        buffer.on_stage = self._staged.set
 
     # -- lifecycle --------------------------------------------------------------------------------
     def start(self) -> None:
@@ -89,6 +91,7 @@ class Flusher:
                 await self._wait(self._done, min(remaining, 0.5))
         self.running = False
         self._stopping.set()
+        self._staged.set()
         self.wake()
         if self._tasks:
             _, pending = await asyncio.wait(self._tasks, timeout=max(0.0, deadline - _time.monotonic()) + 0.1)
@@ -189,10 +192,18 @@ class Flusher:
                 self.enqueue_due()
             except Exception as exc:  # a timer bug must not stop flushing
                 self.log.error("unexpected error while checking flushed chunks. ignored.", error=exc)
-            try:
-                await asyncio.wait_for(self._stopping.wait(), interval)
-            except asyncio.TimeoutError:
-                pass
+            if self.buffer.stage:
+                await self._wait_stop(interval)
+            else:
+                # Nothing staged, so nothing can come due: sleep until a chunk is staged (an idle
+                # sidecar then has no timer here; Fluentd's enqueue thread polls every interval).
+                await self._wait(self._staged, IDLE_WAIT)
+
+    async def _wait_stop(self, timeout: float) -> None:
+        try:
+            await asyncio.wait_for(self._stopping.wait(), timeout)
+        except asyncio.TimeoutError:
+            pass
 
     # -- one chunk --------------------------------------------------------------------------------
     async def flush_one(self, chunk: Chunk) -> None:
