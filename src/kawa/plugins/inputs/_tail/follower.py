@@ -29,7 +29,7 @@ RETRY_INTERVAL = 1.0
 # emits (one line per write) must not stall the file. Stopping here hurries the outputs holding the
 # lines (kawa.delivery.hurry), so the bound may sit below a memory chunk_limit_size (8 MiB): chunks
 # are then queued by the hurry, not by size. 4 MiB kept the CloudWatch burst's peak RSS at 64 MiB
-# (16 MiB: 90 MiB, 8 MiB: 77 MiB) at the same CPU (bench/run.py, 1M nginx lines).
+# (16 MiB: 90 MiB, 8 MiB: 75 MiB) at the same CPU (one 1M-line burst into bench/_fast_cwl.py each).
 MAX_UNSETTLED_BYTES = 4 * 1024 * 1024
 MAX_UNSETTLED = 100_000        # emits; a safety bound on the queue itself
 
