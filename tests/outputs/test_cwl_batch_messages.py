@@ -123,7 +123,8 @@ def plans_of(out: Any, chunk: Any) -> list[Any]:
             for p in plans]
 
 
-def test_prebuilt_chunk_plan_matches_the_general_loop() -> None:
+def test_prebuilt_chunk_plan_matches_a_plan_of_the_records() -> None:
+    """Messages built per batch at emit plan the same as the records planned one by one."""
     d = drive("log_group_name g\nlog_stream_name s\nmax_events_per_batch 7\n")
     out = d.instance
     base = 1_700_000_000_000_000_000
@@ -132,18 +133,15 @@ def test_prebuilt_chunk_plan_matches_the_general_loop() -> None:
     events = [(base + ((i * 7919) % 50) * 1_000_000, dict(records[i % len(records)])) for i in range(120)]
 
     async def one_chunk() -> Any:
-        await out.emit("app", events)
+        await out.emit("app", [(t, dict(r)) for t, r in events])
         out.buffer.enqueue_all(force=True)
         return out.buffer.dequeue()
 
     chunk = asyncio.run(one_chunk())
     fast = plans_of(out, chunk)
-    real = out._plan_prebuilt
-    out._plan_prebuilt = lambda *a: None
-    try:
-        general = plans_of(out, chunk)
-    finally:
-        out._plan_prebuilt = real
+    out.prebuild = False                        # chunks of [tag, time, record]: messages built when planned
+    general = plans_of(out, asyncio.run(one_chunk()))
+    out.prebuild = True
     assert fast == general
     assert sum(len(p[2]) for p in fast) == 120
     plan = out._plan_chunk(chunk)[0][0]

@@ -9,7 +9,7 @@ from array import array
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 from itertools import accumulate, repeat
-from operator import add, floordiv, itemgetter
+from operator import add, itemgetter
 from typing import Any, Callable, Iterable
 
 import orjson
@@ -239,26 +239,6 @@ def plan_destination(plan: Plan, messages: list[tuple[int, str, int]], *, max_ev
         n = 1 if size <= max_msg else len(batcher.split_message(msg.encode("utf-8", "replace").decode(), max_msg))
         source.extend([i] * n)
     plan.source = source
-
-
-def prebuilt_frames(frames: list[Any]) -> tuple[list[int], list[str]] | None:
-    """(timestamps in ms, messages) of a chunk's frames when every one is [tag, time, message text]
-    with a non-empty text (format_events with prebuild wrote them), else None. C-level scans only."""
-    if not frames or set(map(len, frames)) != {3}:
-        return None
-    messages = list(map(itemgetter(2), frames))
-    if set(map(type, messages)) != {str} or "" in messages:
-        return None
-    return list(map(floordiv, map(itemgetter(1), frames), repeat(NS_PER_MS))), messages
-
-
-def plan_every_record(plan: Plan, stamps: list[int], messages: list[str], *, max_events: int,
-                      oversize: batcher.OversizePolicy) -> None:
-    """plan_destination of a whole chunk's messages, record index = position in the chunk."""
-    n = len(messages)
-    if isinstance(plan.records, ChunkRecords):
-        plan.records.positions = array("q", range(n))
-    plan_destination(plan, list(zip(stamps, messages, range(n))), max_events=max_events, oversize=oversize)
 
 
 def pack_frames(pack: Callable[[Any], bytes], tag: str, times: list[int], messages: list[str]) -> bytes:

@@ -24,7 +24,7 @@ from kawa.plugins.outputs.cloudwatch_logs import batcher
 from kawa.plugins.outputs.cloudwatch_logs.journal import SentJournal
 from kawa.plugins.outputs.cloudwatch_logs.sender import Delivery
 from kawa.plugins.outputs.cloudwatch_logs.messages import (
-    NS_PER_MS, ChunkRecords, MessageBuilder, Plan, pack_frames, plan_destination, plan_every_record, prebuilt_frames)
+    NS_PER_MS, ChunkRecords, MessageBuilder, Plan, pack_frames, plan_destination)
 from kawa.plugins.outputs.cloudwatch_logs.names import BoundedCache, Destinations, NameFixer
 from kawa.plugins.outputs.cloudwatch_logs.options import RETENTION_DAYS, CloudwatchLogsOptions
 from kawa.plugins.outputs.cloudwatch_logs.progress import ProgressStore
@@ -251,15 +251,11 @@ class CloudwatchLogsOutput(BufferedOutput):
         if tags:
             tags = {self.extract_placeholders(str(k), chunk): self.extract_placeholders(str(v), chunk)
                     for k, v in tags.items()}
-        per_record = self.destinations.per_record
-        if not per_record and chunk.formatted:
-            plan = self._plan_prebuilt(chunk, group_tpl, stream_tpl, tags)
-            if plan is not None:
-                return [plan], []
         plans: dict[tuple[str, str], Plan] = {}
         pending: dict[tuple[str, str], list[tuple[int, str, int]]] = {}
         missing: list[tuple[int, str, int, Any, str]] = []
         resolve = self.destinations.resolve
+        per_record = self.destinations.per_record
         build = self.builder.build
         copy = self.copy_records
         fixed: tuple[str | None, str | None] | None = None
@@ -299,24 +295,6 @@ class CloudwatchLogsOutput(BufferedOutput):
         for dest, plan in plans.items():
             plan_destination(plan, pending[dest], max_events=self.max_events, oversize=o.oversize_policy)
         return list(plans.values()), missing
-
-    def _plan_prebuilt(self, chunk: Any, group_tpl: str | None, stream_tpl: str | None,
-                       tags: Any) -> Plan | None:
-        """_plan_chunk for a chunk of messages built at emit going to one destination, batch-wide (no
-        Python step per record); None for anything else (records, an empty message, no group/stream
-        name): the general loop handles it."""
-        frames = list(iter_frames(chunk.read_pieces()))
-        prebuilt = prebuilt_frames(frames)
-        if prebuilt is None:
-            return None
-        group, stream = self.destinations.resolve(frames[0][0], frames[0][2], group_tpl, stream_tpl)
-        if group is None or stream is None:
-            return None
-        del frames
-        plan = Plan(group, stream, records=ChunkRecords(lambda: self._error_records(chunk)))
-        plan.tags, plan.retention = self._group_settings({}, tags)
-        plan_every_record(plan, *prebuilt, max_events=self.max_events, oversize=self.options.oversize_policy)
-        return plan
 
     def _group_settings(self, record: dict[str, Any], tags: Any) -> tuple[Any, int | None]:
         """Tags and retention for a group this chunk may create, from its first record (Ruby)."""
