@@ -13,13 +13,13 @@ are durably in a buffer (file buffer: fsync'd), "delivered" when the output conf
     await ticket.stored           # or ticket.delivered with <system> at_least_once_from_source
 
 Events dropped by a filter or written by an unbuffered output settle at once (nothing to wait for).
+Once the input's own checkpoint moved past the events (its pos_file written), it calls
+`ticket.commit()`: a restart cannot emit them again.
 
 An output whose share waits for a timer (a memory buffer's flush_interval, a timekey) registers
 `on_hurry`: an input that stops reading until its oldest emits settle calls `hurry(tickets)`, and
 those outputs queue their staged chunks now. Without it a filter that keeps few lines would leave a
 chunk far from full, and the input waiting on it would read nothing until the timer (60 s, a day).
-Once the input's own checkpoint moved past the events (its pos_file written), it calls
-`ticket.commit()`: a restart cannot emit them again.
 
 A ticket may carry a `checkpoint=(key, offset)`: where the input may resume once the events are
 safe. A persistent buffer stores it durably with the events (file buffer: in the chunk's .meta)
