@@ -92,8 +92,9 @@ class Buffer(Plugin):
     async def sync(self, chunks: list[Chunk], checkpoint: tuple[str, int] | None = None) -> None:
         """Make the data of `chunks` durable (persistent backends fsync; memory: nothing to do).
 
-        `checkpoint` (key, offset) of the input that emitted the data: persistent backends store
-        it with the chunks (see kawa.delivery) so a restart does not read those events again."""
+        `checkpoint` (key, offset) of the input that emitted the data: persistent backends commit
+        it with the chunks (see kawa.delivery) so a restart does not read those events again; until
+        then the data appended under it is pending, and dropped at resume (the input reads it again)."""
 
     async def stop(self) -> None:
         for chunk in self.chunks():
@@ -112,7 +113,7 @@ class Buffer(Plugin):
         store the emitting input's `checkpoint` with it; see `sync`)."""
         chunk = self.generate_chunk(new_chunk_id(self.ctx.clock), metadata)
         try:
-            chunk.append(data, records, self.ctx.clock())
+            chunk.append(data, records, self.ctx.clock(), checkpoint)
         except OSError:
             chunk.purge()
             raise
@@ -146,7 +147,8 @@ class Buffer(Plugin):
               enqueue: bool, ack: DeliveryAck | None = None,
               checkpoint: tuple[str, int] | None = None) -> list[Chunk]:
         """Append every group to its staged chunk, splitting at the chunk limits.
-        `checkpoint`: the emitting input's, for chunks created already queued (flush_mode immediate).
+        `checkpoint`: the emitting input's (kawa.delivery); persistent chunks keep it pending with the
+        data until `sync` commits it.
 
         Raises BufferOverflowError before writing anything when the buffer is full; an OSError of
         the backend (ENOSPC) leaves already-buffered data intact and is re-raised as overflow.
@@ -178,7 +180,7 @@ class Buffer(Plugin):
                     chunk = self._staged_chunk(meta)
                 try:
                     before = chunk.bytesize
-                    chunk.append(data, count, self.ctx.clock())
+                    chunk.append(data, count, self.ctx.clock(), checkpoint)
                 except OSError as exc:
                     raise BufferOverflowError(f"cannot write buffer chunk: {exc}") from exc
                 self.stage_size += chunk.bytesize - before

@@ -121,10 +121,11 @@ class Chunk:
         self.state = "staged"          # staged -> queued -> (dequeued) -> purged
         self.acks: list[Any] = []      # DeliveryAck objects settled when this chunk is committed
 
-    def append(self, data: bytes, records: int, now_ns: int) -> None:
+    def append(self, data: bytes, records: int, now_ns: int, checkpoint: tuple[str, int] | None = None) -> None:
         """Add `records` events already serialized as `data` (a gzip member when compressed, see
-        Buffer.encode); all or nothing."""
-        self._append(data, records)
+        Buffer.encode); all or nothing. `checkpoint`: the emitting input's (kawa.delivery), which a
+        persistent chunk records as pending until Buffer.sync commits it."""
+        self._append(data, records, checkpoint)
         self.record_count += records
         self.bytesize += len(data)
         self.modified_at = now_ns
@@ -151,7 +152,7 @@ class Chunk:
     def enqueued(self) -> None:
         self.state = "queued"
 
-    def _append(self, data: bytes, records: int) -> None:
+    def _append(self, data: bytes, records: int, checkpoint: tuple[str, int] | None) -> None:
         raise NotImplementedError
 
     def _raw(self) -> bytes:

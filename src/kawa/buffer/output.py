@@ -215,7 +215,8 @@ class BufferedOutput(Output):
                 await self._overflow(exc)
         self.emit_records += len(events)
         if self.buffer.persistent:
-            if getattr(self.ctx.system, "at_least_once_from_source", False) or ack is not None or share is not None:
+            if (getattr(self.ctx.system, "at_least_once_from_source", False) or ack is not None or share is not None
+                    or checkpoint is not None):     # a checkpoint stays pending until sync commits it
                 await self.buffer.sync(touched, checkpoint=checkpoint)  # type: ignore[call-arg]
             if ack is not None:
                 ack.hold()

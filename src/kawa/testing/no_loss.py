@@ -346,3 +346,40 @@ def run(root: Path, *, lines: int, kills: int, buffer: str, outage: float, seed:
         tally(read_all_events(cloudwatch.endpoint, GROUP, STREAM), want, figures)
     figures.seconds = time.monotonic() - t0
     return figures
+
+
+def run_kills_while_down(root: Path, *, lines: int, kills: int, seed: int = 1,
+                         write_seconds: float = 6.0) -> Figures:
+    """kill -9 kawa every 0.2-0.6 s while a writer appends and CloudWatch refuses every call, then let
+    it deliver: nothing is purged meanwhile, so any duplicate or gap comes from tail -> buffer (the
+    append, its checkpoint's commit, the pos_file). Kills land mostly while a new process catches up,
+    its output planning chunks in worker threads at the same time (GIL hand-overs widen every step)."""
+    rng = random.Random(seed)
+    all_lines = numbered_lines(lines, seed)
+    want = {n for n, line in enumerate(all_lines) if HEALTHCHECK not in line}
+    figures = Figures("file", sent=len(want))
+    t0 = time.monotonic()
+    with MotoServer() as moto, StrictCloudWatchProxy(moto.endpoint) as cloudwatch:
+        conf, log, pos = configure(root, cloudwatch.endpoint, "file")
+        env = fake_aws_env({k: v for k, v in os.environ.items() if not k.startswith("AWS_")})
+        kawa = Kawa(conf, root / "kawa.log", env)
+        cloudwatch.faults.random_failures(1.0, kinds=("unavailable",))
+        kawa.start()
+        writer = Writer(log, all_lines, write_seconds)
+        writer.start()
+        for _ in range(kills):
+            time.sleep(rng.uniform(0.2, 0.6))
+            assert kawa.proc is not None and kawa.proc.poll() is None, kawa.log.read_text()[-4000:]
+            kawa.kill()
+            figures.restarts += 1
+            kawa.start()
+        writer.join()
+        cloudwatch.faults.clear()
+        wait_until(lambda: drained(root, log, pos) and cloudwatch.stats().events_accepted >= figures.sent,
+                   120 + lines / 2000, "every line read, settled and in CloudWatch", kawa)
+        rc, _took = kawa.term(60)
+        assert rc == 0, kawa.log.read_text()[-4000:]
+        figures.calls = cloudwatch.stats().calls["PutLogEvents"]
+        tally(read_all_events(cloudwatch.endpoint, GROUP, STREAM), want, figures)
+    figures.seconds = time.monotonic() - t0
+    return figures

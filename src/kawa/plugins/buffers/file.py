@@ -53,6 +53,10 @@ class FileChunk(Chunk):
     persistent = True
     # kawa.delivery checkpoints of the inputs that emitted these events: key -> highest offset
     checkpoints: dict[str, int] | None = None
+    # Appends whose emit has not committed its checkpoint yet: key -> [offset, start, end] (bytes of
+    # this file). Written to the .meta BEFORE the data, so a kill -9 between the append and the
+    # commit (Buffer.sync) leaves a record of which bytes the input will read again; resume drops them.
+    pending: dict[str, list[int]] | None = None
     meta_unsynced = False       # written by write_queued, not fsync'd yet (sync does it)
 
     def __init__(self, unique_id: bytes, metadata: Metadata, formatted: bool, created_at: int,
@@ -78,15 +82,21 @@ class FileChunk(Chunk):
                     compress="gzip" if self.compressed else "text")
         if self.checkpoints:
             data["checkpoints"] = self.checkpoints
+        if self.pending:
+            data["pending"] = self.pending
         body = msgpack.packb(data)
         return META_HEADER + struct.pack(">I", len(body)) + body
 
-    def write_queued(self, data: bytes, records: int) -> None:
+    def write_queued(self, data: bytes, records: int, checkpoint: tuple[str, int] | None = None) -> None:
         """Create this chunk already queued (`.q` name) holding `data`: the .meta first, written once
-        (no data file can exist beside a torn one), then the data. Leaves no file behind on OSError."""
+        (no data file can exist beside a torn one; the emit's checkpoint in it is pending until
+        `commit`), then the data. Leaves no file behind on OSError."""
         self.record_count = records
         self.bytesize = len(data)
         self.state = "queued"
+        frame = self._frame(data, records)
+        if checkpoint is not None:
+            self.pending = {checkpoint[0]: [checkpoint[1], 0, len(frame)]}
         try:
             fd = self._open(self.meta_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             try:
@@ -94,7 +104,7 @@ class FileChunk(Chunk):
             finally:
                 os.close(fd)
             self.meta_unsynced = True
-            self._append(data, records)
+            self._write_frame(frame)
         except OSError:
             self.purge()
             raise
@@ -111,8 +121,47 @@ class FileChunk(Chunk):
             os.close(fd)
         os.replace(tmp, self.meta_path)   # atomic: a crash leaves the old or the new meta, never half
 
-    def _append(self, data: bytes, records: int) -> None:
-        frame = frame_formatted(data, records) if self.formatted and not self.compressed else data
+    def _frame(self, data: bytes, records: int) -> bytes:
+        return frame_formatted(data, records) if self.formatted and not self.compressed else data
+
+    def _append(self, data: bytes, records: int, checkpoint: tuple[str, int] | None) -> None:
+        frame = self._frame(data, records)
+        if checkpoint is not None:
+            key, offset = checkpoint
+            start = self.file_size
+            known = (self.pending or {}).get(key)
+            if known is not None and known[0] == offset and known[2] == start:
+                start = known[1]              # the same emit again (split at a limit): one range
+            before = self.pending
+            self.pending = {**(before or {}), key: [offset, start, self.file_size + len(frame)]}
+            self.write_meta()
+            try:
+                self._write_frame(frame)
+            except OSError:
+                # nothing appended (the partial frame was cut): the range is no longer this emit's
+                self.pending = before
+                try:
+                    self.write_meta()
+                except OSError:
+                    pass
+                raise
+            return
+        self._write_frame(frame)
+
+    def commit(self, key: str, offset: int) -> bool:
+        """The emit that appended under checkpoint (key, offset) is whole: its data stays at resume
+        and the input may resume past `offset`. True when the .meta must be written again."""
+        changed = False
+        if self.pending and key in self.pending:
+            self.pending = {k: v for k, v in self.pending.items() if k != key} or None
+            changed = True
+        known = self.checkpoints or {}
+        if known.get(key, -1) < offset:
+            self.checkpoints = {**known, key: offset}
+            changed = True
+        return changed
+
+    def _write_frame(self, frame: bytes) -> None:
         if self._fd is None:
             self._fd = self._open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         try:
@@ -191,7 +240,8 @@ class FileBuffer(Buffer):
 
     Crash model: every append is one os.write of whole frames (or one whole member) to an O_APPEND
     fd and the .meta is replaced atomically, so kill -9 at any instant leaves at most a torn last
-    frame or member; at start every chunk is resumed and a torn/corrupted file is rewritten with its
+    frame or member; an append made for an input checkpoint (tail) is recorded as pending in the .meta
+    first and cut out at start unless its emit committed (see FileChunk.pending); at start every chunk is resumed and a torn/corrupted file is rewritten with its
     good frames (kawa.buffer.recovery; loss logged with the chunk name). A chunk whose .meta is unreadable is moved to the backup directory, never
     crash-looping. fsync policy: none on the data path by default (kill -9 safe, not power-loss
     safe, as Fluentd); with `<system> at_least_once_from_source true` (or an emit ack) the chunk
@@ -277,33 +327,29 @@ class FileBuffer(Buffer):
                          checkpoint: tuple[str, int] | None = None) -> Chunk:
         # flush_mode immediate: two files written once each instead of create, append, rename
         # twice and rewrite the .meta on enqueue; the emitting input's checkpoint (kawa.delivery)
-        # goes into that one .meta, so sync() need not replace it
+        # goes into that .meta as pending, committed by sync()
         unique_id = new_chunk_id(self.ctx.clock)
         path = self._chunk_path(unique_id).replace(f".b{unique_id.hex()}", f".q{unique_id.hex()}", 1)
         chunk = FileChunk(unique_id, metadata, self.formatted, self.ctx.clock(), path, self._open, self.compress)
-        if checkpoint is not None:
-            chunk.checkpoints = {checkpoint[0]: checkpoint[1]}
         try:
-            chunk.write_queued(data, records)
+            chunk.write_queued(data, records, checkpoint)
         except FileNotFoundError:   # the directory is made on the first chunk (and again if removed)
             os.makedirs(os.path.dirname(self.pattern), exist_ok=True)
-            chunk.write_queued(data, records)
+            chunk.write_queued(data, records, checkpoint)
         self._symlink(chunk)
         return chunk
 
     async def sync(self, chunks: list[Chunk], checkpoint: tuple[str, int] | None = None) -> None:
         noted: list[FileChunk] = []
         if checkpoint is not None:
-            # The .meta is replaced now, in the same loop step as the data append (kill -9 between
-            # the two re-reads, never skips, these lines), and fsync'd below with the data.
+            # The commit: each .meta is replaced now, in the same loop step as the data append, and
+            # fsync'd below with the data. One committed .meta is enough: at resume the pending
+            # ranges of the same emit in the others are kept too (see resume).
             key, offset = checkpoint
             for chunk in chunks:
-                if isinstance(chunk, FileChunk) and chunk.state != "purged":
-                    known = chunk.checkpoints or {}
-                    if known.get(key, -1) < offset:
-                        chunk.checkpoints = {**known, key: offset}
-                        chunk.write_meta()
-                        noted.append(chunk)
+                if isinstance(chunk, FileChunk) and chunk.state != "purged" and chunk.commit(key, offset):
+                    chunk.write_meta()
+                    noted.append(chunk)
 
         def run() -> None:
             for chunk in chunks:
@@ -328,15 +374,14 @@ class FileBuffer(Buffer):
     def resume(self) -> tuple[list[Chunk], list[Chunk]]:
         staged: dict[Metadata, Chunk] = {}
         queued: list[Chunk] = []
-        patterns = [p for p in (self.extra_resume, self.pattern) if p]
-        for pattern in patterns:
-            for path in sorted(glob.glob(glob.escape(pattern).replace(glob.escape(".*"), ".*", 1)
-                                         .replace(".*", ".[bq]*", 1))):
-                if path.endswith((".meta", ".tmp")) or not os.path.isfile(path):
-                    continue
-                chunk = self._resume_one(path)
-                if chunk is None:
-                    continue
+        paths = [path for pattern in (self.extra_resume, self.pattern) if pattern
+                 for path in sorted(glob.glob(glob.escape(pattern).replace(glob.escape(".*"), ".*", 1)
+                                              .replace(".*", ".[bq]*", 1)))
+                 if not path.endswith((".meta", ".tmp")) and os.path.isfile(path)]
+        committed = self._committed(paths)
+        for path in paths:
+            chunk = self._resume_one(path, committed)
+            if chunk is not None:
                 for key, offset in (chunk.checkpoints or {}).items():
                     delivery.note_recovered_checkpoint(key, offset)
                 # a staged chunk stored with another `compress` than configured takes no appends
@@ -348,7 +393,50 @@ class FileBuffer(Buffer):
                     queued.append(chunk)
         return list(staged.values()), queued
 
-    def _resume_one(self, path: str) -> FileChunk | None:
+    @staticmethod
+    def _committed(paths: list[str]) -> dict[str, int]:
+        """key -> the highest checkpoint any chunk committed (an emit is committed when one of the
+        chunks it touched says so: Buffer.sync commits them one .meta at a time)."""
+        committed: dict[str, int] = {}
+        for path in paths:
+            meta = _read_meta(path + ".meta")
+            checkpoints = meta.get("checkpoints") if meta is not None else None
+            if isinstance(checkpoints, dict):
+                for key, offset in checkpoints.items():
+                    if isinstance(offset, int) and offset > committed.get(str(key), -1):
+                        committed[str(key)] = offset
+        return committed
+
+    def _settle_pending(self, chunk: FileChunk, pending: Any, committed: dict[str, int],
+                        data: bytes) -> bytes:
+        """Resolve the appends a kill -9 left pending: kept when their emit committed (in any chunk),
+        else cut out, since the input did not move past them and reads them again. The .meta is
+        rewritten first: a crash before the data is can only leave those bytes in (read twice),
+        never cut a range twice."""
+        cuts: list[tuple[int, int]] = []
+        for key, entry in (pending.items() if isinstance(pending, dict) else ()):
+            if not (isinstance(entry, list) and len(entry) == 3 and all(isinstance(v, int) for v in entry)):
+                continue
+            offset, start, end = entry
+            if committed.get(str(key), -1) >= offset:
+                chunk.commit(str(key), offset)
+            elif start < len(data):
+                cuts.append((start, min(end, len(data))))
+        chunk.pending = None
+        if not cuts:
+            return data
+        kept, pos = [], 0
+        for start, end in sorted(cuts):
+            kept.append(data[pos:start])
+            pos = max(pos, end)
+        kept.append(data[pos:])
+        cut = b"".join(kept)
+        records = sum(salvage(data[a:b], chunk.formatted, chunk.compressed).records for a, b in cuts)
+        self.log.info("dropped buffered events whose input had not committed them before the stop; "
+                      "the input reads them again", chunk=chunk.path, records=records, bytes=len(data) - len(cut))
+        return cut
+
+    def _resume_one(self, path: str, committed: dict[str, int]) -> FileChunk | None:
         m = _CHUNK_NAME.search(path)
         if m is None:
             return None
@@ -379,23 +467,29 @@ class FileBuffer(Buffer):
         checkpoints = meta.get("checkpoints")
         if isinstance(checkpoints, dict):
             chunk.checkpoints = {str(k): int(v) for k, v in checkpoints.items() if isinstance(v, int)}
-        readable = salvage(data, formatted, compressed)
-        data = readable.data
+        pending = meta.get("pending")
+        original = data
+        readable = salvage(self._settle_pending(chunk, pending, committed, data) if pending else data,
+                           formatted, compressed)
         if readable.damaged:
-            tmp = path + ".tmp"
-            with open(tmp, "wb") as f:
-                f.write(data)
-            os.replace(tmp, path)
             self.recovered_lost_bytes += readable.lost
             self.log.warn("recovered a damaged buffer chunk; damaged bytes dropped", chunk=path,
                           records_kept=readable.records, records_in_meta=meta.get("s"), bytes_lost=readable.lost)
         if readable.records == 0:
             chunk.purge()
             return None
+        data = readable.data
         chunk.record_count = readable.records
         chunk.file_size = len(data)
         # bytesize: stored bytes when compressed (Fluentd's), else the data without kawa's frames
         chunk.bytesize = len(data) if compressed or not formatted else sum(map(len, payloads(data)))
+        if pending:
+            chunk.write_meta()           # before the data: see _settle_pending
+        if data is not original:
+            tmp = path + ".tmp"
+            with open(tmp, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
         self.log.debug("restoring buffer file", path=path)
         return chunk
 

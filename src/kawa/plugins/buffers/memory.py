@@ -23,8 +23,8 @@ class MemoryChunk(Chunk):
         super().__init__(unique_id, metadata, formatted, created_at, compressed)
         self._pieces: list[bytes] = []
 
-    def _append(self, data: bytes, records: int) -> None:
-        self._pieces.append(data)
+    def _append(self, data: bytes, records: int, checkpoint: tuple[str, int] | None) -> None:
+        self._pieces.append(data)      # nothing in memory survives a restart: no checkpoint to keep
 
     def _raw(self) -> bytes:
         if self.compressed:

@@ -1,0 +1,155 @@
+"""File buffer + input checkpoints (kawa.delivery): a kill -9 between an emit's append and its commit
+neither doubles nor loses the emit's events. The append is recorded as pending in the chunk's .meta
+before the data is written; at resume an uncommitted pending range is cut out (the input reads those
+lines again from its own position) and a committed one is kept (the input resumes past it)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from kawa import delivery
+from kawa.testing.drivers import OutputDriver
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_buffer import T0, RecordingOutput  # noqa: E402,F401  (registers the test output)
+
+KEY = "in_tail\t/state/access.pos\t42"
+HOUR = 3600 * 10**9
+
+
+@pytest.fixture(autouse=True)
+def _fresh_recovered_checkpoints() -> Iterator[None]:
+    # the registry is per process (one kawa run); each simulated restart below starts it empty
+    delivery._recovered.clear()
+    yield
+    delivery._recovered.clear()
+
+
+def _driver(buf: Path, extra: str = "") -> OutputDriver:
+    keys = " time" if "timekey" in extra else ""
+    return OutputDriver("test_recording_buffered",
+                        f"<buffer{keys}>\n@type file\npath {buf}\nflush_interval 1h\nflush_at_shutdown false\n{extra}\n</buffer>")
+
+
+async def _emit(d: OutputDriver, offset: int, events: list[tuple[int, dict[str, Any]]]) -> None:
+    """What tail does for one batch: emit under a ticket whose checkpoint is the batch's end."""
+    ticket = delivery.Ticket((KEY, offset))
+    with delivery.tracking(ticket):
+        await d.instance.emit("app", events)
+    ticket.seal()
+    await asyncio.wait_for(ticket.stored, 5)
+
+
+def _appended_not_committed(d: OutputDriver, offset: int, events: list[tuple[int, dict[str, Any]]]) -> list[Any]:
+    """The state a kill -9 leaves right after an emit's data append, before Buffer.sync commits it."""
+    groups = d.instance.chunker.split("app", events)
+    fmt = d.instance.format_events if d.instance.formatted else None
+    return d.instance.buffer.write("app", groups, format_fn=fmt, enqueue=False, checkpoint=(KEY, offset))
+
+
+def _resume(buf: Path, extra: str = "") -> list[int]:
+    """Start the output on the buffer directory, flush, and return the records it wrote."""
+    delivery._recovered.clear()
+    d = _driver(buf, extra)
+
+    async def run() -> None:
+        async with d.run():
+            await d.flush()
+    asyncio.run(run())
+    return [r["n"] for _, evs in d.instance.written for _, r in evs]
+
+
+def _events(first: int, count: int, t: int = T0) -> list[tuple[int, dict[str, Any]]]:
+    return [(t, {"n": n}) for n in range(first, first + count)]
+
+
+def test_an_emit_killed_before_its_commit_is_cut_out_and_read_again(tmp_path: Path) -> None:
+    buf = tmp_path / "buf"
+    d = _driver(buf)
+
+    async def killed() -> None:
+        async with d.run():
+            await _emit(d, 100, _events(0, 3))
+            _appended_not_committed(d, 200, _events(3, 2))
+            meta = next(buf.glob("*.meta")).read_bytes()
+            assert b"pending" in meta               # written before the data
+    asyncio.run(killed())
+    # the restart: only the committed emit is kept, and the input resumes where it ended
+    delivery._recovered.clear()
+    d2 = _driver(buf)
+
+    async def restart() -> None:
+        async with d2.run():
+            assert delivery.recovered_checkpoint(KEY) == 100
+            await d2.flush()
+    asyncio.run(restart())
+    assert [r["n"] for _, evs in d2.instance.written for _, r in evs] == [0, 1, 2]
+
+
+def test_a_committed_emit_keeps_its_events_and_its_checkpoint(tmp_path: Path) -> None:
+    buf = tmp_path / "buf"
+    d = _driver(buf)
+
+    async def run() -> None:
+        async with d.run():
+            await _emit(d, 100, _events(0, 3))
+            await _emit(d, 200, _events(3, 2))
+            assert b"pending" not in next(buf.glob("*.meta")).read_bytes()
+    asyncio.run(run())
+    delivery._recovered.clear()
+    assert _resume(buf) == [0, 1, 2, 3, 4]
+    # resumed once more (nothing flushed): the checkpoint is the last emit's
+    assert delivery.recovered_checkpoint(KEY) == 200
+
+
+def test_an_emit_over_two_chunks_is_kept_whole_once_one_chunk_committed_it(tmp_path: Path) -> None:
+    """Buffer.sync commits the chunks one .meta at a time: a kill between two leaves one committed
+    and one pending; both parts stay (cutting one would lose it, the input resumes past the emit)."""
+    buf = tmp_path / "buf"
+    d = _driver(buf, "timekey 1h\ntimekey_wait 0")
+
+    async def killed() -> None:
+        async with d.run():
+            touched = _appended_not_committed(d, 300, _events(0, 2) + _events(2, 2, T0 + HOUR))
+            assert len(touched) == 2                # chunked by hour: one chunk per hour
+            first = touched[0]
+            assert first.commit(KEY, 300)
+            first.write_meta()
+    asyncio.run(killed())
+    assert sorted(_resume(buf, "timekey 1h\ntimekey_wait 0")) == [0, 1, 2, 3]
+
+
+def test_an_emit_over_two_chunks_committed_in_none_is_cut_from_both(tmp_path: Path) -> None:
+    buf = tmp_path / "buf"
+    d = _driver(buf, "timekey 1h\ntimekey_wait 0")
+
+    async def killed() -> None:
+        async with d.run():
+            await _emit(d, 100, _events(0, 1) + _events(1, 1, T0 + HOUR))
+            assert len(_appended_not_committed(d, 300, _events(2, 2) + _events(4, 2, T0 + HOUR))) == 2
+    asyncio.run(killed())
+    assert sorted(_resume(buf, "timekey 1h\ntimekey_wait 0")) == [0, 1]
+
+
+def test_a_queued_chunk_created_by_an_uncommitted_emit_is_dropped(tmp_path: Path) -> None:
+    """flush_mode immediate writes the .meta then the data of a new queued chunk: with the checkpoint
+    in it as pending, a kill before the commit neither skips the lines nor keeps them twice."""
+    buf = tmp_path / "buf"
+    d = OutputDriver("test_recording_buffered", f"<buffer>\n@type file\npath {buf}\nflush_mode immediate\n"
+                                                f"flush_thread_count 1\nflush_at_shutdown false\n</buffer>")
+
+    async def killed() -> None:
+        async with d.run():
+            groups = d.instance.chunker.split("app", _events(0, 2))
+            for chunk in d.instance.buffer.write("app", groups, format_fn=None, enqueue=True, checkpoint=(KEY, 100)):
+                chunk.syncing += 1                 # the emit's sync in flight: the flusher leaves it
+    asyncio.run(killed())
+    assert list(buf.glob("*.q*.log"))
+    assert _resume(buf) == []
+    assert delivery.recovered_checkpoint(KEY) is None
+    assert not list(buf.glob("*.log"))
