@@ -123,6 +123,28 @@ async def test_call_lost_before_aws_got_it_is_resent_after_restart(cw_output, cw
 
 
 @arun
+async def test_a_refused_call_is_not_left_in_flight_on_disk(cw_output, cwl_proxy, make_stream, tmp_path):
+    """A 5xx answer means not stored: a restart resends the call at once, no read-back (which costs
+    SETTLE_SECONDS and the absent rechecks, 2-8 s per chunk, during the recovery from an outage)."""
+    group, _ = make_stream()
+    conf = file_conf(group, tmp_path)
+    first = cw_output(conf)
+    chunk = await first_process(first)
+    cwl_proxy.faults.delay(0.0, 1)                                      # call 1 answered
+    cwl_proxy.faults.unavailable(1)                                     # call 2 refused (500)
+    with pytest.raises(RetryableError, match="ServiceUnavailable"):
+        await first.instance.write(chunk)
+    assert not inflight_on_disk(tmp_path)
+    cwl_proxy.reset_stats()
+    second, chunk = await restart(cw_output, conf)
+    await second.instance.write(chunk)
+    calls = cwl_proxy.stats().calls
+    assert calls["GetLogEvents"] == 0 and calls["PutLogEvents"] == 3        # calls 2 (resent), 3, 4
+    counts = stored(cwl_proxy.endpoint, group)
+    assert len(counts) == EVENTS and set(counts.values()) == {1}
+
+
+@arun
 async def test_unverifiable_lost_call_is_resent_with_a_warning(cw_output, cwl_proxy, make_stream, tmp_path):
     group, _ = make_stream()
     conf = file_conf(group, tmp_path)

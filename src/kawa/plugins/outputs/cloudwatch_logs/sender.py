@@ -151,6 +151,10 @@ class Delivery:
                     break
                 # An answer (even a 5xx) means the call was handled: as before, it counts as not stored.
                 self._journal_outcome(progress.inflight.pop(plan.key, None), progress, stored=False)
+                if out.progress.durable:
+                    # else the file keeps the call "in flight", and a restart reads the stream back
+                    # (2-8 s per chunk) before resending what CloudWatch refused
+                    await self._call(out.progress.save, progress)
                 counters["failed_calls"] += 1
                 if err.throttling:
                     counters["throttled"] += 1
