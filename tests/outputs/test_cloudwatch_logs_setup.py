@@ -199,4 +199,6 @@ async def test_restart_resumes_from_durable_progress(cw_output, cwl_proxy, make_
     await second.instance.write(chunk)
     got = [e["message"] for e in read_all_events(cwl_proxy.endpoint, group, stream)]
     assert len(got) == 40 and len(set(got)) == 40
+    assert list(tmp_path.glob("*.cwlprogress"))    # kept until the chunk is purged
+    second.instance.progress.sweep([])             # purged (no chunk left): the file goes
     assert not list(tmp_path.glob("*.cwlprogress"))

@@ -145,6 +145,28 @@ async def test_a_refused_call_is_not_left_in_flight_on_disk(cw_output, cwl_proxy
 
 
 @arun
+async def test_a_written_chunk_killed_before_its_purge_is_not_sent_again(cw_output, cwl_proxy, make_stream, tmp_path):
+    """The progress file outlives the write until the chunk is purged: a kill -9 between the two (the
+    same event-loop step) finds every call recorded, and sends nothing twice."""
+    group, _ = make_stream()
+    conf = file_conf(group, tmp_path)
+    first = cw_output(conf)
+    chunk = await first_process(first)
+    await first.instance.write(chunk)                                  # no purge: the kill comes first
+    progress_files = glob.glob(os.path.join(tmp_path, "buf", "cloudwatch_logs_progress", "*.cwlprogress"))
+    assert len(progress_files) == 1
+    cwl_proxy.reset_stats()
+    second, chunk = await restart(cw_output, conf)
+    await second.instance.write(chunk)
+    assert cwl_proxy.stats().calls["PutLogEvents"] == 0
+    counts = stored(cwl_proxy.endpoint, group)
+    assert len(counts) == EVENTS and set(counts.values()) == {1}
+    second.instance.buffer.purge(chunk)
+    second.instance.progress.sweep(c.id for c in second.instance.buffer.chunks())
+    assert not glob.glob(os.path.join(tmp_path, "buf", "cloudwatch_logs_progress", "*.cwlprogress"))
+
+
+@arun
 async def test_unverifiable_lost_call_is_resent_with_a_warning(cw_output, cwl_proxy, make_stream, tmp_path):
     group, _ = make_stream()
     conf = file_conf(group, tmp_path)

@@ -193,6 +193,7 @@ class CloudwatchLogsOutput(BufferedOutput):
 
     async def stop(self) -> None:
         await super().stop()
+        self.progress.sweep(c.id for c in self.buffer.chunks())
         self.resume.close()
         if self.delivery is not None:
             self.delivery.close()
@@ -214,6 +215,7 @@ class CloudwatchLogsOutput(BufferedOutput):
     # -- writing --------------------------------------------------------------------------------
     async def write(self, chunk: Any) -> None:
         delivery = await self._ensure_delivery()
+        self.progress.sweep(c.id for c in self.buffer.chunks())
         if len(self.progress) > PROGRESS_PRUNE_AT:
             self.progress.prune([c.id for c in self.buffer.chunks()] + [chunk.id])
         progress = self.progress.load(chunk.id)
@@ -231,7 +233,7 @@ class CloudwatchLogsOutput(BufferedOutput):
             text = "; ".join(dict.fromkeys(f.message for f in failures))
             raise RetryableError(f"CloudWatch Logs: {text}", slow_down=throttled,
                                  progress=progress.done_total() > done_before)
-        self.progress.forget(chunk.id)
+        self.progress.retire(chunk.id)
         self.resume.chunk_written(chunk)
 
     @property

@@ -118,6 +118,7 @@ class ProgressStore:
     def __init__(self, directory: str | None = None) -> None:
         self.directory = directory
         self._live: dict[str, ChunkProgress] = {}
+        self._retired: list[str] = []      # written chunks whose file waits for their purge
         # Saves of one chunk's progress come from several worker threads (concurrency > 1): one at a
         # time, so the file never goes back to an older state and the temporary file is not shared.
         self._save_lock = threading.Lock()
@@ -161,6 +162,26 @@ class ProgressStore:
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, path)
+
+    def retire(self, chunk_id: str) -> None:
+        """The chunk is written: forget it now, delete its file only once the buffer purged the chunk
+        (`sweep`). Deleted first, a kill -9 before the purge would leave the chunk without its record
+        of accepted calls, and the restart would send it all again."""
+        self._live.pop(chunk_id, None)
+        if self.directory:
+            self._retired.append(chunk_id)
+
+    def sweep(self, live_ids: Iterable[str]) -> None:
+        """Delete the files of retired chunks that left the buffer."""
+        if not self._retired:
+            return
+        keep = set(live_ids)
+        retired, self._retired = self._retired, []
+        for chunk_id in retired:
+            if chunk_id in keep:
+                self._retired.append(chunk_id)
+            else:
+                self.forget(chunk_id)
 
     def forget(self, chunk_id: str) -> None:
         self._live.pop(chunk_id, None)
