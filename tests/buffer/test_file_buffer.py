@@ -212,13 +212,13 @@ def test_chunk_is_not_written_while_the_emit_that_filled_it_is_fsyncing(tmp_path
     from kawa.plugins.buffers import file as file_buffer
 
     release = threading.Event()
-    real_sync = file_buffer.FileChunk.sync
+    real_fsync = file_buffer._fsync_path
 
-    def slow_sync(self: Any) -> None:
+    def slow_fsync(path: str) -> None:        # flush_mode immediate: the queued chunk is synced by path
         release.wait(10)
-        real_sync(self)
+        real_fsync(path)
 
-    monkeypatch.setattr(file_buffer.FileChunk, "sync", slow_sync)
+    monkeypatch.setattr(file_buffer, "_fsync_path", slow_fsync)
     d = OutputDriver("test_recording_buffered",
                      f"<buffer>\n@type file\npath {tmp_path / 'buf'}\nflush_mode immediate\n</buffer>")
 

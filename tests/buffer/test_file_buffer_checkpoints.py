@@ -12,7 +12,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from kawa import delivery
+from kawa import buffer_tool, delivery
 from kawa.testing.drivers import OutputDriver
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -79,6 +79,8 @@ def test_an_emit_killed_before_its_commit_is_cut_out_and_read_again(tmp_path: Pa
             meta = next(buf.glob("*.meta")).read_bytes()
             assert b"pending" in meta               # written before the data
     asyncio.run(killed())
+    (info,) = [buffer_tool.load_chunk(str(p)) for p in buf.glob("*.log")]
+    assert info.records == 5 and info.pending_bytes > 0          # what `kawa buffer inspect` shows
     # the restart: only the committed emit is kept, and the input resumes where it ended
     delivery._recovered.clear()
     d2 = _driver(buf)
@@ -153,3 +155,37 @@ def test_a_queued_chunk_created_by_an_uncommitted_emit_is_dropped(tmp_path: Path
     assert _resume(buf) == []
     assert delivery.recovered_checkpoint(KEY) is None
     assert not list(buf.glob("*.log"))
+
+
+def test_a_chunk_enqueued_while_its_emit_fsyncs_is_still_synced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The flusher may enqueue a chunk (rename, close its descriptor) while the emit's fsync runs in a
+    thread: the thread syncs a duplicate descriptor. It used the chunk's own, and failed with EBADF
+    (the emit then failed after its data was appended: tail offered the batch again, doubled)."""
+    import os
+    import threading
+
+    started, release = threading.Event(), threading.Event()
+    synced: list[int] = []
+    real_fdatasync = os.fdatasync
+
+    def slow_fdatasync(fd: int) -> None:
+        started.set()
+        release.wait(10)
+        real_fdatasync(fd)
+        synced.append(fd)
+
+    monkeypatch.setattr(os, "fdatasync", slow_fdatasync)
+    buf = tmp_path / "buf"
+    d = _driver(buf)
+
+    async def run() -> None:
+        async with d.run():
+            emit = asyncio.ensure_future(_emit(d, 100, _events(0, 3)))
+            assert await asyncio.to_thread(started.wait, 10)
+            d.instance.buffer.enqueue_all(force=True)      # renamed to .q and closed meanwhile
+            release.set()
+            await emit
+            await d.flush()
+    asyncio.run(run())
+    assert synced
+    assert [r["n"] for _, evs in d.instance.written for _, r in evs] == [0, 1, 2]

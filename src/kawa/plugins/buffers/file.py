@@ -191,14 +191,16 @@ class FileChunk(Chunk):
             data = f.read()
         return iter_decompress(data)       # member by member: never the whole chunk decompressed at once
 
-    def sync(self) -> None:
-        if self._fd is not None:
-            os.fdatasync(self._fd)
-        elif self.state != "purged":    # queued chunks are closed (flush_mode immediate writes them so)
-            _fsync_path(self.path)
+    def sync_target(self) -> tuple[int | None, list[str]]:
+        """What an fsync thread needs, taken in the event loop: the loop may enqueue the chunk (rename,
+        close its descriptor) while the thread runs, so a duplicate of the open descriptor, or the
+        data path when closed (queued chunks of flush_mode immediate); plus the .meta if unsynced."""
+        fd = os.dup(self._fd) if self._fd is not None else None
+        paths = [self.path] if fd is None and self.state != "purged" else []
         if self.meta_unsynced:
             self.meta_unsynced = False
-            _fsync_path(self.meta_path)
+            paths.append(self.meta_path)
+        return fd, paths
 
     def enqueued(self) -> None:
         super().enqueued()
@@ -351,12 +353,22 @@ class FileBuffer(Buffer):
                     chunk.write_meta()
                     noted.append(chunk)
 
+        targets = [chunk.sync_target() for chunk in chunks if isinstance(chunk, FileChunk)]
+        metas = [chunk.meta_path for chunk in noted]
+
         def run() -> None:
-            for chunk in chunks:
-                if isinstance(chunk, FileChunk):
-                    chunk.sync()
-            for chunk in noted:
-                _fsync_path(chunk.meta_path)
+            try:
+                for fd, paths in targets:
+                    if fd is not None:
+                        os.fdatasync(fd)
+                    for path in paths:
+                        _fsync_path(path)
+            finally:
+                for fd, _paths in targets:
+                    if fd is not None:
+                        os.close(fd)
+            for path in metas:
+                _fsync_path(path)
             dir_fd = os.open(os.path.dirname(self.pattern), os.O_RDONLY)
             try:
                 os.fsync(dir_fd)
