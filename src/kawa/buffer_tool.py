@@ -52,6 +52,7 @@ class ChunkInfo:
     records: int = 0                   # readable records
     records_expected: int | None = None
     unreadable_bytes: int = 0
+    pending_bytes: int = 0             # appended by an emit whose input checkpoint was not committed
     created: float | None = None       # epoch seconds
     modified: float | None = None
     reason: str | None = None          # why it became a dead letter (kawa .meta.json)
@@ -114,6 +115,10 @@ def load_chunk(path: str) -> ChunkInfo:
         info.records_expected = meta.get("s") if isinstance(meta.get("s"), int) else None
         info.created = float(meta["c"]) if isinstance(meta.get("c"), int) else None
         info.modified = float(meta["m"]) if isinstance(meta.get("m"), int) and meta["m"] else info.modified
+        pending = meta.get("pending")
+        for entry in (pending.values() if isinstance(pending, dict) else ()):
+            if isinstance(entry, list) and len(entry) == 3 and all(isinstance(v, int) for v in entry):
+                info.pending_bytes += max(0, min(entry[2], stat.st_size) - entry[1])
     elif dead is not None:
         info.companions.append(path + ".meta.json")
         info.state, info.origin = "dead-letter", "kawa"
@@ -237,6 +242,10 @@ def _print_chunk(out: TextIO, info: ChunkInfo, n: int) -> None:
             ("created", _iso(info.created)), ("modified", _iso(info.modified)), ("reason", info.reason)]
     if info.formatted:
         rows.append(("content", "text formatted by the output (not replayable as events)"))
+    if info.pending_bytes:
+        rows.append(("pending", f"{info.pending_bytes} bytes appended by an emit kawa had not committed when it "
+                                "stopped: cut out at the next start unless another chunk committed that emit "
+                                "(the input reads those lines again)"))
     if info.damaged:
         rows.append(("DAMAGED", f"{info.records} records readable, {info.unreadable_bytes} bytes unreadable"))
     for key, value in rows:
