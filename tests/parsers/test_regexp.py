@@ -70,6 +70,13 @@ def test_regexp_without_named_capture_is_config_error() -> None:
         ParserDriver("regexp", "expression /^\\d+$/")
 
 
+def test_regexp_keeps_empty_groups_and_drops_unset_ones_in_one_record() -> None:
+    d = ParserDriver("regexp", "expression /^(?<a>[^ ]*) (?:(?<b>x+) )?(?<c>.*)$/")
+    assert d.parse(" y") == [(None, {"a": "", "c": "y"})]           # "" kept, the unset group absent
+    assert d.parse("a xx ") == [(None, {"a": "a", "b": "xx", "c": ""})]
+    assert d.parse("a b") == [(None, {"a": "a", "c": "b"})]
+
+
 def test_regexp_null_value_pattern_and_empty_string() -> None:
     d = ParserDriver("regexp", "expression /^(?<a>[^,]*),(?<b>[^,]*)$/\nnull_value_pattern /^-$/\n"
                                "null_empty_string true")

@@ -350,9 +350,10 @@ class TailInput(Input):
         """Missing times, unmatched / invalid / incomplete lines (Fluentd's log lines), path_key."""
         o = self.options
         now = self.ctx.clock()
-        # parsers give None for a missing time (rare): rebuild the tuples only then
+        # parsers give None for a missing time (rare): rebuild the tuples only then (a time of 0
+        # takes this path too and is kept)
         events = [(t if t is not None else now, r) for t, r in parsed] \
-            if None in map(itemgetter(0), parsed) else parsed
+            if not all(map(itemgetter(0), parsed)) else parsed
         for failure in failures:
             if failure.kind == "invalid":
                 follower.counters.invalid += 1
