@@ -353,6 +353,8 @@ class FileBuffer(Buffer):
                     chunk.write_meta()
                     noted.append(chunk)
 
+        for chunk in noted:
+            chunk.meta_unsynced = False    # replaced by the commit: its new .meta is fsync'd below
         targets = [chunk.sync_target() for chunk in chunks if isinstance(chunk, FileChunk)]
         metas = [chunk.meta_path for chunk in noted]
 
