@@ -20,7 +20,7 @@ from kawa.buffer.chunk import iter_frames
 from kawa.buffer.compression import decompress, is_gzip, scan_members
 from kawa.buffer.recovery import payloads, salvage
 from kawa.event import NS_PER_SEC, Event
-from kawa.plugins.buffers.file import META_HEADER
+from kawa.plugins.buffers.file import META_HEADER, pending_entries
 
 # file buffer names: `<prefix>.b<hex id><suffix>` staged, `.q<hex id>` queued (buf_file.rb)
 _BUFFER_CHUNK = re.compile(r"\.(b|q)([0-9a-f]{32})\.[^/]*$")
@@ -115,10 +115,8 @@ def load_chunk(path: str) -> ChunkInfo:
         info.records_expected = meta.get("s") if isinstance(meta.get("s"), int) else None
         info.created = float(meta["c"]) if isinstance(meta.get("c"), int) else None
         info.modified = float(meta["m"]) if isinstance(meta.get("m"), int) and meta["m"] else info.modified
-        pending = meta.get("pending")
-        for entry in (pending.values() if isinstance(pending, dict) else ()):
-            if isinstance(entry, list) and len(entry) == 3 and all(isinstance(v, int) for v in entry):
-                info.pending_bytes += max(0, min(entry[2], stat.st_size) - entry[1])
+        for _key, _offset, start, end in pending_entries(meta.get("pending")):
+            info.pending_bytes += max(0, min(end, stat.st_size) - start)
     elif dead is not None:
         info.companions.append(path + ".meta.json")
         info.state, info.origin = "dead-letter", "kawa"

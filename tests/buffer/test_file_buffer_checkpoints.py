@@ -6,6 +6,7 @@ lines again from its own position) and a committed one is kept (the input resume
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from pathlib import Path
 from typing import Any, Iterator
@@ -161,7 +162,6 @@ def test_a_chunk_enqueued_while_its_emit_fsyncs_is_still_synced(tmp_path: Path, 
     """The flusher may enqueue a chunk (rename, close its descriptor) while the emit's fsync runs in a
     thread: the thread syncs a duplicate descriptor. It used the chunk's own, and failed with EBADF
     (the emit then failed after its data was appended: tail offered the batch again, doubled)."""
-    import os
     import threading
 
     started, release = threading.Event(), threading.Event()
@@ -189,3 +189,21 @@ def test_a_chunk_enqueued_while_its_emit_fsyncs_is_still_synced(tmp_path: Path, 
     asyncio.run(run())
     assert synced
     assert [r["n"] for _, evs in d.instance.written for _, r in evs] == [0, 1, 2]
+
+
+def test_a_commit_whose_meta_a_kill_left_under_the_staged_name_still_counts(tmp_path: Path) -> None:
+    """enqueue renames the data file, then its .meta: a kill between the two leaves the committed
+    .meta under the `.b` name. It still commits the emit, so the other chunk's part stays."""
+    buf = tmp_path / "buf"
+    d = _driver(buf, "timekey 1h\ntimekey_wait 0")
+
+    async def killed() -> None:
+        async with d.run():
+            first, second = _appended_not_committed(d, 300, _events(0, 2) + _events(2, 2, T0 + HOUR))
+            assert first.commit(KEY, 300)
+            first.write_meta()
+            first.close()
+            os.replace(first.path, first.path.replace(".b", ".q", 1))   # the data renamed, the .meta not
+    asyncio.run(killed())
+    assert sorted(_resume(buf, "timekey 1h\ntimekey_wait 0")) == [0, 1, 2, 3]
+    assert delivery.recovered_checkpoint(KEY) == 300

@@ -10,7 +10,7 @@ import glob
 import os
 import re
 import struct
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 import msgpack
 
@@ -57,7 +57,7 @@ class FileChunk(Chunk):
     # this file). Written to the .meta BEFORE the data, so a kill -9 between the append and the
     # commit (Buffer.sync) leaves a record of which bytes the input will read again; resume drops them.
     pending: dict[str, list[int]] | None = None
-    meta_unsynced = False       # written by write_queued, not fsync'd yet (sync does it)
+    meta_unsynced = False       # .meta written (write_queued, a commit) and not fsync'd yet (sync does it)
 
     def __init__(self, unique_id: bytes, metadata: Metadata, formatted: bool, created_at: int,
                  path: str, opener: Opener, compressed: bool = False) -> None:
@@ -128,12 +128,8 @@ class FileChunk(Chunk):
         frame = self._frame(data, records)
         if checkpoint is not None:
             key, offset = checkpoint
-            start = self.file_size
-            known = (self.pending or {}).get(key)
-            if known is not None and known[0] == offset and known[2] == start:
-                start = known[1]              # the same emit again (split at a limit): one range
             before = self.pending
-            self.pending = {**(before or {}), key: [offset, start, self.file_size + len(frame)]}
+            self.pending = {**(before or {}), key: [offset, self.file_size, self.file_size + len(frame)]}
             self.write_meta()
             try:
                 self._write_frame(frame)
@@ -342,7 +338,6 @@ class FileBuffer(Buffer):
         return chunk
 
     async def sync(self, chunks: list[Chunk], checkpoint: tuple[str, int] | None = None) -> None:
-        noted: list[FileChunk] = []
         if checkpoint is not None:
             # The commit: each .meta is replaced now, in the same loop step as the data append, and
             # fsync'd below with the data. One committed .meta is enough: at resume the pending
@@ -351,12 +346,8 @@ class FileBuffer(Buffer):
             for chunk in chunks:
                 if isinstance(chunk, FileChunk) and chunk.state != "purged" and chunk.commit(key, offset):
                     chunk.write_meta()
-                    noted.append(chunk)
-
-        for chunk in noted:
-            chunk.meta_unsynced = False    # replaced by the commit: its new .meta is fsync'd below
+                    chunk.meta_unsynced = True
         targets = [chunk.sync_target() for chunk in chunks if isinstance(chunk, FileChunk)]
-        metas = [chunk.meta_path for chunk in noted]
 
         def run() -> None:
             try:
@@ -369,8 +360,6 @@ class FileBuffer(Buffer):
                 for fd, _paths in targets:
                     if fd is not None:
                         os.close(fd)
-            for path in metas:
-                _fsync_path(path)
             dir_fd = os.open(os.path.dirname(self.pattern), os.O_RDONLY)
             try:
                 os.fsync(dir_fd)
@@ -392,9 +381,10 @@ class FileBuffer(Buffer):
                  for path in sorted(glob.glob(glob.escape(pattern).replace(glob.escape(".*"), ".*", 1)
                                               .replace(".*", ".[bq]*", 1)))
                  if not path.endswith((".meta", ".tmp")) and os.path.isfile(path)]
-        committed = self._committed(paths)
+        metas = {path: self._load_meta(path) for path in paths}
+        committed = _committed(metas.values())
         for path in paths:
-            chunk = self._resume_one(path, committed)
+            chunk = self._resume_one(path, metas[path], committed)
             if chunk is not None:
                 for key, offset in (chunk.checkpoints or {}).items():
                     delivery.note_recovered_checkpoint(key, offset)
@@ -408,18 +398,17 @@ class FileBuffer(Buffer):
         return list(staged.values()), queued
 
     @staticmethod
-    def _committed(paths: list[str]) -> dict[str, int]:
-        """key -> the highest checkpoint any chunk committed (an emit is committed when one of the
-        chunks it touched says so: Buffer.sync commits them one .meta at a time)."""
-        committed: dict[str, int] = {}
-        for path in paths:
-            meta = _read_meta(path + ".meta")
-            checkpoints = meta.get("checkpoints") if meta is not None else None
-            if isinstance(checkpoints, dict):
-                for key, offset in checkpoints.items():
-                    if isinstance(offset, int) and offset > committed.get(str(key), -1):
-                        committed[str(key)] = offset
-        return committed
+    def _load_meta(path: str) -> dict[str, Any] | None:
+        """The chunk's .meta; a kill between enqueue's two renames leaves it under the other state's name."""
+        meta = _read_meta(path + ".meta")
+        m = _CHUNK_NAME.search(path)
+        if meta is None and m is not None:
+            state, hex_id = m.group(1), m.group(2)
+            other = path.replace(f".{state}{hex_id}", f".{'b' if state == 'q' else 'q'}{hex_id}", 1) + ".meta"
+            meta = _read_meta(other)
+            if meta is not None:
+                os.replace(other, path + ".meta")
+        return meta
 
     def _settle_pending(self, chunk: FileChunk, pending: Any, committed: dict[str, int],
                         data: bytes) -> bytes:
@@ -428,12 +417,9 @@ class FileBuffer(Buffer):
         rewritten first: a crash before the data is can only leave those bytes in (read twice),
         never cut a range twice."""
         cuts: list[tuple[int, int]] = []
-        for key, entry in (pending.items() if isinstance(pending, dict) else ()):
-            if not (isinstance(entry, list) and len(entry) == 3 and all(isinstance(v, int) for v in entry)):
-                continue
-            offset, start, end = entry
-            if committed.get(str(key), -1) >= offset:
-                chunk.commit(str(key), offset)
+        for key, offset, start, end in pending_entries(pending):
+            if committed.get(key, -1) >= offset:
+                chunk.commit(key, offset)
             elif start < len(data):
                 cuts.append((start, min(end, len(data))))
         chunk.pending = None
@@ -450,17 +436,11 @@ class FileBuffer(Buffer):
                       "the input reads them again", chunk=chunk.path, records=records, bytes=len(data) - len(cut))
         return cut
 
-    def _resume_one(self, path: str, committed: dict[str, int]) -> FileChunk | None:
+    def _resume_one(self, path: str, meta: dict[str, Any] | None, committed: dict[str, int]) -> FileChunk | None:
         m = _CHUNK_NAME.search(path)
         if m is None:
             return None
         state, hex_id = m.group(1), m.group(2)
-        meta = _read_meta(path + ".meta")
-        if meta is None:
-            other = path.replace(f".{state}{hex_id}", f".{'b' if state == 'q' else 'q'}{hex_id}", 1) + ".meta"
-            meta = _read_meta(other)
-            if meta is not None:
-                os.replace(other, path + ".meta")
         if meta is None:
             self._broken(path, "metadata file is missing or unreadable")
             return None
@@ -540,6 +520,26 @@ def _fsync_path(path: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def pending_entries(pending: Any) -> Iterator[tuple[str, int, int, int]]:
+    """(key, offset, start, end) of each well-formed entry of a .meta's `pending` (FileChunk.pending)."""
+    for key, entry in (pending.items() if isinstance(pending, dict) else ()):
+        if isinstance(entry, list) and len(entry) == 3 and all(isinstance(v, int) for v in entry):
+            yield str(key), entry[0], entry[1], entry[2]
+
+
+def _committed(metas: Iterable[dict[str, Any] | None]) -> dict[str, int]:
+    """key -> the highest checkpoint any chunk committed (an emit is committed when one of the
+    chunks it touched says so: Buffer.sync commits them one .meta at a time)."""
+    committed: dict[str, int] = {}
+    for meta in metas:
+        checkpoints = meta.get("checkpoints") if meta is not None else None
+        if isinstance(checkpoints, dict):
+            for key, offset in checkpoints.items():
+                if isinstance(offset, int) and offset > committed.get(str(key), -1):
+                    committed[str(key)] = offset
+    return committed
 
 
 def _read_meta(path: str) -> dict[str, Any] | None:
