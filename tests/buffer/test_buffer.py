@@ -125,6 +125,37 @@ def test_chunk_limit_records_splits_into_several_chunks() -> None:
     asyncio.run(run())
 
 
+def test_a_write_failing_in_its_second_chunk_is_undone_in_the_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The input retries a failed emit whole: what the write put in other chunks must not stay."""
+    from kawa.plugins.buffers.memory import MemoryChunk
+
+    d = _driver("<buffer time>\ntimekey 1h\ntimekey_wait 3650d\n</buffer>")
+    real_append = MemoryChunk._append
+
+    def hour_one_fails(chunk: MemoryChunk, *args: Any) -> None:
+        if chunk.metadata.timekey == T0 // 10**9 + 3600:
+            raise OSError(28, "No space left on device")
+        real_append(chunk, *args)
+    monkeypatch.setattr(MemoryChunk, "_append", hour_one_fails)
+
+    async def run() -> None:
+        async with d.run():
+            await d.feed_batch("a", [(T0, {"n": 0})])
+            buffer = d.instance.buffer
+            (first,) = buffer.stage.values()
+            before = (first.record_count, first.bytesize, first.read(), buffer.stage_size)
+            with pytest.raises(BufferOverflowError, match="No space left"):
+                await d.feed_batch("a", [(T0, {"n": 1}), (T0 + 3600 * 10**9, {"n": 2})])
+            assert (first.record_count, first.bytesize, first.read(), buffer.stage_size) == before
+            assert list(buffer.stage.values()) == [first]       # the new hour-1 chunk is gone
+            monkeypatch.setattr(MemoryChunk, "_append", real_append)
+            await d.feed_batch("a", [(T0, {"n": 1}), (T0 + 3600 * 10**9, {"n": 2})])
+            await d.flush()
+        assert sorted(r["n"] for _, e in d.instance.written for _, r in e) == [0, 1, 2]
+
+    asyncio.run(run())
+
+
 def test_record_larger_than_chunk_limit_is_dropped_counted_and_logged() -> None:
     d = _driver("<buffer>\nchunk_limit_size 100\nflush_mode immediate\n</buffer>")
 

@@ -14,6 +14,8 @@ from typing import Any, Iterator
 import pytest
 
 from kawa import buffer_tool, delivery
+from kawa.buffer.buffer import DeliveryAck
+from kawa.errors import BufferOverflowError
 from kawa.testing.drivers import OutputDriver
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -207,3 +209,74 @@ def test_a_commit_whose_meta_a_kill_left_under_the_staged_name_still_counts(tmp_
     asyncio.run(killed())
     assert sorted(_resume(buf, "timekey 1h\ntimekey_wait 0")) == [0, 1, 2, 3]
     assert delivery.recovered_checkpoint(KEY) == 300
+
+
+# -- a write that fails part-way (disk full) is undone, so the input's retry is not buffered twice --
+
+def _full_disk_driver(buf: Path, full: dict[str, bool], extra: str) -> OutputDriver:
+    """New chunk data files open on /dev/full while full["on"]: writes to them fail with ENOSPC;
+    chunks opened before keep their descriptors and take appends."""
+    def opener(path: str, flags: int, mode: int = 0o644) -> int:
+        if full["on"] and not path.endswith((".meta", ".tmp")):
+            return os.open("/dev/full", os.O_WRONLY)
+        return os.open(path, flags, mode)
+
+    return OutputDriver("test_recording_buffered",
+                        f"<buffer time>\n@type file\npath {buf}\ntimekey 1h\ntimekey_wait 3650d\n"
+                        f"flush_at_shutdown false\n{extra}\n</buffer>", extras={"buffer_file_opener": opener})
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="/dev/full simulates ENOSPC")
+def test_an_emit_failing_in_its_second_chunk_leaves_the_first_as_it_was(tmp_path: Path) -> None:
+    buf = tmp_path / "buf"
+    full = {"on": False}
+    d = _full_disk_driver(buf, full, "")
+    retry = _events(1, 1) + _events(2, 1, T0 + HOUR)     # hour 0 goes to the open chunk, hour 1 to a new one
+
+    async def run() -> None:
+        async with d.run():
+            await _emit(d, 100, _events(0, 1))
+            (first,) = d.instance.buffer.stage.values()
+            size, stage_size = os.path.getsize(first.path), d.instance.buffer.stage_size
+            full["on"] = True
+            for _attempt in range(3):                      # tail retries while the disk stays full
+                with pytest.raises(BufferOverflowError, match="No space left"):
+                    _appended_not_committed(d, 200, retry)
+            assert os.path.getsize(first.path) == size and first.record_count == 1
+            assert d.instance.buffer.stage_size == stage_size and list(d.instance.buffer.stage.values()) == [first]
+            assert b"pending" not in Path(first.meta_path).read_bytes()
+            full["on"] = False
+            await _emit(d, 200, retry)
+            await d.flush()
+    asyncio.run(run())
+    assert sorted(r["n"] for _, evs in d.instance.written for _, r in evs) == [0, 1, 2]
+    assert not list(buf.glob("*"))
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="/dev/full simulates ENOSPC")
+def test_an_immediate_emit_failing_in_its_second_chunk_removes_the_first(tmp_path: Path) -> None:
+    """flush_mode immediate: the emit's first piece is a new queued chunk; it goes with the failure."""
+    buf = tmp_path / "buf"
+    full = {"on": False}
+    d = _full_disk_driver(buf, full, "flush_mode immediate\nflush_thread_count 1")
+    ticket_ack = DeliveryAck(lambda: None)
+
+    async def run() -> None:
+        async with d.run():
+            groups = d.instance.chunker.split("app", _events(0, 1) + _events(1, 1, T0 + HOUR))
+            real_new = d.instance.buffer.new_queued_chunk
+            made = []
+
+            def second_fails(*args: Any, **kwargs: Any) -> Any:
+                full["on"] = bool(made)                   # the disk fills after the first chunk
+                made.append(real_new(*args, **kwargs))
+                return made[-1]
+            d.instance.buffer.new_queued_chunk = second_fails
+            with pytest.raises(BufferOverflowError, match="No space left"):
+                d.instance.buffer.write("app", groups, format_fn=None, enqueue=True, ack=ticket_ack,
+                                        checkpoint=(KEY, 100))
+            assert len(made) == 1 and made[0].state == "purged"
+            assert not d.instance.buffer.queue and d.instance.buffer.queue_size == 0
+            assert ticket_ack.pending == 0 and not ticket_ack.settled
+    asyncio.run(run())
+    assert not list(buf.glob("*.log")) and not list(buf.glob("*.meta"))

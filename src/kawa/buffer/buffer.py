@@ -151,47 +151,98 @@ class Buffer(Plugin):
         data until `sync` commits it.
 
         Raises BufferOverflowError before writing anything when the buffer is full; an OSError of
-        the backend (ENOSPC) leaves already-buffered data intact and is re-raised as overflow.
+        the backend (ENOSPC) leaves already-buffered data intact, undoes what this write appended (the
+        input retries the whole emit) and is re-raised as overflow.
         """
         if not self.storable():
             raise BufferOverflowError("buffer space has too many data")
         touched: list[Chunk] = []
-        for meta, events in groups.items():
-            pieces = self._serialize(tag, events, format_fn)
-            for data, count in pieces:
-                if enqueue and meta not in self.stage:
-                    # flush_mode immediate: the chunk is queued as soon as it holds this data
-                    try:
-                        chunk = self.new_queued_chunk(meta, data, count, checkpoint)
-                    except OSError as exc:
-                        raise BufferOverflowError(f"cannot write buffer chunk: {exc}") from exc
-                    self.queue.append(chunk)
-                    self.queue_size += chunk.bytesize
-                    touched.append(chunk)
-                    if ack is not None:
-                        ack.hold()
-                        chunk.acks.append(ack)
-                    self.on_change()
-                    continue
-                chunk = self._staged_chunk(meta)
-                room_bytes, room_records = self._room(chunk)
-                if chunk.record_count and (len(data) > room_bytes or (room_records is not None and count > room_records)):
-                    self.enqueue_chunk(meta)
-                    chunk = self._staged_chunk(meta)
-                try:
-                    before = chunk.bytesize
-                    chunk.append(data, count, self.ctx.clock(), checkpoint)
-                except OSError as exc:
-                    raise BufferOverflowError(f"cannot write buffer chunk: {exc}") from exc
-                self.stage_size += chunk.bytesize - before
-                if not touched or touched[-1] is not chunk:
-                    touched.append(chunk)
-                    if ack is not None:
-                        ack.hold()
-                        chunk.acks.append(ack)
-                if enqueue or self._full(chunk):
-                    self.enqueue_chunk(meta)
+        marks: dict[int, tuple[Chunk, Any]] = {}     # id(chunk) -> (chunk, its state before this write)
+        try:
+            for meta, events in groups.items():
+                for data, count in self._serialize(tag, events, format_fn):
+                    self._write_piece(meta, data, count, enqueue, ack, checkpoint, touched, marks)
+        except BufferOverflowError:
+            # A disk-full (or EIO) part-way through an emit that spans chunks (timekeys, record
+            # keys): the input retries the whole emit, so what this write already appended must go,
+            # or each retry during the outage would buffer the first part again.
+            self._roll_back(marks, ack)
+            raise
         return touched
+
+    def _write_piece(self, meta: Metadata, data: bytes, count: int, enqueue: bool, ack: DeliveryAck | None,
+                     checkpoint: tuple[str, int] | None, touched: list[Chunk],
+                     marks: dict[int, tuple[Chunk, Any]]) -> None:
+        if enqueue and meta not in self.stage:
+            # flush_mode immediate: the chunk is queued as soon as it holds this data
+            try:
+                chunk = self.new_queued_chunk(meta, data, count, checkpoint)
+            except OSError as exc:
+                raise BufferOverflowError(f"cannot write buffer chunk: {exc}") from exc
+            marks[id(chunk)] = (chunk, None)          # None: new in this write, removed whole
+            self.queue.append(chunk)
+            self.queue_size += chunk.bytesize
+            touched.append(chunk)
+            if ack is not None:
+                ack.hold()
+                chunk.acks.append(ack)
+            self.on_change()
+            return
+        chunk = self._staged_chunk(meta)
+        room_bytes, room_records = self._room(chunk)
+        if chunk.record_count and (len(data) > room_bytes or (room_records is not None and count > room_records)):
+            self.enqueue_chunk(meta)
+            chunk = self._staged_chunk(meta)
+        if id(chunk) not in marks:
+            marks[id(chunk)] = (chunk, chunk.mark())
+        try:
+            before = chunk.bytesize
+            chunk.append(data, count, self.ctx.clock(), checkpoint)
+        except OSError as exc:
+            raise BufferOverflowError(f"cannot write buffer chunk: {exc}") from exc
+        self.stage_size += chunk.bytesize - before
+        if not touched or touched[-1] is not chunk:
+            touched.append(chunk)
+            if ack is not None:
+                ack.hold()
+                chunk.acks.append(ack)
+        if enqueue or self._full(chunk):
+            self.enqueue_chunk(meta)
+
+    def _roll_back(self, marks: dict[int, tuple[Chunk, Any]], ack: DeliveryAck | None) -> None:
+        """Undo a failed write: each chunk it touched back to its state before (new queued chunks
+        removed). A chunk that cannot be cut back keeps the data: read twice, never lost."""
+        for chunk, mark in reversed(list(marks.values())):
+            if ack is not None and ack in chunk.acks:
+                chunk.acks.remove(ack)
+                ack.pending -= 1          # the hold is returned; the ack is not settled by this
+            staged = chunk.state == "staged"
+            size = chunk.bytesize
+            try:
+                if mark is None:          # new in this write: it goes whole
+                    chunk.purge()
+                else:
+                    chunk.rollback(mark)
+            except OSError as exc:
+                self.log.warn("could not remove the part of a failed buffer write; those events may "
+                              "be buffered twice", chunk_id=chunk.id, error=str(exc))
+                continue
+            removed = size if mark is None else size - chunk.bytesize
+            if staged:
+                self.stage_size -= removed
+            else:
+                self.queue_size -= removed
+            if mark is None or chunk.record_count == 0:
+                if staged:
+                    if self.stage.get(chunk.metadata) is chunk:
+                        del self.stage[chunk.metadata]
+                else:
+                    self.queue.remove(chunk)
+                if chunk.state != "purged":
+                    try:
+                        chunk.purge()
+                    except OSError:
+                        pass              # an empty chunk left on disk is dropped at resume
 
     def _serialize(self, tag: str, events: list[Event], format_fn: FormatFn | None) -> list[tuple[bytes, int]]:
         """Stored bytes of the events (gzip members with compress gzip), cut into pieces that each

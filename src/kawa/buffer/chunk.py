@@ -130,6 +130,16 @@ class Chunk:
         self.bytesize += len(data)
         self.modified_at = now_ns
 
+    def mark(self) -> tuple[Any, ...]:
+        """This chunk's state now, for `rollback` (Buffer.write undoing a failed emit)."""
+        return self.record_count, self.bytesize, self.modified_at, self._data_mark()
+
+    def rollback(self, mark: tuple[Any, ...]) -> None:
+        """Remove what was appended since `mark` (nothing may have read or flushed it since)."""
+        record_count, bytesize, modified_at, data_mark = mark
+        self._rollback(data_mark)
+        self.record_count, self.bytesize, self.modified_at = record_count, bytesize, modified_at
+
     def read(self) -> bytes:
         """The data, decompressed: the formatted text, or the msgpack stream of events."""
         return self._raw()
@@ -156,6 +166,12 @@ class Chunk:
         raise NotImplementedError
 
     def _raw(self) -> bytes:
+        raise NotImplementedError
+
+    def _data_mark(self) -> Any:
+        raise NotImplementedError
+
+    def _rollback(self, data_mark: Any) -> None:
         raise NotImplementedError
 
     def purge(self) -> None:

@@ -171,6 +171,24 @@ class FileChunk(Chunk):
             raise
         self.file_size += len(frame)
 
+    def _data_mark(self) -> tuple[int, dict[str, list[int]] | None]:
+        return self.file_size, self.pending
+
+    def _rollback(self, data_mark: tuple[int, dict[str, list[int]] | None]) -> None:
+        size, pending = data_mark
+        if self.file_size != size:      # (a failed append has already cut its own partial frame)
+            if self._fd is not None:
+                os.ftruncate(self._fd, size)
+            else:                       # enqueued (renamed, closed) in the same write
+                os.truncate(self.path, size)
+            self.file_size = size
+        if pending != self.pending:
+            self.pending = pending
+            try:
+                self.write_meta()
+            except OSError:
+                pass    # the .meta keeps a pending range past the end of the data: cut as nothing at resume
+
     def _raw(self) -> bytes:
         with open(self.path, "rb") as f:
             data = f.read()
@@ -238,13 +256,16 @@ class FileBuffer(Buffer):
 
     Crash model: every append is one os.write of whole frames (or one whole member) to an O_APPEND
     fd and the .meta is replaced atomically, so kill -9 at any instant leaves at most a torn last
-    frame or member; an append made for an input checkpoint (tail) is recorded as pending in the .meta
-    first and cut out at start unless its emit committed (see FileChunk.pending); at start every chunk is resumed and a torn/corrupted file is rewritten with its
-    good frames (kawa.buffer.recovery; loss logged with the chunk name). A chunk whose .meta is unreadable is moved to the backup directory, never
-    crash-looping. fsync policy: none on the data path by default (kill -9 safe, not power-loss
-    safe, as Fluentd); with `<system> at_least_once_from_source true` (or an emit ack) the chunk
-    data is fdatasync'ed before emit returns. Disk full (ENOSPC): the partial frame is cut, emit
-    raises BufferOverflowError (input holds back / overflow_action), buffered data is untouched.
+    frame or member; an append made for an input checkpoint (tail) is recorded as pending in the
+    .meta first and cut out at start unless its emit committed (see FileChunk.pending); at start
+    every chunk is resumed and a torn/corrupted file is rewritten with its good frames
+    (kawa.buffer.recovery; loss logged with the chunk name). A chunk whose .meta is unreadable is
+    moved to the backup directory, never crash-looping. fsync policy: none on the data path by
+    default (kill -9 safe, not power-loss safe, as Fluentd); with `<system>
+    at_least_once_from_source true` (or an emit ack) the chunk data is fdatasync'ed before emit
+    returns. Disk full (ENOSPC): the partial frame is cut, and so is what the same emit appended to
+    other chunks (Buffer.write rolls back); emit raises BufferOverflowError (input holds back /
+    overflow_action); data buffered before is untouched.
     """
 
     class Options(BufferOptions):

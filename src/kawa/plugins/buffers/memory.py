@@ -26,6 +26,12 @@ class MemoryChunk(Chunk):
     def _append(self, data: bytes, records: int, checkpoint: tuple[str, int] | None) -> None:
         self._pieces.append(data)      # nothing in memory survives a restart: no checkpoint to keep
 
+    def _data_mark(self) -> int:
+        return len(self._pieces)
+
+    def _rollback(self, data_mark: int) -> None:
+        del self._pieces[data_mark:]   # _raw joins pieces only when flushing, never inside a write
+
     def _raw(self) -> bytes:
         if self.compressed:
             return b"".join(self._plain_pieces())
