@@ -20,7 +20,7 @@ from kawa.buffer.chunk import iter_frames
 from kawa.buffer.compression import decompress, is_gzip, scan_members
 from kawa.buffer.recovery import payloads, salvage
 from kawa.event import NS_PER_SEC, Event
-from kawa.plugins.buffers.file import META_HEADER, pending_entries
+from kawa.plugins.buffers.file import META_HEADER, committed_checkpoints, cut_ranges, uncommitted_ranges
 
 # file buffer names: `<prefix>.b<hex id><suffix>` staged, `.q<hex id>` queued (buf_file.rb)
 _BUFFER_CHUNK = re.compile(r"\.(b|q)([0-9a-f]{32})\.[^/]*$")
@@ -52,12 +52,16 @@ class ChunkInfo:
     records: int = 0                   # readable records
     records_expected: int | None = None
     unreadable_bytes: int = 0
-    pending_bytes: int = 0             # appended by an emit whose input checkpoint was not committed
+    # Appended by an emit whose input checkpoint no chunk committed: kawa cuts these at its next
+    # start and tail reads the lines again, so they are left out of `records` and of a replay.
+    pending_bytes: int = 0
+    pending_records: int = 0
     created: float | None = None       # epoch seconds
     modified: float | None = None
     reason: str | None = None          # why it became a dead letter (kawa .meta.json)
     companions: list[str] = field(default_factory=list)   # metadata files removed with the chunk
     _framed: bool = field(default=True, repr=False)        # msgpack frames (else plain text lines)
+    _cuts: list[tuple[int, int]] = field(default_factory=list, repr=False)   # the pending byte ranges
 
     @property
     def damaged(self) -> bool:
@@ -96,7 +100,20 @@ def _time_from_id(hex_id: str) -> float | None:
     return None
 
 
-def load_chunk(path: str) -> ChunkInfo:
+def _directory_commits(folder: str) -> dict[str, int]:
+    """The input checkpoints the file-buffer chunks in `folder` committed (kawa's resume uses the same:
+    an emit over several chunks counts as committed when any of its chunks says so)."""
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return {}
+    return committed_checkpoints(_read_buffer_meta(os.path.join(folder, name)) for name in names
+                                 if name.endswith(".meta"))
+
+
+def load_chunk(path: str, commits: dict[str, int] | None = None, *, include_pending: bool = False) -> ChunkInfo:
+    """`commits`: the directory's committed checkpoints (read when None); `include_pending`: read the
+    uncommitted appends too (salvage, when the input will never read those lines again)."""
     name = os.path.basename(path)
     buffer_match = _BUFFER_CHUNK.search(name)
     dead_match = _DEAD_LETTER.match(name)
@@ -115,8 +132,11 @@ def load_chunk(path: str) -> ChunkInfo:
         info.records_expected = meta.get("s") if isinstance(meta.get("s"), int) else None
         info.created = float(meta["c"]) if isinstance(meta.get("c"), int) else None
         info.modified = float(meta["m"]) if isinstance(meta.get("m"), int) and meta["m"] else info.modified
-        for _key, _offset, start, end in pending_entries(meta.get("pending")):
-            info.pending_bytes += max(0, min(end, stat.st_size) - start)
+        if meta.get("pending") and not include_pending:
+            if commits is None:
+                commits = _directory_commits(os.path.dirname(path) or ".")
+            info._cuts = uncommitted_ranges(meta["pending"], commits, stat.st_size)
+            info.pending_bytes = sum(end - start for start, end in info._cuts)
     elif dead is not None:
         info.companions.append(path + ".meta.json")
         info.state, info.origin = "dead-letter", "kawa"
@@ -133,6 +153,9 @@ def load_chunk(path: str) -> ChunkInfo:
     # Fluentd's .meta does not record compression (it reads with the configured `compress`); kawa's
     # does. Without it, gzip data is known by its magic bytes (msgpack frames and text never start so).
     info.compressed = meta["compress"] == "gzip" if meta is not None and "compress" in meta else is_gzip(data)
+    if info._cuts:
+        info.pending_records = sum(salvage(data[a:b], info.formatted, info.compressed).records for a, b in info._cuts)
+        data = cut_ranges(data, info._cuts)
     _scan(info, data, framed=meta is not None)
     return info
 
@@ -171,7 +194,8 @@ def _decode(info: ChunkInfo, data: bytes) -> tuple[bytes, int, int]:
 
 def _content(info: ChunkInfo) -> bytes:
     with open(info.path, "rb") as f:
-        return _decode(info, f.read())[0]
+        data = f.read()
+    return _decode(info, cut_ranges(data, info._cuts) if info._cuts else data)[0]
 
 
 def iter_events(info: ChunkInfo, limit: int | None = None) -> Iterator[Event]:
@@ -198,16 +222,19 @@ def preview(info: ChunkInfo, n: int) -> list[Any]:
     return [line.decode("utf-8", "replace") for line in data.splitlines()[:n]]
 
 
-def find_chunks(path: str) -> list[ChunkInfo]:
+def find_chunks(path: str, *, include_pending: bool = False) -> list[ChunkInfo]:
     if os.path.isfile(path):
-        return [load_chunk(path)]
+        return [load_chunk(path, include_pending=include_pending)]
     found: list[ChunkInfo] = []
     for folder, dirs, files in os.walk(path):
         dirs.sort()
+        commits: dict[str, int] | None = None
         for name in sorted(files):
             if name.endswith(_SKIPPED_SUFFIXES) or not (_BUFFER_CHUNK.search(name) or _DEAD_LETTER.match(name)):
                 continue
-            found.append(load_chunk(os.path.join(folder, name)))
+            if commits is None and _BUFFER_CHUNK.search(name):
+                commits = _directory_commits(folder)
+            found.append(load_chunk(os.path.join(folder, name), commits, include_pending=include_pending))
     found.sort(key=lambda c: (c.created or 0.0, c.id))
     return found
 
@@ -241,9 +268,10 @@ def _print_chunk(out: TextIO, info: ChunkInfo, n: int) -> None:
     if info.formatted:
         rows.append(("content", "text formatted by the output (not replayable as events)"))
     if info.pending_bytes:
-        rows.append(("pending", f"{info.pending_bytes} bytes appended by an emit kawa had not committed when it "
-                                "stopped: cut out at the next start unless another chunk committed that emit "
-                                "(the input reads those lines again)"))
+        rows.append(("pending", f"{info.pending_records} records ({info.pending_bytes} bytes) appended by an emit "
+                                "kawa had not committed when it stopped: not counted above and not replayed; "
+                                "kawa cuts them at its next start and the input reads those lines again "
+                                "(replay --include-pending takes them, when it will not)"))
     if info.damaged:
         rows.append(("DAMAGED", f"{info.records} records readable, {info.unreadable_bytes} bytes unreadable"))
     for key, value in rows:
@@ -284,6 +312,9 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--tag", help="tag for chunks whose metadata has none (buffers without the tag chunk key)")
     rep.add_argument("--keep", action="store_true", help="leave replayed chunk files in place")
     rep.add_argument("--dry-run", action="store_true", help="show what would be replayed, change nothing")
+    rep.add_argument("--include-pending", action="store_true",
+                     help="also replay appends kawa had not committed (only when the input will not read "
+                          "those lines again, e.g. the node and its logs are gone)")
     rep.add_argument("-v", "--verbose", action="count", default=0, help="more of kawa's log on stderr")
     return p
 
@@ -297,4 +328,5 @@ def main(argv: Sequence[str]) -> int:
         return inspect(args, sys.stdout)
     from kawa.buffer_replay import replay
 
-    return asyncio.run(replay(args, find_chunks(args.path), sys.stdout, sys.stderr))
+    chunks = find_chunks(args.path, include_pending=args.include_pending)
+    return asyncio.run(replay(args, chunks, sys.stdout, sys.stderr))

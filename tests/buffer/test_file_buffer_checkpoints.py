@@ -6,7 +6,9 @@ lines again from its own position) and a committed one is kept (the input resume
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Any, Iterator
@@ -83,7 +85,8 @@ def test_an_emit_killed_before_its_commit_is_cut_out_and_read_again(tmp_path: Pa
             assert b"pending" in meta               # written before the data
     asyncio.run(killed())
     (info,) = [buffer_tool.load_chunk(str(p)) for p in buf.glob("*.log")]
-    assert info.records == 5 and info.pending_bytes > 0          # what `kawa buffer inspect` shows
+    # what `kawa buffer inspect` shows: the pending records are not counted as the chunk's
+    assert (info.records, info.pending_records) == (3, 2) and info.pending_bytes > 0
     # the restart: only the committed emit is kept, and the input resumes where it ended
     delivery._recovered.clear()
     d2 = _driver(buf)
@@ -110,6 +113,33 @@ def test_a_committed_emit_keeps_its_events_and_its_checkpoint(tmp_path: Path) ->
     assert _resume(buf) == [0, 1, 2, 3, 4]
     # resumed once more (nothing flushed): the checkpoint is the last emit's
     assert delivery.recovered_checkpoint(KEY) == 200
+
+
+def test_replay_leaves_out_the_appends_kawa_would_cut_unless_asked(tmp_path: Path, capsys: Any) -> None:
+    """Replayed, the uncommitted lines would come twice: once from the replay, once from tail at
+    kawa's next start. --include-pending takes them when tail will not (the node is gone)."""
+    buf = tmp_path / "buf"
+    d = _driver(buf)
+
+    async def killed() -> None:
+        async with d.run():
+            await _emit(d, 100, _events(0, 3))
+            _appended_not_committed(d, 200, _events(3, 2))
+    asyncio.run(killed())
+    shutil.copytree(buf, tmp_path / "copy")
+    conf = tmp_path / "out.conf"
+    conf.write_text(f"<match app.**>\n@type file\npath {tmp_path}/out/app\nappend true\n<format>\n@type json\n"
+                    f"</format>\n<buffer>\n@type file\npath {tmp_path}/outbuf\n</buffer>\n</match>\n")
+
+    def delivered() -> list[int]:
+        return [json.loads(line)["n"] for f in (tmp_path / "out").glob("*") for line in f.read_text().splitlines()]
+    assert buffer_tool.main(["replay", str(buf), "-c", str(conf), "--tag", "app.x"]) == 0
+    assert "replayed 3 records from 1 chunks" in capsys.readouterr().out
+    assert sorted(delivered()) == [0, 1, 2]
+    shutil.rmtree(tmp_path / "out")
+    assert buffer_tool.main(["replay", str(tmp_path / "copy"), "-c", str(conf), "--tag", "app.x",
+                             "--include-pending"]) == 0
+    assert sorted(delivered()) == [0, 1, 2, 3, 4]
 
 
 def test_an_emit_over_two_chunks_is_kept_whole_once_one_chunk_committed_it(tmp_path: Path) -> None:

@@ -403,7 +403,7 @@ class FileBuffer(Buffer):
                                               .replace(".*", ".[bq]*", 1)))
                  if not path.endswith((".meta", ".tmp")) and os.path.isfile(path)]
         metas = {path: self._load_meta(path) for path in paths}
-        committed = _committed(metas.values())
+        committed = committed_checkpoints(metas.values())
         for path in paths:
             chunk = self._resume_one(path, metas[path], committed)
             if chunk is not None:
@@ -437,21 +437,14 @@ class FileBuffer(Buffer):
         else cut out, since the input did not move past them and reads them again. The .meta is
         rewritten first: a crash before the data is can only leave those bytes in (read twice),
         never cut a range twice."""
-        cuts: list[tuple[int, int]] = []
-        for key, offset, start, end in pending_entries(pending):
+        for key, offset, _start, _end in pending_entries(pending):
             if committed.get(key, -1) >= offset:
                 chunk.commit(key, offset)
-            elif start < len(data):
-                cuts.append((start, min(end, len(data))))
+        cuts = uncommitted_ranges(pending, committed, len(data))
         chunk.pending = None
         if not cuts:
             return data
-        kept, pos = [], 0
-        for start, end in sorted(cuts):
-            kept.append(data[pos:start])
-            pos = max(pos, end)
-        kept.append(data[pos:])
-        cut = b"".join(kept)
+        cut = cut_ranges(data, cuts)
         records = sum(salvage(data[a:b], chunk.formatted, chunk.compressed).records for a, b in cuts)
         self.log.info("dropped buffered events whose input had not committed them before the stop; "
                       "the input reads them again", chunk=chunk.path, records=records, bytes=len(data) - len(cut))
@@ -550,7 +543,22 @@ def pending_entries(pending: Any) -> Iterator[tuple[str, int, int, int]]:
             yield str(key), entry[0], entry[1], entry[2]
 
 
-def _committed(metas: Iterable[dict[str, Any] | None]) -> dict[str, int]:
+def uncommitted_ranges(pending: Any, committed: dict[str, int], size: int) -> list[tuple[int, int]]:
+    """The byte ranges (within `size`) of pending appends whose emit no chunk committed."""
+    return [(start, min(end, size)) for key, offset, start, end in pending_entries(pending)
+            if committed.get(key, -1) < offset and start < size]
+
+
+def cut_ranges(data: bytes, ranges: list[tuple[int, int]]) -> bytes:
+    kept, pos = [], 0
+    for start, end in sorted(ranges):
+        kept.append(data[pos:start])
+        pos = max(pos, end)
+    kept.append(data[pos:])
+    return b"".join(kept)
+
+
+def committed_checkpoints(metas: Iterable[dict[str, Any] | None]) -> dict[str, int]:
     """key -> the highest checkpoint any chunk committed (an emit is committed when one of the
     chunks it touched says so: Buffer.sync commits them one .meta at a time)."""
     committed: dict[str, int] = {}
