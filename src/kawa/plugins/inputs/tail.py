@@ -101,8 +101,6 @@ class TailInput(Input):
         path_timezone = option(None, doc="Time zone of strftime patterns in `path`.")
         follow_inodes = option(False, "bool", doc="Track files by inode instead of by name.")
         max_line_size = option(None, "size", doc="Longer lines are skipped with a warning.")
-        # kawa's own: after a change notification, wait this long for more writes before reading,
-        # so a writer that writes one line per syscall costs one wake-up per batch, not per line.
         # kawa's own: after a change notification, wait this long so that one read takes the lines of
         # many writes (nginx writes each line on its own). Each read costs a fixed ~3 ms with a file
         # buffer (chunk files, fsync, out_file write, unlink): at 1,000 lines/s, 0.05 s cost 7.6 % of
