@@ -7,7 +7,6 @@ Half the kills cut off a PutLogEvents call CloudWatch stores anyway: neither buf
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -73,10 +72,8 @@ def test_sigterm_with_the_output_down_keeps_the_lines(tmp_path: Path, buffer: st
     lines = no_loss.numbered_lines(5000, seed=3)
     want = {n for n, line in enumerate(lines) if no_loss.HEALTHCHECK not in line}
     figures = no_loss.Figures(buffer, sent=len(want))
-    with no_loss.MotoServer() as moto, no_loss.StrictCloudWatchProxy(moto.endpoint) as cloudwatch:
-        conf, log, pos = no_loss.configure(tmp_path, cloudwatch.endpoint, buffer)
-        env = no_loss.fake_aws_env({k: v for k, v in os.environ.items() if not k.startswith("AWS_")})
-        kawa = no_loss.Kawa(conf, tmp_path / "kawa.log", env)
+    with no_loss.rig(tmp_path, buffer) as r:
+        cloudwatch, kawa, log, pos = r.cloudwatch, r.kawa, r.log, r.pos
         cloudwatch.faults.random_failures(1.0, kinds=("unavailable",))          # CloudWatch is down
         log.write_text("\n".join(lines) + "\n")
         kawa.start()
@@ -94,8 +91,6 @@ def test_sigterm_with_the_output_down_keeps_the_lines(tmp_path: Path, buffer: st
         kawa.start()
         no_loss.wait_until(lambda: no_loss.drained(tmp_path, log, pos)
                            and cloudwatch.stats().events_accepted >= len(want), 120, "delivery", kawa)
-        rc, _took = kawa.term(SIGTERM_BUDGET + 10)
-        assert rc == 0
-        no_loss.tally(no_loss.read_all_events(cloudwatch.endpoint, no_loss.GROUP, no_loss.STREAM), want, figures)
+        no_loss.finish(r, want, figures)
     print(f"\nSIGTERM with CloudWatch down [{buffer} buffer]: exit in {took:.1f} s; " + figures.line())
     assert figures.lost == 0 and figures.duplicates == 0

@@ -14,9 +14,10 @@ import sys
 import threading
 import time
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import orjson
 
@@ -255,6 +256,32 @@ def hold_next_call(cloudwatch: StrictCloudWatchProxy, timeout: float = 20.0) -> 
     return True
 
 
+@dataclass
+class Rig:
+    """One fault run's parts: CloudWatch (moto behind the fault proxy), the kawa process, its log and pos_file."""
+    cloudwatch: StrictCloudWatchProxy
+    kawa: Kawa
+    log: Path
+    pos: Path
+
+
+@contextmanager
+def rig(root: Path, buffer: str, seed_config: Path | None = None) -> Iterator[Rig]:
+    """moto + the proxy + a configured (not yet started) kawa with fake keys; both servers stop on exit."""
+    with MotoServer() as moto, StrictCloudWatchProxy(moto.endpoint) as cloudwatch:
+        conf, log, pos = configure(root, cloudwatch.endpoint, buffer, seed_config)
+        env = fake_aws_env({k: v for k, v in os.environ.items() if not k.startswith("AWS_")})
+        yield Rig(cloudwatch, Kawa(conf, root / "kawa.log", env), log, pos)
+
+
+def finish(r: Rig, want: set[int], figures: Figures) -> None:
+    """Stop kawa with SIGTERM (it must exit 0) and count what CloudWatch holds against `want`."""
+    rc, _took = r.kawa.term(60)
+    assert rc == 0, r.kawa.log.read_text()[-4000:]
+    figures.calls = r.cloudwatch.stats().calls["PutLogEvents"]
+    tally(read_all_events(r.cloudwatch.endpoint, GROUP, STREAM), want, figures)
+
+
 def run(root: Path, *, lines: int, kills: int, buffer: str, outage: float, seed: int = 1,
         write_seconds: float | None = None, failure_fraction: float = 0.05,
         inflight_kills: int | None = None, failures_throughout: bool = False,
@@ -272,10 +299,8 @@ def run(root: Path, *, lines: int, kills: int, buffer: str, outage: float, seed:
     want = {n for n, line in enumerate(all_lines) if HEALTHCHECK not in line}
     figures.sent = len(want)
     write_seconds = write_seconds if write_seconds is not None else max(10.0, lines / 20000)
-    with MotoServer() as moto, StrictCloudWatchProxy(moto.endpoint) as cloudwatch:
-        conf, log, _pos = configure(root, cloudwatch.endpoint, buffer, seed_config)
-        env = fake_aws_env({k: v for k, v in os.environ.items() if not k.startswith("AWS_")})
-        kawa = Kawa(conf, root / "kawa.log", env)
+    with rig(root, buffer, seed_config) as r:
+        cloudwatch, kawa, log = r.cloudwatch, r.kawa, r.log
         cloudwatch.faults.random_failures(failure_fraction, seed=seed, kinds=("throttle", "unavailable"))
         kawa.start()
         if seed_config is not None:
@@ -324,7 +349,7 @@ def run(root: Path, *, lines: int, kills: int, buffer: str, outage: float, seed:
         # drain: everything written is in CloudWatch (the proxy counts what it stored)
         # moto stores ~4,000 events/s through the proxy; injected failures and backoff slow it more
         try:
-            wait_until(lambda: drained(root, log, _pos) and cloudwatch.stats().events_accepted >= figures.sent,
+            wait_until(lambda: drained(root, log, r.pos) and cloudwatch.stats().events_accepted >= figures.sent,
                        120 + lines / (2000 if failures_throughout else 5000),
                        "every line read, settled and in CloudWatch", kawa)
         except AssertionError as exc:
@@ -333,17 +358,13 @@ def run(root: Path, *, lines: int, kills: int, buffer: str, outage: float, seed:
             missing = sorted(want - _present(cloudwatch.endpoint))[:10]
             raise AssertionError(f"{exc}: {figures.line()} first missing {missing}; "
                                  f"{stats.events_accepted} of {figures.sent} events stored, "
-                                 f"pos {position(_pos)} of {log.stat().st_size} bytes, calls {dict(stats.calls)}, "
+                                 f"pos {position(r.pos)} of {log.stat().st_size} bytes, calls {dict(stats.calls)}, "
                                  f"faults {dict(stats.faults)}; kawa's log:\n"
                                  + kawa.log.read_text(errors="replace")[-3000:]) from None
         cloudwatch.faults.clear()
-        rc, _took = kawa.term(60)
-        assert rc == 0, kawa.log.read_text()[-4000:]
-        stats = cloudwatch.stats()
-        figures.retries = sum(n for kind, n in stats.faults.items() if kind != "delay")
-        figures.calls = stats.calls["PutLogEvents"]
+        figures.retries = sum(n for kind, n in cloudwatch.stats().faults.items() if kind != "delay")
+        finish(r, want, figures)
         count_verifications(root / "kawa.log", figures)
-        tally(read_all_events(cloudwatch.endpoint, GROUP, STREAM), want, figures)
     figures.seconds = time.monotonic() - t0
     return figures
 
@@ -359,10 +380,8 @@ def run_kills_while_down(root: Path, *, lines: int, kills: int, seed: int = 1,
     want = {n for n, line in enumerate(all_lines) if HEALTHCHECK not in line}
     figures = Figures("file", sent=len(want))
     t0 = time.monotonic()
-    with MotoServer() as moto, StrictCloudWatchProxy(moto.endpoint) as cloudwatch:
-        conf, log, pos = configure(root, cloudwatch.endpoint, "file")
-        env = fake_aws_env({k: v for k, v in os.environ.items() if not k.startswith("AWS_")})
-        kawa = Kawa(conf, root / "kawa.log", env)
+    with rig(root, "file") as r:
+        cloudwatch, kawa, log = r.cloudwatch, r.kawa, r.log
         cloudwatch.faults.random_failures(1.0, kinds=("unavailable",))
         kawa.start()
         writer = Writer(log, all_lines, write_seconds)
@@ -375,11 +394,8 @@ def run_kills_while_down(root: Path, *, lines: int, kills: int, seed: int = 1,
             kawa.start()
         writer.join()
         cloudwatch.faults.clear()
-        wait_until(lambda: drained(root, log, pos) and cloudwatch.stats().events_accepted >= figures.sent,
+        wait_until(lambda: drained(root, log, r.pos) and cloudwatch.stats().events_accepted >= figures.sent,
                    120 + lines / 2000, "every line read, settled and in CloudWatch", kawa)
-        rc, _took = kawa.term(60)
-        assert rc == 0, kawa.log.read_text()[-4000:]
-        figures.calls = cloudwatch.stats().calls["PutLogEvents"]
-        tally(read_all_events(cloudwatch.endpoint, GROUP, STREAM), want, figures)
+        finish(r, want, figures)
     figures.seconds = time.monotonic() - t0
     return figures
