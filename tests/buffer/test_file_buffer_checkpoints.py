@@ -73,8 +73,9 @@ def _events(first: int, count: int, t: int = T0) -> list[tuple[int, dict[str, An
     return [(t, {"n": n}) for n in range(first, first + count)]
 
 
-def test_an_emit_killed_before_its_commit_is_cut_out_and_read_again(tmp_path: Path) -> None:
-    buf = tmp_path / "buf"
+def _killed_after_an_uncommitted_emit(buf: Path) -> None:
+    """Records 0-2 emitted and committed (checkpoint 100), 3-4 appended under checkpoint 200 and
+    not committed: the state a kill -9 between the append and Buffer.sync leaves."""
     d = _driver(buf)
 
     async def killed() -> None:
@@ -84,6 +85,11 @@ def test_an_emit_killed_before_its_commit_is_cut_out_and_read_again(tmp_path: Pa
             meta = next(buf.glob("*.meta")).read_bytes()
             assert b"pending" in meta               # written before the data
     asyncio.run(killed())
+
+
+def test_an_emit_killed_before_its_commit_is_cut_out_and_read_again(tmp_path: Path) -> None:
+    buf = tmp_path / "buf"
+    _killed_after_an_uncommitted_emit(buf)
     (info,) = [buffer_tool.load_chunk(str(p)) for p in buf.glob("*.log")]
     # what `kawa buffer inspect` shows: the pending records are not counted as the chunk's
     assert (info.records, info.pending_records) == (3, 2) and info.pending_bytes > 0
@@ -119,13 +125,7 @@ def test_replay_leaves_out_the_appends_kawa_would_cut_unless_asked(tmp_path: Pat
     """Replayed, the uncommitted lines would come twice: once from the replay, once from tail at
     kawa's next start. --include-pending takes them when tail will not (the node is gone)."""
     buf = tmp_path / "buf"
-    d = _driver(buf)
-
-    async def killed() -> None:
-        async with d.run():
-            await _emit(d, 100, _events(0, 3))
-            _appended_not_committed(d, 200, _events(3, 2))
-    asyncio.run(killed())
+    _killed_after_an_uncommitted_emit(buf)
     shutil.copytree(buf, tmp_path / "copy")
     conf = tmp_path / "out.conf"
     conf.write_text(f"<match app.**>\n@type file\npath {tmp_path}/out/app\nappend true\n<format>\n@type json\n"
