@@ -89,3 +89,40 @@ def test_input_waiting_on_a_memory_buffer_gets_its_chunks_flushed(tmp_path: Path
     pos = (tmp_path / "nginx.pos").read_text().split("\t")
     assert int(pos[1], 16) == log.stat().st_size
     assert "Traceback" not in output
+
+
+def test_reading_resumes_as_soon_as_a_memory_buffer_delivers(tmp_path: Path) -> None:
+    """tail stops after MAX_UNSETTLED_BYTES until a memory buffer delivers; then it reads on at once.
+    notify_coalesce_interval (for gathering a writer's changes) must not delay that: here it is 60 s,
+    so each of the two stops would cost a minute if it did."""
+    log = tmp_path / "access.log"
+    lines: list[str] = []
+    size = 0
+    for line in nginx_log.lines(1_000_000, seed=5, start=int(time.time()) - 300):
+        lines.append(line)
+        size += len(line) + 1
+        if size > 3 * MAX_UNSETTLED_BYTES:
+            break
+    log.write_text("\n".join(lines) + "\n")
+    conf = tmp_path / "kawa.conf"
+    conf.write_text(CONF.format(log=log, pos=tmp_path / "nginx.pos", out=tmp_path / "out" / "access")
+                    .replace("read_from_head true", "read_from_head true\n  notify_coalesce_interval 60")
+                    .replace("pattern /healthcheck/", "pattern /./")
+                    .replace("@type memory", "@type memory\n    flush_mode immediate"))
+    proc = subprocess.Popen([sys.executable, "-m", "kawa", "-c", str(conf)], env={**os.environ, "TZ": "UTC"},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    out = tmp_path / "out"
+
+    def delivered() -> int:
+        return sum(p.read_bytes().count(b"\n") for p in out.glob("access.*")) if out.exists() else 0
+
+    try:
+        deadline = time.monotonic() + 45       # a stall waits 60 s; reading the file takes ~1 s
+        while delivered() < len(lines) and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.1)
+        while_running = delivered()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        output = proc.communicate(timeout=60)[0].decode()
+    assert while_running == len(lines), output[-3000:]
+    assert "Traceback" not in output

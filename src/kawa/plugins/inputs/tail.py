@@ -231,8 +231,7 @@ class TailInput(Input):
             if not self._unsettled():
                 self._close_positions()
         elif wake and sched is not None:
-            sched.dirty.add(id(follower))
-            sched.wake.set()
+            sched.resume_reading(follower)
 
     # -- paths --------------------------------------------------------------------------------
 

@@ -83,6 +83,10 @@ class TailScheduler:
         self.dirty: set[int] = set()                # id() of followers to look at
         self.refresh_soon = False
         self.wake = Wake()
+        # Set with `wake` when a follower blocked on its unsettled emits may read again (or at stop):
+        # that must not wait notify_coalesce_interval, which is for gathering a writer's changes.
+        # A memory buffer settles every MAX_UNSETTLED_BYTES, so waiting there stalled a burst.
+        self.unblocked = Wake()
         self._listening = False                     # the inotify fd is registered with the loop
         self.task: asyncio.Task[None] | None = None
         self.inotify: DirectoryWatcher | None = None
@@ -113,6 +117,7 @@ class TailScheduler:
             return
         self.stopping = True
         self.wake.set()
+        self.unblocked.set()
         if self.task is not None:
             try:
                 await asyncio.wait_for(asyncio.shield(self.task), SHUTDOWN_TIMEOUT)
@@ -164,6 +169,12 @@ class TailScheduler:
                 self.refresh_soon = True
         self.wake.set()
 
+    def resume_reading(self, f: Follower) -> None:
+        """`f` waited for its emits to settle and may read again: at once, not after the coalescing."""
+        self.dirty.add(id(f))
+        self.unblocked.set()
+        self.wake.set()
+
     def _mark_all(self) -> None:
         self.dirty.update(id(f) for f in self.all_followers())
 
@@ -195,10 +206,11 @@ class TailScheduler:
                 if await self.wake.wait(timeout):
                     self._listen(False)            # the rest of this round's writes: one event
                     if o.notify_coalesce_interval > 0 and not self.stopping:
-                        await asyncio.sleep(o.notify_coalesce_interval)
+                        await self.unblocked.wait(o.notify_coalesce_interval)
             else:
                 self._listen(False)
             self.wake.clear()
+            self.unblocked.clear()
             if self.stopping:
                 break
             now = time.monotonic()
