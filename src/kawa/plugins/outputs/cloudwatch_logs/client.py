@@ -233,21 +233,42 @@ def _dropped(conn: http.client.HTTPConnection) -> bool:
     return bool(readable)
 
 
+@dataclass(frozen=True)
+class Endpoint:
+    """An http(s) endpoint URL split into what a connection pool needs (both HTTP clients use it)."""
+
+    scheme: str
+    host: str
+    port: int
+    path: str
+
+    @classmethod
+    def parse(cls, url: str) -> "Endpoint":
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"endpoint must be an http(s) URL: {url!r}")
+        return cls(parts.scheme, parts.hostname, parts.port or (443 if parts.scheme == "https" else 80),
+                   parts.path or "/")
+
+    @property
+    def host_header(self) -> str:
+        """Host header value: the port only when it is not the scheme's default."""
+        default_port = self.port == (443 if self.scheme == "https" else 80)
+        return self.host if default_port else f"{self.host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"{self.scheme}://{self.host_header}{self.path}"
+
+
 class StdlibHttpPool:
     """Keep-alive HTTP/1.1 connections to one endpoint over http.client, used from worker threads."""
 
     def __init__(self, endpoint: str, *, verify: bool = True, proxy: str | None = None,
                  read_timeout: float = 60.0) -> None:
-        parts = urllib.parse.urlsplit(endpoint)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"endpoint must be an http(s) URL: {endpoint!r}")
-        self.scheme = parts.scheme
-        self.host = parts.hostname
-        self.port = parts.port or (443 if parts.scheme == "https" else 80)
-        self.path = parts.path or "/"
-        default_port = self.port == (443 if self.scheme == "https" else 80)
-        self.host_header = self.host if default_port else f"{self.host}:{self.port}"
-        self.url = f"{self.scheme}://{self.host_header}{self.path}"
+        ep = Endpoint.parse(endpoint)
+        self.scheme, self.host, self.port, self.path = ep.scheme, ep.host, ep.port, ep.path
+        self.host_header, self.url = ep.host_header, ep.url
         self.read_timeout = read_timeout
         self.proxy = self._proxy_for(proxy)
         self._context = self._ssl_context(verify) if self.scheme == "https" else None

@@ -15,6 +15,7 @@ import urllib.parse
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, NamedTuple
 
+from kawa.plugins.outputs.cloudwatch_logs.client import Endpoint
 from kawa.plugins.outputs.cloudwatch_logs.errors import TransportError
 
 CONNECT_TIMEOUT = 10.0
@@ -161,16 +162,9 @@ class CrtHttpPool:
     """Keep-alive HTTP/1.1 connections to one endpoint over awscrt, used from worker threads."""
 
     def __init__(self, endpoint: str, *, verify: bool = True, read_timeout: float = 60.0) -> None:
-        parts = urllib.parse.urlsplit(endpoint)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"endpoint must be an http(s) URL: {endpoint!r}")
-        self.scheme = parts.scheme
-        self.host = parts.hostname
-        self.port = parts.port or (443 if parts.scheme == "https" else 80)
-        self.path = parts.path or "/"
-        default_port = self.port == (443 if self.scheme == "https" else 80)
-        self.host_header = self.host if default_port else f"{self.host}:{self.port}"
-        self.url = f"{self.scheme}://{self.host_header}{self.path}"
+        ep = Endpoint.parse(endpoint)
+        self.scheme, self.host, self.port, self.path = ep.scheme, ep.host, ep.port, ep.path
+        self.host_header, self.url = ep.host_header, ep.url
         self.read_timeout = read_timeout
         self.proxy = None
         self._tls_ctx = self._tls_context(verify) if self.scheme == "https" else None
