@@ -47,6 +47,15 @@ CONF = """
 """
 
 
+def _start(conf: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "kawa", "-c", str(conf)], env={**os.environ, "TZ": "UTC"},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def _lines_written(out: Path) -> int:
+    return sum(p.read_bytes().count(b"\n") for p in out.glob("access.*")) if out.exists() else 0
+
+
 def test_input_waiting_on_a_memory_buffer_gets_its_chunks_flushed(tmp_path: Path) -> None:
     log = tmp_path / "access.log"
     lines: list[str] = []
@@ -67,12 +76,11 @@ def test_input_waiting_on_a_memory_buffer_gets_its_chunks_flushed(tmp_path: Path
     assert 0 < must_arrive < kept < len(lines) // 10
     conf = tmp_path / "kawa.conf"
     conf.write_text(CONF.format(log=log, pos=tmp_path / "nginx.pos", out=tmp_path / "out" / "access"))
-    proc = subprocess.Popen([sys.executable, "-m", "kawa", "-c", str(conf)], env={**os.environ, "TZ": "UTC"},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = _start(conf)
     out = tmp_path / "out"
 
     def delivered() -> int:
-        return sum(p.read_bytes().count(b"\n") for p in out.glob("access.*")) if out.exists() else 0
+        return _lines_written(out)
 
     try:
         # the buffer's own flush time is a day away (timekey 1d, flush_mode lazy): only the early
@@ -109,12 +117,11 @@ def test_reading_resumes_as_soon_as_a_memory_buffer_delivers(tmp_path: Path) -> 
                     .replace("read_from_head true", "read_from_head true\n  notify_coalesce_interval 60")
                     .replace("pattern /healthcheck/", "pattern /./")
                     .replace("@type memory", "@type memory\n    flush_mode immediate"))
-    proc = subprocess.Popen([sys.executable, "-m", "kawa", "-c", str(conf)], env={**os.environ, "TZ": "UTC"},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = _start(conf)
     out = tmp_path / "out"
 
     def delivered() -> int:
-        return sum(p.read_bytes().count(b"\n") for p in out.glob("access.*")) if out.exists() else 0
+        return _lines_written(out)
 
     try:
         deadline = time.monotonic() + 45       # a stall waits 60 s; reading the file takes ~1 s
