@@ -20,7 +20,7 @@ from kawa.buffer.chunk import iter_frames
 from kawa.buffer.compression import decompress, is_gzip, scan_members
 from kawa.buffer.recovery import payloads, salvage
 from kawa.event import NS_PER_SEC, Event
-from kawa.plugins.buffers.file import META_HEADER, committed_checkpoints, cut_ranges, uncommitted_ranges
+from kawa.plugins.buffers.file import META_HEADER, committed_checkpoints, cut_ranges, records_in, uncommitted_ranges
 
 # file buffer names: `<prefix>.b<hex id><suffix>` staged, `.q<hex id>` queued (buf_file.rb)
 _BUFFER_CHUNK = re.compile(r"\.(b|q)([0-9a-f]{32})\.[^/]*$")
@@ -154,7 +154,7 @@ def load_chunk(path: str, commits: dict[str, int] | None = None, *, include_pend
     # does. Without it, gzip data is known by its magic bytes (msgpack frames and text never start so).
     info.compressed = meta["compress"] == "gzip" if meta is not None and "compress" in meta else is_gzip(data)
     if info._cuts:
-        info.pending_records = sum(salvage(data[a:b], info.formatted, info.compressed).records for a, b in info._cuts)
+        info.pending_records = records_in(data, info._cuts, info.formatted, info.compressed)
         data = cut_ranges(data, info._cuts)
     _scan(info, data, framed=meta is not None)
     return info

@@ -42,6 +42,10 @@ class DeliveryAck:
     def hold(self) -> None:
         self.pending += 1
 
+    def unhold(self) -> None:
+        """Return a hold whose chunk went away unwritten (a failed write undone): nothing settles."""
+        self.pending -= 1
+
     def release(self) -> None:
         self.pending -= 1
         if self.pending <= 0 and not self.settled:
@@ -157,7 +161,7 @@ class Buffer(Plugin):
         if not self.storable():
             raise BufferOverflowError("buffer space has too many data")
         touched: list[Chunk] = []
-        marks: dict[int, tuple[Chunk, Any]] = {}     # id(chunk) -> (chunk, its state before this write)
+        marks: dict[Chunk, Any] = {}     # chunk -> its state before this write (None: created by it)
         try:
             for meta, events in groups.items():
                 for data, count in self._serialize(tag, events, format_fn):
@@ -171,15 +175,14 @@ class Buffer(Plugin):
         return touched
 
     def _write_piece(self, meta: Metadata, data: bytes, count: int, enqueue: bool, ack: DeliveryAck | None,
-                     checkpoint: tuple[str, int] | None, touched: list[Chunk],
-                     marks: dict[int, tuple[Chunk, Any]]) -> None:
+                     checkpoint: tuple[str, int] | None, touched: list[Chunk], marks: dict[Chunk, Any]) -> None:
         if enqueue and meta not in self.stage:
             # flush_mode immediate: the chunk is queued as soon as it holds this data
             try:
                 chunk = self.new_queued_chunk(meta, data, count, checkpoint)
             except OSError as exc:
                 raise BufferOverflowError(f"cannot write buffer chunk: {exc}") from exc
-            marks[id(chunk)] = (chunk, None)          # None: new in this write, removed whole
+            marks[chunk] = None                        # new in this write: removed whole
             self.queue.append(chunk)
             self.queue_size += chunk.bytesize
             touched.append(chunk)
@@ -193,8 +196,8 @@ class Buffer(Plugin):
         if chunk.record_count and (len(data) > room_bytes or (room_records is not None and count > room_records)):
             self.enqueue_chunk(meta)
             chunk = self._staged_chunk(meta)
-        if id(chunk) not in marks:
-            marks[id(chunk)] = (chunk, chunk.mark())
+        if chunk not in marks:
+            marks[chunk] = chunk.mark()
         try:
             before = chunk.bytesize
             chunk.append(data, count, self.ctx.clock(), checkpoint)
@@ -209,13 +212,13 @@ class Buffer(Plugin):
         if enqueue or self._full(chunk):
             self.enqueue_chunk(meta)
 
-    def _roll_back(self, marks: dict[int, tuple[Chunk, Any]], ack: DeliveryAck | None) -> None:
+    def _roll_back(self, marks: dict[Chunk, Any], ack: DeliveryAck | None) -> None:
         """Undo a failed write: each chunk it touched back to its state before (new queued chunks
         removed). A chunk that cannot be cut back keeps the data: read twice, never lost."""
-        for chunk, mark in reversed(list(marks.values())):
+        for chunk, mark in reversed(list(marks.items())):
             if ack is not None and ack in chunk.acks:
                 chunk.acks.remove(ack)
-                ack.pending -= 1          # the hold is returned; the ack is not settled by this
+                ack.unhold()
             staged = chunk.state == "staged"
             size = chunk.bytesize
             try:

@@ -445,7 +445,7 @@ class FileBuffer(Buffer):
         if not cuts:
             return data
         cut = cut_ranges(data, cuts)
-        records = sum(salvage(data[a:b], chunk.formatted, chunk.compressed).records for a, b in cuts)
+        records = records_in(data, cuts, chunk.formatted, chunk.compressed)
         self.log.info("dropped buffered events whose input had not committed them before the stop; "
                       "the input reads them again", chunk=chunk.path, records=records, bytes=len(data) - len(cut))
         return cut
@@ -556,6 +556,11 @@ def cut_ranges(data: bytes, ranges: list[tuple[int, int]]) -> bytes:
         pos = max(pos, end)
     kept.append(data[pos:])
     return b"".join(kept)
+
+
+def records_in(data: bytes, ranges: list[tuple[int, int]], formatted: bool, compressed: bool) -> int:
+    """How many records the byte ranges of a chunk's data hold (what a cut takes out)."""
+    return sum(salvage(data[a:b], formatted, compressed).records for a, b in ranges)
 
 
 def committed_checkpoints(metas: Iterable[dict[str, Any] | None]) -> dict[str, int]:
