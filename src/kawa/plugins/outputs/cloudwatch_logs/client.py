@@ -266,12 +266,10 @@ class StdlibHttpPool:
 
     def __init__(self, endpoint: str, *, verify: bool = True, proxy: str | None = None,
                  read_timeout: float = 60.0) -> None:
-        ep = Endpoint.parse(endpoint)
-        self.scheme, self.host, self.port, self.path = ep.scheme, ep.host, ep.port, ep.path
-        self.host_header, self.url = ep.host_header, ep.url
+        self.endpoint = Endpoint.parse(endpoint)
         self.read_timeout = read_timeout
         self.proxy = self._proxy_for(proxy)
-        self._context = self._ssl_context(verify) if self.scheme == "https" else None
+        self._context = self._ssl_context(verify) if self.endpoint.scheme == "https" else None
         self._idle: list[_Pooled] = []
         self._lock = threading.Lock()
 
@@ -280,9 +278,9 @@ class StdlibHttpPool:
 
         if option:
             return urllib.parse.urlsplit(option if "://" in option else "http://" + option)
-        if urllib.request.proxy_bypass(self.host):
+        if urllib.request.proxy_bypass(self.endpoint.host):
             return None
-        env = urllib.request.getproxies().get(self.scheme)
+        env = urllib.request.getproxies().get(self.endpoint.scheme)
         return urllib.parse.urlsplit(env) if env else None
 
     @staticmethod
@@ -310,9 +308,10 @@ class StdlibHttpPool:
         proxy = self.proxy
         if proxy is None:
             if self._context is not None:
-                return http.client.HTTPSConnection(self.host, self.port, timeout=CONNECT_TIMEOUT,
+                return http.client.HTTPSConnection(self.endpoint.host, self.endpoint.port,
+                                                   timeout=CONNECT_TIMEOUT,
                                                    context=self._context)
-            return http.client.HTTPConnection(self.host, self.port, timeout=CONNECT_TIMEOUT)
+            return http.client.HTTPConnection(self.endpoint.host, self.endpoint.port, timeout=CONNECT_TIMEOUT)
         headers = {}
         if proxy.username:
             cred = f"{urllib.parse.unquote(proxy.username)}:{urllib.parse.unquote(proxy.password or '')}"
@@ -321,7 +320,7 @@ class StdlibHttpPool:
         if self._context is not None:
             conn: http.client.HTTPConnection = http.client.HTTPSConnection(
                 phost, pport, timeout=CONNECT_TIMEOUT, context=self._context)
-            conn.set_tunnel(self.host, self.port, headers=headers)
+            conn.set_tunnel(self.endpoint.host, self.endpoint.port, headers=headers)
             return conn
         conn = http.client.HTTPConnection(phost, pport, timeout=CONNECT_TIMEOUT)
         conn._kawa_proxy_headers = headers  # type: ignore[attr-defined]
@@ -346,9 +345,9 @@ class StdlibHttpPool:
         import http.client
 
         conn = self._take()
-        target = self.path
+        target = self.endpoint.path
         if self.proxy is not None and self._context is None:
-            target = self.url   # plain-HTTP proxy: absolute URI
+            target = self.endpoint.url   # plain-HTTP proxy: absolute URI
             headers = {**headers, **getattr(conn, "_kawa_proxy_headers", {})}
         try:
             if conn.sock is None:
@@ -386,8 +385,8 @@ class LogsClient:
 
     def call(self, action: str, body: bytes) -> dict[str, Any]:
         headers = {"Content-Type": CONTENT_TYPE, "X-Amz-Target": TARGET_PREFIX + action,
-                   "User-Agent": USER_AGENT, "Host": self.pool.host_header}
-        signed = self.signer.sign(self.pool.url, headers, body)
+                   "User-Agent": USER_AGENT, "Host": self.pool.endpoint.host_header}
+        signed = self.signer.sign(self.pool.endpoint.url, headers, body)
         status, resp_headers, data = self.pool.post(signed, body)
         if status == 200:
             try:

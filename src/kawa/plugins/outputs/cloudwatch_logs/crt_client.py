@@ -162,12 +162,10 @@ class CrtHttpPool:
     """Keep-alive HTTP/1.1 connections to one endpoint over awscrt, used from worker threads."""
 
     def __init__(self, endpoint: str, *, verify: bool = True, read_timeout: float = 60.0) -> None:
-        ep = Endpoint.parse(endpoint)
-        self.scheme, self.host, self.port, self.path = ep.scheme, ep.host, ep.port, ep.path
-        self.host_header, self.url = ep.host_header, ep.url
+        self.endpoint = Endpoint.parse(endpoint)
         self.read_timeout = read_timeout
         self.proxy = None
-        self._tls_ctx = self._tls_context(verify) if self.scheme == "https" else None
+        self._tls_ctx = self._tls_context(verify) if self.endpoint.scheme == "https" else None
         self._idle: list[tuple[Any, float]] = []
         self._lock = threading.Lock()
 
@@ -198,9 +196,10 @@ class CrtHttpPool:
         tls = None
         if self._tls_ctx is not None:
             tls = self._tls_ctx.new_connection_options()
-            tls.set_server_name(self.host)
-        future = HttpClientConnection.new(host_name=self.host, port=self.port, bootstrap=_Runtime.bootstrap(),
-                                          socket_options=sock, tls_connection_options=tls)
+            tls.set_server_name(self.endpoint.host)
+        future = HttpClientConnection.new(host_name=self.endpoint.host, port=self.endpoint.port,
+                                          bootstrap=_Runtime.bootstrap(), socket_options=sock,
+                                          tls_connection_options=tls)
         return future.result(CONNECT_WAIT)
 
     def _take(self) -> Any:
@@ -232,7 +231,7 @@ class CrtHttpPool:
         conn = None
         try:
             conn = self._take()
-            request = HttpRequest("POST", self.path, HttpHeaders(list(headers.items())), io.BytesIO(body))
+            request = HttpRequest("POST", self.endpoint.path, HttpHeaders(list(headers.items())), io.BytesIO(body))
             stream = conn.request(request, on_response=on_response, on_body=on_body)
             stream.activate()
             stream.completion_future.result(self.read_timeout)
