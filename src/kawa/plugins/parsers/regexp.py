@@ -5,6 +5,7 @@ Unanchored like Ruby's Regexp#match; groups that did not participate are left ou
 from __future__ import annotations
 
 import re
+from itertools import repeat
 from typing import Any, Callable, Sequence
 
 from kawa.config.schema import option
@@ -12,11 +13,14 @@ from kawa.engine.registry import register
 from kawa.errors import ConfigError, Problem
 from kawa.plugins.base import ParseFailure, PluginContext
 from kawa.plugins.parsers._common import NOT_MATCHED, BaseParser, ParsedEvent, ParserOptions
+from kawa.plugins.parsers._possessive import possessive_variant
 
 
-def fast_matcher(pattern: re.Pattern[str]) -> Callable[[str], re.Match[str] | None]:
+def fast_matcher(pattern: re.Pattern[str], fast: re.Pattern[str] | None = None) -> Callable[[str], re.Match[str] | None]:
     """Ruby's unanchored match as cheaply as possible: a pattern that starts with ^ or \\A outside any
-    alternation can only match at position 0 of a single-line text, so `match` replaces `search` there."""
+    alternation can only match at position 0 of a single-line text, so `match` replaces `search` there.
+    `fast`: an equivalent pattern to match with (possessive_variant); `pattern` is the one analysed."""
+    runner = pattern if fast is None else fast
     try:
         from re import _parser as sre_parse  # type: ignore[attr-defined]
         from re import _constants as sre_const  # type: ignore[attr-defined]
@@ -28,10 +32,10 @@ def fast_matcher(pattern: re.Pattern[str]) -> Callable[[str], re.Match[str] | No
     except Exception:
         anchored = at_string_start = False
     if not anchored:
-        return pattern.search
+        return runner.search
     if at_string_start or not (pattern.flags & re.MULTILINE):
-        return pattern.match
-    match, search = pattern.match, pattern.search
+        return runner.match
+    match, search = runner.match, runner.search
     return lambda text: match(text) if "\n" not in text else search(text)
 
 
@@ -64,10 +68,13 @@ class RegexpParser(BaseParser):
             raise ConfigError([Problem("No named captures in 'expression' parameter. "
                                        "The regexp must have at least one named capture", None, ())])
         self.expression = expression
-        self._match = fast_matcher(expression)
+        # matching uses the possessive variant (same matches, less backtracking state); everything
+        # else sees `expression` as configured
+        fast, _changed = possessive_variant(expression)
+        self._match = fast_matcher(expression, fast)
         # fast_matcher wraps `match` in a newline check for ^-anchored multiline patterns
         self.has_optional_groups = _has_optional_groups(expression)
-        self._line_match = expression.match if getattr(self._match, "__name__", "") == "<lambda>" else None
+        self._line_match = fast.match if getattr(self._match, "__name__", "") == "<lambda>" else None
 
     def parse_batch(self, texts: Sequence[str]) -> tuple[list[ParsedEvent], list[ParseFailure]]:
         match = self._match
@@ -88,6 +95,15 @@ def parse_with(parser: BaseParser, match: Callable[[str], Any], texts: Sequence[
     """The regexp loop: match -> groupdict (None dropped) -> time (cached per batch) -> types.
 
     `match(text)` returns a match object or None; `fix` adjusts a record (fast-path variants)."""
+    whole = _parse_whole_batch(parser, match, texts, fix)
+    if whole is not None:
+        return whole, []
+    return parse_each(parser, match, texts, fix)
+
+
+def parse_each(parser: BaseParser, match: Callable[[str], Any], texts: Sequence[str],
+               fix: Callable[[dict[str, Any]], None] | None = None) -> tuple[list[ParsedEvent], list[ParseFailure]]:
+    """parse_with one line at a time: any batch, failures included."""
     events: list[ParsedEvent] = []
     failures: list[ParseFailure] = []
     append = events.append
@@ -125,3 +141,49 @@ def parse_with(parser: BaseParser, match: Callable[[str], Any], texts: Sequence[
             convert(record)
         append((time, record))
     return events, failures
+
+
+def _parse_whole_batch(parser: BaseParser, match: Callable[[str], Any], texts: Sequence[str],
+                       fix: Callable[[dict[str, Any]], None] | None) -> list[ParsedEvent] | None:
+    """parse_with's result for a batch where every line matches and every time parses (nearly every
+    batch of a healthy log), one step at a time over the whole batch: each step is one `map` run in
+    C instead of a Python loop turn per line, about 0.5 µs a line less. None: some line fails, so
+    the per-line loop does the batch (from scratch: nothing here has a side effect before that)."""
+    matches = list(map(match, texts))
+    if not all(matches):                # a match object is always true; a line that failed is None
+        return None
+    records = list(map(_GROUPDICT, matches))
+    if getattr(parser, "has_optional_groups", True) and not all(map(all, map(dict.values, records))):
+        # a group that took no part is None: left out of the record, as in the per-line loop
+        records = [r if all(r.values()) else {k: v for k, v in r.items() if v is not None} for r in records]
+    if fix is not None:
+        for record in records:
+            fix(record)
+    key = parser.time_key
+    if key is None:
+        times: list[Any] = [None] * len(records)
+    else:
+        take = dict.get if parser.keep_time_key else dict.pop
+        sources = list(map(take, records, repeat(key), repeat(_MISSING)))
+        if _MISSING in sources:         # (an identity test per item first: a cheap scan)
+            if sources.count(_MISSING) != len(sources):
+                return None             # some records have a time and some not: the loop sorts them
+            times = [None] * len(records)   # the pattern has no time group: no record has a time
+        else:
+            parsed: dict[Any, Any] = {}     # busy logs repeat the same time string many times a batch
+            tparse = parser.time_parser.parse
+            try:
+                for source in set(sources):
+                    parsed[source] = tparse(source)
+            except parser._time_error:
+                return None
+            times = list(map(parsed.__getitem__, sources))
+    if parser.needs_convert:
+        convert = parser.convert_values
+        for record in records:
+            convert(record)
+    return list(zip(times, records))
+
+
+_GROUPDICT = re.Match.groupdict
+_MISSING = object()

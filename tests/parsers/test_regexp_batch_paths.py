@@ -1,0 +1,124 @@
+"""The regexp parser's two speed-ups give exactly what the plain way gives.
+
+- possessive_variant: the pattern it matches with finds the same matches (spans, groups) as the
+  configured one, and leaves alone the repeats where giving characters back can matter.
+- the whole-batch path of parse_with: the same events as the per-line loop, and it steps aside
+  (None) for every batch the loop must handle line by line.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from kawa.plugins.parsers._possessive import possessive_variant
+from kawa.plugins.parsers.regexp import _parse_whole_batch, parse_each
+from kawa.rubyregex import compile_ruby_regexp
+from kawa.testing import nginx_log
+from kawa.testing.drivers import ParserDriver
+
+SEED = (r'^(?<remote>[^ ]*) (?<host>[^ ]*) (?<user>[^ ]*) \[(?<time>[^\]]*)\] "(?<method>\S+)'
+        r'(?: +(?<path>[^ ]*) +\S*)?" (?<code>[^ ]*) (?<size>[^ ]*)(?: "(?<referer>[^\"]*)" '
+        r'"(?<agent>[^\"]*)" "(?<forwarder>[^\"]*)")?')
+
+TEXTS = [
+    *nginx_log.lines(40, seed=3),
+    '1.2.3.4 - - [10/Oct/2020:13:55:36 +0000] "GET" 200 5',                 # no path: optional part unset
+    '1.2.3.4 - - [10/Oct/2020:13:55:36 +0000] "GET /a"b HTTP/1.1" 200 5 "-" "x" "-"',
+    '1.2.3.4 - - [10/Oct/2020:13:55:36 +0000] "GET"" 200 5',                 # \S+ must give a quote back
+    '1.2.3.4  - [] "" 200 5',
+    "", " ", '"', "a b c", "x" * 300,
+    '"abc"', '"a"b"', 'key=value other=thing', "[x] [y]", "aaa:bbb", "tab\there",
+]
+
+
+@pytest.mark.parametrize("source", [
+    SEED,
+    r'^"(?<m>\S*)"',                        # \S takes the quote: must not become possessive
+    r'(?<a>[^ ]*) (?<b>.*)',
+    r'^(?<k>[a-z]*)=(?<v>[^ ]*)(?: (?<rest>.*))?$',
+    r'(?<x>[^\]]*)\]',                      # unanchored: searched at every position
+    r'^(?<a>a*)a(?<b>b*)',                  # a* before a literal it matches: must give one back
+    r'^(?:(?<w>[^ ]*) )+(?<last>\w+)',      # a repeated group: what follows its body is unknown
+    r'^(?<a>[^:]*):(?<b>[^:]+|x)(?<c>[0-9]{0,3})',
+    r'\[(?<p>[^\]]{0,2})\]',                # a bounded repeat
+    r'^(?<t>[^\t]*)\t(?<u>[^\t]*)$',
+])
+def test_possessive_variant_finds_the_same_matches(source: str) -> None:
+    pattern = compile_ruby_regexp(source)
+    variant, _changed = possessive_variant(pattern)
+    for search in (False, True):
+        for text in TEXTS:
+            want = (pattern.search if search else pattern.match)(text)
+            got = (variant.search if search else variant.match)(text)
+            assert (want is None) == (got is None), (source, text)
+            if want is not None:
+                assert got is not None
+                assert got.span() == want.span() and got.groupdict() == want.groupdict(), (source, text)
+
+
+def test_possessive_variant_changes_only_the_safe_repeats() -> None:
+    # nine of the seed's [^X]* runs are followed by X; `size` by an optional part (not a certain
+    # literal), \S+ / \S* by an optional part or a quote that \S takes
+    variant, changed = possessive_variant(compile_ruby_regexp(SEED))
+    assert changed == 9
+    assert variant is not compile_ruby_regexp(SEED)
+    for unsafe in (r'^"(?<m>\S*)"', r'^(?<a>a*)a', r'^(?:(?<w>[^ ]*)x)*y', r'(?<a>[^ ]*)(?<b>.)'):
+        pattern = compile_ruby_regexp(unsafe)
+        assert possessive_variant(pattern) == (pattern, 0), unsafe
+    # case-insensitive: a literal then matches two characters, left as written
+    folded = re.compile(r"(?P<a>[^x]*)X", re.IGNORECASE)
+    assert possessive_variant(folded) == (folded, 0)
+
+
+def test_regexp_parser_matches_with_the_variant() -> None:
+    parser = ParserDriver("regexp", f"expression /{SEED}/\ntime_format %d/%b/%Y:%H:%M:%S %z").instance
+    line = next(iter(nginx_log.lines(1, seed=1)))
+    assert parser._match(line).re is not parser.expression      # the possessive pattern matched
+    assert parser.expression.pattern.count("*+") == 0               # what kawa shows stays as written
+
+
+def _parser(extra: str = "", source: str = SEED) -> object:
+    return ParserDriver("regexp", f"expression /{source}/\ntime_format %d/%b/%Y:%H:%M:%S %z\n{extra}").instance
+
+
+@pytest.mark.parametrize("extra,source", [
+    ("", SEED),
+    ("keep_time_key true", SEED),
+    ("types size:integer,code:integer", SEED),
+    ("null_value_pattern /^-$/", SEED),
+    ("time_key nothing_named_so", SEED),
+    ("", r'^(?<remote>[^ ]*) (?<rest>.*)$'),          # no time group at all
+])
+def test_whole_batch_path_equals_the_per_line_loop(extra: str, source: str) -> None:
+    parser = _parser(extra, source)
+    texts = [*nginx_log.lines(300, seed=5), '1.2.3.4 - - [10/Oct/2020:13:55:36 +0000] "GET" 200 5']
+    loop_events, loop_failures = parse_each(parser, parser._match, texts)
+    assert not loop_failures
+    fresh = _parser(extra, source)      # its own records: the loop above may have converted values
+    whole = _parse_whole_batch(fresh, fresh._match, texts, None)
+    assert whole == loop_events
+    assert fresh.parse_batch(texts) == (loop_events, [])
+
+
+@pytest.mark.parametrize("bad", [
+    "not an access log line",
+    '1.2.3.4 - - [32/Foo/2020:99:55:36 +0000] "GET / HTTP/1.1" 200 5',     # a time that does not parse
+])
+def test_whole_batch_path_leaves_failing_batches_to_the_loop(bad: str) -> None:
+    parser = _parser()
+    texts = [*nginx_log.lines(20, seed=6), bad, *nginx_log.lines(5, seed=7)]
+    assert _parse_whole_batch(parser, parser._match, texts, None) is None
+    events, failures = parser.parse_batch(texts)
+    assert [f.text for f in failures] == [bad]
+    assert len(events) == 25
+
+
+def test_whole_batch_path_leaves_mixed_time_presence_to_the_loop() -> None:
+    parser = _parser(source=r'^(?<remote>[^ ]*)(?: \[(?<time>[^\]]*)\])?')
+    texts = ["1.1.1.1 [10/Oct/2020:13:55:36 +0000]", "2.2.2.2"]
+    assert _parse_whole_batch(parser, parser._match, texts, None) is None
+    events, failures = parser.parse_batch(texts)
+    assert not failures
+    assert events[0][0] is not None and events[1] == (None, {"remote": "2.2.2.2"})
