@@ -94,10 +94,10 @@ def _parser(extra: str = "", source: str = SEED) -> object:
 def test_whole_batch_path_equals_the_per_line_loop(extra: str, source: str) -> None:
     parser = _parser(extra, source)
     texts = [*nginx_log.lines(300, seed=5), '1.2.3.4 - - [10/Oct/2020:13:55:36 +0000] "GET" 200 5']
-    loop_events, loop_failures = parse_each(parser, parser._match, texts)
+    loop_events, loop_failures = parse_each(parser, texts, list(map(parser._match, texts)))
     assert not loop_failures
     fresh = _parser(extra, source)      # its own records: the loop above may have converted values
-    whole = _parse_whole_batch(fresh, fresh._match, texts, None)
+    whole = _parse_whole_batch(fresh, list(map(fresh._match, texts)), None)
     assert whole == loop_events
     assert fresh.parse_batch(texts) == (loop_events, [])
 
@@ -109,7 +109,7 @@ def test_whole_batch_path_equals_the_per_line_loop(extra: str, source: str) -> N
 def test_whole_batch_path_leaves_failing_batches_to_the_loop(bad: str) -> None:
     parser = _parser()
     texts = [*nginx_log.lines(20, seed=6), bad, *nginx_log.lines(5, seed=7)]
-    assert _parse_whole_batch(parser, parser._match, texts, None) is None
+    assert _parse_whole_batch(parser, list(map(parser._match, texts)), None) is None
     events, failures = parser.parse_batch(texts)
     assert [f.text for f in failures] == [bad]
     assert len(events) == 25
@@ -118,7 +118,7 @@ def test_whole_batch_path_leaves_failing_batches_to_the_loop(bad: str) -> None:
 def test_whole_batch_path_leaves_mixed_time_presence_to_the_loop() -> None:
     parser = _parser(source=r'^(?<remote>[^ ]*)(?: \[(?<time>[^\]]*)\])?')
     texts = ["1.1.1.1 [10/Oct/2020:13:55:36 +0000]", "2.2.2.2"]
-    assert _parse_whole_batch(parser, parser._match, texts, None) is None
+    assert _parse_whole_batch(parser, list(map(parser._match, texts)), None) is None
     events, failures = parser.parse_batch(texts)
     assert not failures
     assert events[0][0] is not None and events[1] == (None, {"remote": "2.2.2.2"})

@@ -94,16 +94,20 @@ def parse_with(parser: BaseParser, match: Callable[[str], Any], texts: Sequence[
                fix: Callable[[dict[str, Any]], None] | None = None) -> tuple[list[ParsedEvent], list[ParseFailure]]:
     """The regexp loop: match -> groupdict (None dropped) -> time (cached per batch) -> types.
 
-    `match(text)` returns a match object or None; `fix` adjusts a record (fast-path variants)."""
-    whole = _parse_whole_batch(parser, match, texts, fix)
+    `match(text)` returns a match object or None; `fix` adjusts a record (fast-path variants).
+    Each line is matched once: the per-line loop takes over the same match objects when the
+    whole-batch path steps aside."""
+    matches = list(map(match, texts))
+    whole = _parse_whole_batch(parser, matches, fix)
     if whole is not None:
         return whole, []
-    return parse_each(parser, match, texts, fix)
+    return parse_each(parser, texts, matches, fix)
 
 
-def parse_each(parser: BaseParser, match: Callable[[str], Any], texts: Sequence[str],
+def parse_each(parser: BaseParser, texts: Sequence[str], matches: Sequence[Any],
                fix: Callable[[dict[str, Any]], None] | None = None) -> tuple[list[ParsedEvent], list[ParseFailure]]:
-    """parse_with one line at a time: any batch, failures included."""
+    """parse_with one line at a time (`matches[i]`: the match of `texts[i]` or None): any batch,
+    failures included."""
     events: list[ParsedEvent] = []
     failures: list[ParseFailure] = []
     append = events.append
@@ -115,8 +119,7 @@ def parse_each(parser: BaseParser, match: Callable[[str], Any], texts: Sequence[
     times: dict[Any, int] = {}          # busy logs repeat the same time string many times a batch
     # Only a pattern with optional parts can leave a group unset (None): skip the scan otherwise.
     optional = getattr(parser, "has_optional_groups", True)
-    for text in texts:
-        m = match(text)
+    for text, m in zip(texts, matches):
         if m is None:
             failures.append(ParseFailure(text, NOT_MATCHED, "unmatched"))
             continue
@@ -143,13 +146,13 @@ def parse_each(parser: BaseParser, match: Callable[[str], Any], texts: Sequence[
     return events, failures
 
 
-def _parse_whole_batch(parser: BaseParser, match: Callable[[str], Any], texts: Sequence[str],
+def _parse_whole_batch(parser: BaseParser, matches: list[Any],
                        fix: Callable[[dict[str, Any]], None] | None) -> list[ParsedEvent] | None:
-    """parse_with's result for a batch where every line matches and every time parses (nearly every
+    """parse_with's result for a batch where every line matched and every time parses (nearly every
     batch of a healthy log), one step at a time over the whole batch: each step is one `map` run in
     C instead of a Python loop turn per line, about 0.5 µs a line less. None: some line fails, so
-    the per-line loop does the batch (from scratch: nothing here has a side effect before that)."""
-    matches = list(map(match, texts))
+    the per-line loop does the batch (its records anew from the match objects: nothing here has a
+    side effect before that)."""
     if not all(matches):                # a match object is always true; a line that failed is None
         return None
     records = list(map(_GROUPDICT, matches))
