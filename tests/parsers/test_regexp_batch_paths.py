@@ -13,7 +13,7 @@ import re
 import pytest
 
 from kawa.plugins.parsers._possessive import possessive_variant
-from kawa.plugins.parsers.regexp import _parse_whole_batch, parse_each
+from kawa.plugins.parsers.regexp import _parse_whole_batch, optional_groups, parse_each
 from kawa.rubyregex import compile_ruby_regexp
 from kawa.testing import nginx_log
 from kawa.testing.drivers import ParserDriver
@@ -122,3 +122,40 @@ def test_whole_batch_path_leaves_mixed_time_presence_to_the_loop() -> None:
     events, failures = parser.parse_batch(texts)
     assert not failures
     assert events[0][0] is not None and events[1] == (None, {"remote": "2.2.2.2"})
+
+
+@pytest.mark.parametrize("source,optional", [
+    (SEED, ("path", "referer", "agent", "forwarder")),
+    (r"(?P<a>x)(?P<b>y)?", ("b",)),
+    (r"(?P<a>x)|(?P<b>y)", ("a", "b")),                  # an alternative
+    (r"(?P<a>x(?P<b>y)*)+", ("b",)),                     # a repeat that may run zero times
+    (r"(?P<a>x){1,3}(?P<b>y){0,3}", ("b",)),
+    (r"(?=(?P<a>x))(?P<b>.)", ("a",)),                   # a lookaround
+    (r"(?P<a>x)?(?(a)(?P<b>y)|z)", ("a", "b")),          # a conditional
+    (r"(?>(?P<a>x))(?P=a)(?i:(?P<b>q))", ()),            # atomic group, back-reference, scoped flag
+])
+def test_optional_groups_are_those_a_match_may_leave_unset(source: str, optional: tuple[str, ...]) -> None:
+    pattern = re.compile(source.replace("(?<", "(?P<"))
+    assert optional_groups(pattern) == optional
+
+
+def test_unset_groups_are_left_out_and_empty_values_kept_with_or_without_the_analysis() -> None:
+    texts = ['1.2.3.4 - - [10/Oct/2020:13:55:36 +0000] "GET" 200 5',                  # path unset
+             '1.2.3.4  - [10/Oct/2020:13:55:36 +0000] "GET / HTTP/1.1" 200 5 "" "" ""',  # host empty
+             '1.2.3.4 - - [10/Oct/2020:13:55:36 +0000] "GET / HTTP/1.1" 200 5']       # referer... unset
+    expected = [
+        {"remote": "1.2.3.4", "host": "-", "user": "-", "method": "GET", "code": "200", "size": "5"},
+        {"remote": "1.2.3.4", "host": "", "user": "-", "method": "GET", "path": "/", "code": "200",
+         "size": "5", "referer": "", "agent": "", "forwarder": ""},
+        {"remote": "1.2.3.4", "host": "-", "user": "-", "method": "GET", "path": "/", "code": "200",
+         "size": "5"},
+    ]
+    analysed = _parser()
+    assert analysed.optional_groups == ("path", "referer", "agent", "forwarder")
+    unknown = _parser()
+    unknown.optional_groups = None              # what a pattern the analysis does not know gets
+    for parser in (analysed, unknown):
+        events, failures = parser.parse_batch(texts)
+        assert not failures
+        assert [record for _, record in events] == expected
+        assert _parse_whole_batch(parser, list(map(parser._match, texts)), None) == events

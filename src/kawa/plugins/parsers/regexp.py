@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from itertools import repeat
+from operator import itemgetter
 from typing import Any, Callable, Sequence
 
 from kawa.config.schema import option
@@ -39,11 +40,55 @@ def fast_matcher(pattern: re.Pattern[str], fast: re.Pattern[str] | None = None) 
     return lambda text: match(text) if "\n" not in text else search(text)
 
 
-def _has_optional_groups(pattern: re.Pattern[str]) -> bool:
-    """False when every named group must take part in any match (no `?`, `*`, `{0,` or `|` anywhere);
-    conservative: any such token means groups may be unset."""
-    source = pattern.pattern
-    return any(tok in source for tok in ("?", "*", "{0", "|"))
+def optional_groups(pattern: re.Pattern[str]) -> tuple[str, ...] | None:
+    """The named groups that a successful match may leave unset (None in groupdict): those inside a
+    repeat that may run zero times, an alternative, a lookaround or a conditional. Every other named
+    group takes part in every match, so the parsers need not look at its value for None.
+    None: the pattern holds something this walk does not know (then every group counts as optional)."""
+    try:
+        from re import _parser as sre_parse  # type: ignore[attr-defined]
+        from re import _constants as c  # type: ignore[attr-defined]
+        repeats = (c.MAX_REPEAT, c.MIN_REPEAT, getattr(c, "POSSESSIVE_REPEAT", c.MAX_REPEAT))
+        unset: set[int] = set()
+
+        def walk(items: Any, optional: bool) -> None:
+            for op, av in items:
+                if op is c.SUBPATTERN:
+                    if optional and av[0] is not None:
+                        unset.add(av[0])
+                    walk(av[-1], optional)
+                elif op in repeats:
+                    walk(av[2], optional or av[0] == 0)
+                elif op is c.BRANCH:
+                    for alternative in av[1]:
+                        walk(alternative, True)
+                elif op is c.ATOMIC_GROUP:
+                    walk(av, optional)
+                elif op in (c.ASSERT, c.ASSERT_NOT):
+                    walk(av[1], True)
+                elif op is c.GROUPREF_EXISTS:
+                    walk(av[1], True)
+                    if av[2] is not None:
+                        walk(av[2], True)
+                elif op not in _LEAF_OPS:
+                    raise LookupError(op)      # an op that may hold groups: do not guess
+
+        walk(sre_parse.parse(pattern.pattern, pattern.flags), False)
+    except Exception:
+        return None
+    return tuple(name for name, index in pattern.groupindex.items() if index in unset)
+
+
+def _leaf_ops() -> frozenset[Any]:
+    """sre ops that hold no subpattern (no group can be inside them)."""
+    try:
+        from re import _constants as c  # type: ignore[attr-defined]
+        return frozenset((c.LITERAL, c.NOT_LITERAL, c.IN, c.ANY, c.AT, c.CATEGORY, c.GROUPREF))
+    except Exception:
+        return frozenset()
+
+
+_LEAF_OPS = _leaf_ops()
 
 
 class RegexpOptions(ParserOptions):
@@ -73,7 +118,11 @@ class RegexpParser(BaseParser):
         fast, _changed = possessive_variant(expression)
         self._match = fast_matcher(expression, fast)
         # fast_matcher wraps `match` in a newline check for ^-anchored multiline patterns
-        self.has_optional_groups = _has_optional_groups(expression)
+        # the groups whose value may be None (None: any group may be), spelled with the very key
+        # objects of the records (those of `fast`), so a lookup finds them by identity
+        optional = optional_groups(expression)
+        own_keys = {name: name for name in fast.groupindex}
+        self.optional_groups = None if optional is None else tuple(own_keys.get(k, k) for k in optional)
         self._line_match = fast.match if getattr(self._match, "__name__", "") == "<lambda>" else None
 
     def parse_batch(self, texts: Sequence[str]) -> tuple[list[ParsedEvent], list[ParseFailure]]:
@@ -118,7 +167,7 @@ def parse_each(parser: BaseParser, texts: Sequence[str], matches: Sequence[Any],
     convert = parser.convert_values if parser.needs_convert else None
     times: dict[Any, int] = {}          # busy logs repeat the same time string many times a batch
     # Only a pattern with optional parts can leave a group unset (None): skip the scan otherwise.
-    optional = getattr(parser, "has_optional_groups", True)
+    optional = getattr(parser, "optional_groups", None) != ()
     for text, m in zip(texts, matches):
         if m is None:
             failures.append(ParseFailure(text, NOT_MATCHED, "unmatched"))
@@ -156,7 +205,7 @@ def _parse_whole_batch(parser: BaseParser, matches: list[Any],
     if not all(matches):                # a match object is always true; a line that failed is None
         return None
     records = list(map(_GROUPDICT, matches))
-    if getattr(parser, "has_optional_groups", True) and not all(map(all, map(dict.values, records))):
+    if _some_falsy(records, getattr(parser, "optional_groups", None)):
         # a group that took no part is None: left out of the record, as in the per-line loop
         records = [r if all(r.values()) else {k: v for k, v in r.items() if v is not None} for r in records]
     if fix is not None:
@@ -186,6 +235,14 @@ def _parse_whole_batch(parser: BaseParser, matches: list[Any],
         for record in records:
             convert(record)
     return list(zip(times, records))
+
+
+def _some_falsy(records: list[dict[str, Any]], optional: tuple[str, ...] | None) -> bool:
+    """True when a record may hold None: some value that may be unset is falsy (None or "").
+    `optional`: the keys that may be unset (None: all of them), one C-level scan per key."""
+    if optional is None:
+        return not all(map(all, map(dict.values, records)))
+    return not all(all(map(itemgetter(key), records)) for key in optional)
 
 
 _GROUPDICT = re.Match.groupdict
