@@ -1,0 +1,105 @@
+"""Instructions per line on the reference pipeline with file output, counted by valgrind's callgrind.
+
+    python bench/instructions.py [--lines 30000] [--src DIR] [--top 25]
+
+On a shared machine, CPU seconds of the same build move by 10-30 % from run to run with the
+neighbours' load; an instruction count moves by about 0.1 %. That makes this the tool to decide
+whether a change to the hot path helps: run it on the old tree (`--src` of another checkout) and
+on the new one. It does not replace bench/run.py: instructions are not time (cache misses, and
+SHA-NI or AVX paths that valgrind does not offer, are not weighed the same), and valgrind runs the
+process about 50x slower, so the input is small.
+
+Two runs of the real `kawa` process under callgrind: one on a 1-line input (start-up and shutdown)
+and one on `--lines` lines; the difference divided by the extra lines is the cost of a line.
+Needs valgrind (Debian: apt-get install valgrind).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from run import FILE_CONF, REPO, LineCounter, file_env, generate, precompile
+
+
+def instructions(src: Path, input_path: Path, kept: int, run: Path, timeout: float) -> tuple[int, Path]:
+    """Instructions of one kawa run that writes `kept` lines, and its callgrind file."""
+    run.mkdir(parents=True)
+    out_file = run / "callgrind.out"
+    env = {**os.environ, **file_env(run, input_path), "PYTHONPATH": str(src), "TZ": "UTC"}
+    cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out_file}",
+           sys.executable, "-m", "kawa", "-q", "-c", str(FILE_CONF)]
+    with (run / "kawa.log").open("wb") as log:
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=run)
+        counter = LineCounter(run / "out")
+        deadline = time.monotonic() + timeout
+        while counter.count() < kept:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError(f"kawa under valgrind stopped or timed out; see {run / 'kawa.log'}")
+            time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=120)
+    summary = re.search(r"^summary: (\d+)$", out_file.read_text(errors="replace"), re.M)
+    if summary is None:
+        raise RuntimeError(f"no summary line in {out_file}")
+    return int(summary.group(1)), out_file
+
+
+def top_functions(out_file: Path, count: int) -> str:
+    """callgrind_annotate's self-cost table, first `count` functions."""
+    text = subprocess.run(["callgrind_annotate", str(out_file)], capture_output=True, text=True).stdout
+    rows = [line for line in text.splitlines() if re.match(r"\s*[\d,]+ \(\s*[\d.]+%\)\s+\S", line)
+            and "PROGRAM TOTALS" not in line]
+    # "   94,124,468 ( 5.92%)  /build/.../Modules/_sre/sre_lib.h:sre_ucs1_match [libpython3.11.so]"
+    # -> "   94,124,468 ( 5.92%)  sre_lib.h:sre_ucs1_match"
+    return "\n".join(re.sub(r"\S*/", "", re.sub(r" \[[^\]]*\]$", "", row))[:140] for row in rows[:count])
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--lines", type=int, default=30_000, help="lines in the measured input")
+    p.add_argument("--src", default=str(REPO / "src"), help="the source tree to run (PYTHONPATH)")
+    p.add_argument("--top", type=int, default=0, help="also print the N costliest functions of the long run")
+    p.add_argument("--timeout", type=float, default=900)
+    args = p.parse_args()
+    if shutil.which("valgrind") is None:
+        print("valgrind is not installed (Debian: apt-get install valgrind)", file=sys.stderr)
+        return 1
+    src = Path(args.src).resolve()
+    precompile()
+    if src != (REPO / "src").resolve():
+        import compileall
+        compileall.compile_dir(str(src), quiet=1)
+    work = Path(tempfile.mkdtemp(prefix="kawa-instr-"))
+    try:
+        one, many = work / "one.log", work / "many.log"
+        one_kept = generate(one, 1, seed=1)
+        many_kept = generate(many, args.lines, seed=1)
+        if one_kept != 1:       # the first generated line must not be a /healthcheck (dropped)
+            raise RuntimeError("the 1-line input has no line that passes the filter")
+        base, _ = instructions(src, one, one_kept, work / "one", args.timeout)
+        total, out_file = instructions(src, many, many_kept, work / "many", args.timeout)
+        per_line = (total - base) / (args.lines - 1)
+        print(f"source: {src}")
+        print(f"start-up and shutdown (1-line input): {base / 1e6:,.1f} M instructions")
+        print(f"{args.lines:,} lines ({many_kept:,} written): {total / 1e6:,.1f} M instructions")
+        print(f"per input line: {per_line:,.0f} instructions")
+        if args.top:
+            print(f"\ncostliest functions of the {args.lines:,}-line run (self cost):")
+            print(top_functions(out_file, args.top))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
