@@ -11,9 +11,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import msgpack
 import pytest
 
 from kawa.errors import BufferOverflowError
+from kawa.plugins.buffers.file import frame_formatted
 from kawa.testing.drivers import OutputDriver
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -237,3 +239,11 @@ def test_chunk_is_not_written_while_the_emit_that_filled_it_is_fsyncing(tmp_path
             await wait_for(lambda: bool(d.instance.written))
     asyncio.run(run())
     assert _records(d) == [1]
+
+
+@pytest.mark.parametrize("size", [0, 1, 255, 256, 65535, 65536, 300_000])
+@pytest.mark.parametrize("records", [0, 1, 127, 128, 65536, 2**32])
+def test_formatted_frame_is_the_msgpack_of_records_and_bytes(size: int, records: int) -> None:
+    # what recovery and older chunks read: msgpack [records, bin], across the bin 8/16/32 bounds
+    data = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+    assert frame_formatted(data, records) == msgpack.packb([records, data])

@@ -42,8 +42,18 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 def frame_formatted(data: bytes, records: int) -> bytes:
-    """A formatted batch as stored in a file chunk: `[records, bytes]`, so recovery can count records."""
-    return msgpack.packb([records, data])
+    """A formatted batch as stored in a file chunk: `[records, bytes]`, so recovery can count records.
+
+    The msgpack bytes of that list, with the headers built here: packb would copy the batch (a few
+    hundred KiB) into its growing buffer several times over, then once more into the result."""
+    size = len(data)
+    if size < 0x100:
+        head = b"\xc4" + size.to_bytes(1, "big")
+    elif size < 0x10000:
+        head = b"\xc5" + size.to_bytes(2, "big")
+    else:
+        head = b"\xc6" + size.to_bytes(4, "big")   # bin 32 (a chunk is far below 4 GiB)
+    return b"".join((b"\x92", msgpack.packb(records), head, data))
 
 
 class FileChunk(Chunk):
