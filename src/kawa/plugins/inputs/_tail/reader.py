@@ -162,4 +162,6 @@ def split_lines(text: str) -> list[str]:
     """Complete lines (text ends with "\\n") chomped as Ruby does: "\\n" or "\\r\\n"."""
     if "\r" in text:
         text = text.replace("\r\n", "\n")
-    return text[:-1].split("\n")
+    lines = text.split("\n")
+    del lines[-1]           # the "" after the last "\n" (text[:-1] would copy the whole batch first)
+    return lines
