@@ -3,7 +3,8 @@
     python bench/instructions.py [--lines 30000] [--src DIR] [--top 25]
 
 On a shared machine, CPU seconds of the same build move by 10-30 % from run to run with the
-neighbours' load; an instruction count moves by about 0.1 %. That makes this the tool to decide
+neighbours' load; an instruction count moves by about 0.1 % (run it alone: a slower run spends
+more idle timer turns between batches, about 1 % more next to a busy benchmark). That makes this the tool to decide
 whether a change to the hot path helps: run it on the old tree (`--src` of another checkout) and
 on the new one. It does not replace bench/run.py: instructions are not time (cache misses, and
 SHA-NI or AVX paths that valgrind does not offer, are not weighed the same), and valgrind runs the
@@ -94,7 +95,7 @@ def main() -> int:
         print(f"{args.lines:,} lines ({many_kept:,} written): {total / 1e6:,.1f} M instructions")
         print(f"per input line: {per_line:,.0f} instructions")
         if args.top:
-            print(f"\ncostliest functions of the {args.lines:,}-line run (self cost):")
+            print(f"\ncostliest functions of the {args.lines:,}-line run (self cost, start-up included):")
             print(top_functions(out_file, args.top))
     finally:
         shutil.rmtree(work, ignore_errors=True)
