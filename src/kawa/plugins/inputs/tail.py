@@ -89,7 +89,8 @@ class TailInput(Input):
         multiline_flush_interval = option(None, "time",
                                           doc="Emit a held unterminated last line after this long.")
         emit_unmatched_lines = option(False, "bool", doc="Emit lines the parser rejects as {unmatched_line}.")
-        enable_watch_timer = option(True, "bool", doc="Look at every file each second as well.")
+        enable_watch_timer = option(True, "bool", doc="Look at every file each second as well (up to every "
+                                                      "8 s while inotify has reported every change).")
         enable_stat_watcher = option(True, "bool", doc="Use inotify to follow changes.")
         encoding = option(None, doc="Encoding of the strings emitted.")
         from_encoding = option(None, doc="Encoding of the file (needs `encoding`).")

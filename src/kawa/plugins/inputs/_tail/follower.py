@@ -71,6 +71,7 @@ class Follower:
     retry_at: float = 0.0
     partial_since: float | None = None
     open_path: str | None = None    # where the file is now, when not at `path` (resumed rotated file)
+    linked: bool = False            # `path` is a symlink: inotify on its folder misses the target's writes
     lines_fed: int = 0              # lines given to a stateful parser so far
     held: dict[int, int] = field(default_factory=dict)   # line number -> offset of held groups
     held_since: float | None = None  # last read while a stateful parser held lines of this file

@@ -90,6 +90,9 @@ class DirectoryWatcher:
             self._wd_to_dir.pop(wd, None)
             self._lib.inotify_rm_watch(self.fd, wd)
 
+    def watches(self, directory: str) -> bool:
+        return directory in self._dir_to_wd
+
     @property
     def directories(self) -> set[str]:
         return set(self._dir_to_wd)
