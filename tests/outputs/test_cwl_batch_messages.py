@@ -147,3 +147,26 @@ def test_prebuilt_chunk_plan_matches_a_plan_of_the_records() -> None:
     plan = out._plan_chunk(chunk)[0][0]
     tag, t, record = plan.records[plan.source[0]]       # @ERROR records come back from the chunk
     assert tag == "app" and isinstance(record, dict)
+
+
+def test_prebuilt_plan_in_slices_matches_the_general_loop_across_feed_slices() -> None:
+    """_plan_prebuilt works a slice of frames at a time: over a chunk of several UNPACK_FEED slices
+    its plan (order, batches, record positions) is the general loop's."""
+    from kawa.buffer.chunk import UNPACK_FEED
+
+    out = drive("log_group_name g\nlog_stream_name s\n").instance
+    base = 1_700_000_000_000_000_000
+    events = [(base + ((i * 7919) % 977) * 1_000_000, {"n": i, "pad": "x" * (200 + i % 50)}) for i in range(12_000)]
+
+    async def one_chunk() -> Any:
+        await out.emit("app", [(t, dict(r)) for t, r in events])
+        out.buffer.enqueue_all(force=True)
+        return out.buffer.dequeue()
+
+    chunk = asyncio.run(one_chunk())
+    assert chunk.bytesize > 2 * UNPACK_FEED
+    assert out._plan_prebuilt(chunk, "g", "s", None) is not None       # the batch path is the one taken
+    fast = plans_of(out, chunk)
+    out._plan_prebuilt = lambda *a: None                                 # the general loop
+    assert plans_of(out, chunk) == fast
+    assert len(fast[0][2]) == 12_000 and fast[0][5] == list(range(12_000))

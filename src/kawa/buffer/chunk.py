@@ -43,12 +43,21 @@ def new_unpacker(**kw: Any) -> msgpack.Unpacker:
 
 def iter_frames(pieces: Iterable[bytes]) -> Iterator[Any]:
     """Every msgpack object of a plain stream given in pieces, fed in slices the Unpacker accepts."""
+    for frames in frame_lists(pieces):
+        yield from frames
+
+
+def frame_lists(pieces: Iterable[bytes]) -> Iterator[list[Any]]:
+    """The msgpack objects of a plain stream, a list per slice fed (about UNPACK_FEED bytes of them):
+    for callers that work a list at a time in C, without holding the whole chunk decoded."""
     unpacker = new_unpacker(use_list=True)
     for piece in pieces:
         view = memoryview(piece)
         for start in range(0, len(view), UNPACK_FEED):
             unpacker.feed(view[start:start + UNPACK_FEED])
-            yield from unpacker
+            frames = list(unpacker)
+            if frames:
+                yield frames
 
 
 def _freeze(value: Any) -> Any:

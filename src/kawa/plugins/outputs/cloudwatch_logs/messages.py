@@ -174,6 +174,10 @@ class ChunkRecords:
         self.positions.append(position)
         return len(self.positions) - 1
 
+    def add_range(self, start: int, stop: int) -> None:
+        """add() of every position in [start, stop)."""
+        self.positions.extend(range(start, stop))
+
     def __len__(self) -> int:
         return len(self.positions)
 

@@ -7,14 +7,14 @@ from __future__ import annotations
 import asyncio
 import os
 from concurrent.futures import ThreadPoolExecutor
-from itertools import compress
-from operator import itemgetter
+from itertools import compress, repeat
+from operator import floordiv, itemgetter
 from typing import Any, Callable, Iterator
 
 import msgpack
 import orjson
 
-from kawa.buffer.chunk import iter_frames
+from kawa.buffer.chunk import frame_lists, iter_frames
 from kawa.buffer.output import BufferedOutput
 from kawa.engine.registry import register
 from kawa.errors import ConfigError, RetryableError
@@ -258,6 +258,10 @@ class CloudwatchLogsOutput(BufferedOutput):
         missing: list[tuple[int, str, int, Any, str]] = []
         resolve = self.destinations.resolve
         per_record = self.destinations.per_record
+        if self.prebuild and chunk.formatted and not per_record:
+            plan = self._plan_prebuilt(chunk, group_tpl, stream_tpl, tags)
+            if plan is not None:
+                return [plan], []
         build = self.builder.build
         copy = self.copy_records
         fixed: tuple[str | None, str | None] | None = None
@@ -297,6 +301,37 @@ class CloudwatchLogsOutput(BufferedOutput):
         for dest, plan in plans.items():
             plan_destination(plan, pending[dest], max_events=self.max_events, oversize=o.oversize_policy)
         return list(plans.values()), missing
+
+    def _plan_prebuilt(self, chunk: Any, group_tpl: str | None, stream_tpl: str | None,
+                       tags: dict[str, str] | None) -> Plan | None:
+        """_plan_chunk for the usual chunk: every event a [tag, time, message] frame built at emit, one
+        destination for all. A slice of frames at a time in C (map, zip) instead of a Python step per
+        event: ~3,000 instructions an event. None for anything else (a frame without its tag, an
+        empty message, a name missing): _plan_chunk's loop handles those, with their warnings."""
+        plan: Plan | None = None
+        pending: list[tuple[int, str, int]] = []
+        done = 0
+        for frames in frame_lists(chunk.read_pieces()):
+            if set(map(len, frames)) != {3}:
+                return None
+            messages = list(map(itemgetter(2), frames))
+            if set(map(type, messages)) != {str} or "" in messages:
+                return None
+            if plan is None:
+                tag = frames[0][0]
+                group, stream = self.destinations.resolve(tag, messages[0], group_tpl, stream_tpl)
+                if group is None or stream is None:
+                    return None
+                plan = Plan(group, stream, records=ChunkRecords(lambda: self._error_records(chunk)))
+                plan.tags, plan.retention = self._group_settings({}, tags)
+            times_ms = map(floordiv, map(itemgetter(1), frames), repeat(NS_PER_MS))
+            pending.extend(zip(times_ms, messages, range(done, done + len(frames))))
+            done += len(frames)
+        if plan is None:
+            return None
+        plan.records.add_range(0, done)  # type: ignore[union-attr]
+        plan_destination(plan, pending, max_events=self.max_events, oversize=self.options.oversize_policy)
+        return plan
 
     def _group_settings(self, record: dict[str, Any], tags: Any) -> tuple[Any, int | None]:
         """Tags and retention for a group this chunk may create, from its first record (Ruby)."""
