@@ -264,9 +264,14 @@ class TailScheduler:
             await self._service(now)
             if sweeping:
                 missed = self._missed_by_inotify(unreported)
-                next_sweep = now + self.sweeps.after_sweep(missed=missed, covered=self._inotify_covers_all())
+                next_sweep = now + self.sweeps.after_sweep(missed=missed, covered=self._sweeps_may_slow())
 
     # -- is inotify enough? (SweepPacer) -------------------------------------------------------
+
+    def _sweeps_may_slow(self) -> bool:
+        """Whether the sweep is only a check on inotify: inotify covers every file, and no read waits
+        for the sweep (a file throttled by read_bytes_limit_per_second resumes on it, as in Fluentd)."""
+        return self.o.read_bytes_limit_per_second <= 0 and self._inotify_covers_all()
 
     def _inotify_covers_all(self) -> bool:
         """Whether every followed file's changes reach inotify: each is a plain file (a link's target
