@@ -23,6 +23,13 @@ def append(path: Path, *lines: str) -> None:
         fh.write("".join(f"{line}\n" for line in lines))
 
 
+def one_file(tmp_path: Path) -> tuple[Path, InputDriver]:
+    """app.log holding "first", and a tail of it with a pos_file."""
+    log = tmp_path / "app.log"
+    append(log, "first")
+    return log, tail(log, tmp_path / "app.pos")
+
+
 def test_pacer_doubles_while_trusted_and_returns_to_every_second_for_good_after_a_miss() -> None:
     pacer = SweepPacer()
     assert pacer.interval == WATCH_TIMER_INTERVAL
@@ -35,9 +42,7 @@ def test_pacer_doubles_while_trusted_and_returns_to_every_second_for_good_after_
 
 
 def test_idle_plain_file_is_swept_less_often_and_lines_still_arrive_at_once(tmp_path: Path) -> None:
-    log, pos = tmp_path / "app.log", tmp_path / "app.pos"
-    append(log, "first")
-    d = tail(log, pos)
+    log, d = one_file(tmp_path)
 
     async def scenario() -> None:
         async with d.run():
@@ -78,9 +83,7 @@ def test_symlinked_file_keeps_the_one_second_sweep(tmp_path: Path) -> None:
 def test_a_change_inotify_never_reported_brings_back_the_one_second_sweep(tmp_path: Path) -> None:
     """What NFS or a writer through mmap looks like: the file grows and inotify says nothing. The
     sweep reads the lines, logs why, and from then on looks every second."""
-    log, pos = tmp_path / "app.log", tmp_path / "app.pos"
-    append(log, "first")
-    d = tail(log, pos)
+    log, d = one_file(tmp_path)
 
     async def scenario() -> None:
         async with d.run():
