@@ -1,6 +1,6 @@
-"""Instructions per line on the reference pipeline with file output, counted by valgrind's callgrind.
+"""Instructions per line on the reference pipeline, counted by valgrind's callgrind.
 
-    python bench/instructions.py [--lines 30000] [--src DIR] [--top 25]
+    python bench/instructions.py [--output file|cloudwatch] [--lines 30000] [--src DIR] [--top 25]
 
 On a shared machine, CPU seconds of the same build move by 10-30 % from run to run with the
 neighbours' load; an instruction count moves by about 0.1 % (run it alone: a slower run spends
@@ -12,12 +12,16 @@ process about 50x slower, so the input is small.
 
 Two runs of the real `kawa` process under callgrind: one on a 1-line input (start-up and shutdown)
 and one on `--lines` lines; the difference divided by the extra lines is the cost of a line.
+`--output cloudwatch` ships to bench/_fast_cwl.py (the bench's endpoint, not counted) instead of
+writing a file. Under valgrind the request body's SHA-256 runs in software (~12,000 instructions a
+line) where this CPU has SHA-NI: compare CloudWatch counts with each other, not with time.
 Needs valgrind (Debian: apt-get install valgrind).
 """
 
 from __future__ import annotations
 
 import argparse
+import http.client
 import os
 import re
 import shutil
@@ -26,23 +30,54 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
+from typing import Callable
 
-from run import FILE_CONF, REPO, LineCounter, file_env, generate, precompile
+import orjson
+
+from run import BENCH, FAKE_AWS, FILE_CONF, REPO, LineCounter, cwl_conf, file_env, generate, precompile
 
 
-def instructions(src: Path, input_path: Path, kept: int, run: Path, timeout: float) -> tuple[int, Path]:
-    """Instructions of one kawa run that writes `kept` lines, and its callgrind file."""
+def file_target(run: Path, input_path: Path, kept: int, _stack: ExitStack) -> tuple[Path, dict[str, str], Callable[[], bool]]:
+    counter = LineCounter(run / "out")
+    return FILE_CONF, file_env(run, input_path), lambda: counter.count() >= kept
+
+
+def cloudwatch_target(run: Path, input_path: Path, kept: int,
+                      stack: ExitStack) -> tuple[Path, dict[str, str], Callable[[], bool]]:
+    endpoint = subprocess.Popen([sys.executable, str(BENCH / "_fast_cwl.py")], stdout=subprocess.PIPE)
+    stack.callback(endpoint.wait)
+    stack.callback(endpoint.terminate)
+    port = int(endpoint.stdout.readline().split()[1])     # type: ignore[union-attr]
+    conf = cwl_conf(run, input_path, port)
+    pos_line = f"  pos_file {run / 'nginx.pos'}"
+    conf.write_text(conf.read_text().replace(pos_line, pos_line + "\n  read_from_head true", 1))
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    stack.callback(conn.close)
+
+    def accepted() -> bool:
+        conn.request("GET", "/_stats")
+        return int(orjson.loads(conn.getresponse().read())["accepted"]) >= kept
+    return conf, dict(FAKE_AWS), accepted
+
+
+TARGETS = {"file": file_target, "cloudwatch": cloudwatch_target}
+
+
+def instructions(src: Path, input_path: Path, kept: int, run: Path, timeout: float,
+                 output: str = "file") -> tuple[int, Path]:
+    """Instructions of one kawa run that delivers `kept` lines to `output`, and its callgrind file."""
     run.mkdir(parents=True)
     out_file = run / "callgrind.out"
-    env = {**os.environ, **file_env(run, input_path), "PYTHONPATH": str(src), "TZ": "UTC"}
-    cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out_file}",
-           sys.executable, "-m", "kawa", "-q", "-c", str(FILE_CONF)]
-    with (run / "kawa.log").open("wb") as log:
+    with ExitStack() as stack, (run / "kawa.log").open("wb") as log:
+        conf, target_env, delivered = TARGETS[output](run, input_path, kept, stack)
+        env = {**os.environ, **target_env, "PYTHONPATH": str(src), "TZ": "UTC"}
+        cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out_file}",
+               sys.executable, "-m", "kawa", "-q", "-c", str(conf)]
         proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=run)
-        counter = LineCounter(run / "out")
         deadline = time.monotonic() + timeout
-        while counter.count() < kept:
+        while not delivered():
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
                 raise RuntimeError(f"kawa under valgrind stopped or timed out; see {run / 'kawa.log'}")
@@ -67,6 +102,7 @@ def top_functions(out_file: Path, count: int) -> str:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--output", choices=sorted(TARGETS), default="file", help="where the pipeline delivers")
     p.add_argument("--lines", type=int, default=30_000, help="lines in the measured input")
     p.add_argument("--src", default=str(REPO / "src"), help="the source tree to run (PYTHONPATH)")
     p.add_argument("--top", type=int, default=0, help="also print the N costliest functions of the long run")
@@ -87,10 +123,10 @@ def main() -> int:
         many_kept = generate(many, args.lines, seed=1)
         if one_kept != 1:       # the first generated line must not be a /healthcheck (dropped)
             raise RuntimeError("the 1-line input has no line that passes the filter")
-        base, _ = instructions(src, one, one_kept, work / "one", args.timeout)
-        total, out_file = instructions(src, many, many_kept, work / "many", args.timeout)
+        base, _ = instructions(src, one, one_kept, work / "one", args.timeout, args.output)
+        total, out_file = instructions(src, many, many_kept, work / "many", args.timeout, args.output)
         per_line = (total - base) / (args.lines - 1)
-        print(f"source: {src}")
+        print(f"source: {src}; output: {args.output}")
         print(f"start-up and shutdown (1-line input): {base / 1e6:,.1f} M instructions")
         print(f"{args.lines:,} lines ({many_kept:,} written): {total / 1e6:,.1f} M instructions")
         print(f"per input line: {per_line:,.0f} instructions")
