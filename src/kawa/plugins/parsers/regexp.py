@@ -17,15 +17,26 @@ from kawa.plugins.parsers._common import NOT_MATCHED, BaseParser, ParsedEvent, P
 from kawa.plugins.parsers._possessive import possessive_variant
 
 
-def fast_matcher(pattern: re.Pattern[str], fast: re.Pattern[str] | None = None) -> Callable[[str], re.Match[str] | None]:
-    """Ruby's unanchored match as cheaply as possible: a pattern that starts with ^ or \\A outside any
-    alternation can only match at position 0 of a single-line text, so `match` replaces `search` there.
-    `fast`: an equivalent pattern to match with (possessive_variant); `pattern` is the one analysed."""
-    runner = pattern if fast is None else fast
+def sre_tree(pattern: re.Pattern[str]) -> Any:
+    """`pattern` as `re`'s own parser reads it (None if this Python's `re` has no such parser): for
+    the read-only analyses below, which share one parse."""
     try:
         from re import _parser as sre_parse  # type: ignore[attr-defined]
+        return sre_parse.parse(pattern.pattern, pattern.flags)
+    except Exception:
+        return None
+
+
+def fast_matcher(pattern: re.Pattern[str], fast: re.Pattern[str] | None = None, *,
+                 tree: Any = None) -> Callable[[str], re.Match[str] | None]:
+    """Ruby's unanchored match as cheaply as possible: a pattern that starts with ^ or \\A outside any
+    alternation can only match at position 0 of a single-line text, so `match` replaces `search` there.
+    `fast`: an equivalent pattern to match with (possessive_variant); `pattern` is the one analysed,
+    `tree` its sre_tree when the caller has it."""
+    runner = pattern if fast is None else fast
+    try:
         from re import _constants as sre_const  # type: ignore[attr-defined]
-        parsed = sre_parse.parse(pattern.pattern, pattern.flags)
+        parsed = tree if tree is not None else sre_tree(pattern)
         first = parsed[0] if len(parsed) else None
         anchored = first is not None and first[0] is sre_const.AT and \
             first[1] in (sre_const.AT_BEGINNING, sre_const.AT_BEGINNING_STRING)
@@ -40,15 +51,16 @@ def fast_matcher(pattern: re.Pattern[str], fast: re.Pattern[str] | None = None) 
     return lambda text: match(text) if "\n" not in text else search(text)
 
 
-def optional_groups(pattern: re.Pattern[str]) -> tuple[str, ...] | None:
+def optional_groups(pattern: re.Pattern[str], *, tree: Any = None) -> tuple[str, ...] | None:
     """The named groups that a successful match may leave unset (None in groupdict): those inside a
     repeat that may run zero times, an alternative, a lookaround or a conditional. Every other named
     group takes part in every match, so the parsers need not look at its value for None.
-    None: the pattern holds something this walk does not know (then every group counts as optional)."""
+    None: the pattern holds something this walk does not know (then every group counts as optional).
+    `tree`: the pattern's sre_tree when the caller has it."""
     try:
-        from re import _parser as sre_parse  # type: ignore[attr-defined]
         from re import _constants as c  # type: ignore[attr-defined]
         repeats = (c.MAX_REPEAT, c.MIN_REPEAT, getattr(c, "POSSESSIVE_REPEAT", c.MAX_REPEAT))
+        leaves = (c.LITERAL, c.NOT_LITERAL, c.IN, c.ANY, c.AT, c.CATEGORY, c.GROUPREF)   # hold no group
         unset: set[int] = set()
 
         def walk(items: Any, optional: bool) -> None:
@@ -70,25 +82,13 @@ def optional_groups(pattern: re.Pattern[str]) -> tuple[str, ...] | None:
                     walk(av[1], True)
                     if av[2] is not None:
                         walk(av[2], True)
-                elif op not in _LEAF_OPS:
+                elif op not in leaves:
                     raise LookupError(op)      # an op that may hold groups: do not guess
 
-        walk(sre_parse.parse(pattern.pattern, pattern.flags), False)
+        walk(tree if tree is not None else sre_tree(pattern), False)
     except Exception:
         return None
     return tuple(name for name, index in pattern.groupindex.items() if index in unset)
-
-
-def _leaf_ops() -> frozenset[Any]:
-    """sre ops that hold no subpattern (no group can be inside them)."""
-    try:
-        from re import _constants as c  # type: ignore[attr-defined]
-        return frozenset((c.LITERAL, c.NOT_LITERAL, c.IN, c.ANY, c.AT, c.CATEGORY, c.GROUPREF))
-    except Exception:
-        return frozenset()
-
-
-_LEAF_OPS = _leaf_ops()
 
 
 class RegexpOptions(ParserOptions):
@@ -115,12 +115,13 @@ class RegexpParser(BaseParser):
         self.expression = expression
         # matching uses the possessive variant (same matches, less backtracking state); everything
         # else sees `expression` as configured
-        fast, _changed = possessive_variant(expression)
-        self._match = fast_matcher(expression, fast)
+        fast, _changed = possessive_variant(expression)     # rewrites a parse of its own
+        tree = sre_tree(expression)
+        self._match = fast_matcher(expression, fast, tree=tree)
         # fast_matcher wraps `match` in a newline check for ^-anchored multiline patterns
         # the groups whose value may be None (None: any group may be), spelled with the very key
         # objects of the records (those of `fast`), so a lookup finds them by identity
-        optional = optional_groups(expression)
+        optional = optional_groups(expression, tree=tree)
         own_keys = {name: name for name in fast.groupindex}
         self.optional_groups = None if optional is None else tuple(own_keys.get(k, k) for k in optional)
         self._line_match = fast.match if getattr(self._match, "__name__", "") == "<lambda>" else None
