@@ -286,12 +286,9 @@ class CloudwatchLogsOutput(BufferedOutput):
                 continue
             plan = plans.get(dest)  # type: ignore[arg-type]
             if plan is None:
-                # records are read again from the chunk only if one must go to @ERROR: holding the
-                # decoded chunk while it is sent cost ~26 MiB per 8 MiB chunk (tracemalloc)
-                plan = plans[dest] = Plan(group, stream,  # type: ignore[index]
-                                          records=ChunkRecords(lambda: self._error_records(chunk)))
+                plan = plans[dest] = self._new_plan(chunk, group, stream,  # type: ignore[index]
+                                                    {} if prebuilt else record, tags)
                 pending[dest] = []  # type: ignore[index]
-                plan.tags, plan.retention = self._group_settings({} if prebuilt else record, tags)
             rec_index = plan.records.add(idx)  # type: ignore[union-attr]
             message = record if prebuilt else build(tag, time_ns, record)
             if not message:
@@ -322,8 +319,7 @@ class CloudwatchLogsOutput(BufferedOutput):
                 group, stream = self.destinations.resolve(tag, messages[0], group_tpl, stream_tpl)
                 if group is None or stream is None:
                     return None
-                plan = Plan(group, stream, records=ChunkRecords(lambda: self._error_records(chunk)))
-                plan.tags, plan.retention = self._group_settings({}, tags)
+                plan = self._new_plan(chunk, group, stream, {}, tags)
             times_ms = map(floordiv, map(itemgetter(1), frames), repeat(NS_PER_MS))
             pending.extend(zip(times_ms, messages, range(done, done + len(frames))))
             done += len(frames)
@@ -331,6 +327,13 @@ class CloudwatchLogsOutput(BufferedOutput):
             return None
         plan.records.add_range(0, done)  # type: ignore[union-attr]
         plan_destination(plan, pending, max_events=self.max_events, oversize=self.options.oversize_policy)
+        return plan
+
+    def _new_plan(self, chunk: Any, group: str, stream: str, record: dict[str, Any], tags: Any) -> Plan:
+        # records are read again from the chunk only if one must go to @ERROR: holding the decoded
+        # chunk while it is sent cost ~26 MiB per 8 MiB chunk (tracemalloc)
+        plan = Plan(group, stream, records=ChunkRecords(lambda: self._error_records(chunk)))
+        plan.tags, plan.retention = self._group_settings(record, tags)
         return plan
 
     def _group_settings(self, record: dict[str, Any], tags: Any) -> tuple[Any, int | None]:
