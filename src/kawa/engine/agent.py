@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 from kawa.errors import ConfigError
 
+from kawa.engine import heap
 from kawa.engine.pipeline import Pipeline
 from kawa.engine.router import FLUENT_LOG_LABEL, ROOT_LABEL, _Raw
 from kawa.log import LEVELS, Logger
@@ -46,6 +47,7 @@ class Agent:
             loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(self.reload()))
         self._route_own_logs()
         await self.start()
+        heap.settle()
         self.wlog.info("starting fluentd worker", pid=os.getpid(), ppid=os.getppid(), worker=self.worker_id)
         self.wlog.info("fluentd worker is now running", worker=self.worker_id)
         await self._stop.wait()
@@ -107,9 +109,11 @@ class Agent:
                 self.log.error("configuration reload failed: keeping the running configuration")
                 return False
             hook, self.log.sink.event_hook = self.log.sink.event_hook, None
+            heap.unsettle()
             await self.stop()
             self.pipe = new
             await self.start()
+            heap.settle()
             if hook is not None:
                 self._route_own_logs()
             self.log.info("configuration reloaded")
