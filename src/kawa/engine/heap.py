@@ -10,8 +10,10 @@ collections that walk every object alive, including the ~100,000 that start-up l
 - a larger first threshold lets most of a batch's objects die by reference counting before any
   collection looks at them; the older thresholds keep full collections rare.
 
-Cycles are still collected: freeze only exempts what existed at the time. Measured with callgrind
-on the reference pipeline: about 2 % fewer instructions per line.
+Cycles are still collected: freeze only exempts what existed at the time. Measured on the reference
+pipeline: about 2 % fewer instructions per line with a file output (callgrind); with the CloudWatch
+output, which keeps more objects alive while it plans and sends, about 8 % less CPU time (1,000,000
+lines, two runs each way: 20.9 and 21.8 CPU-s with CPython's defaults, 19.7 and 19.2 with these).
 """
 
 from __future__ import annotations
