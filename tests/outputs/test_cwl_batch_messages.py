@@ -52,6 +52,18 @@ def test_build_batch_matches_build_on_tricky_records() -> None:
     assert batch[4] == '{"b":"kept"}' and batch[6] == "{}" and batch[0] == '{"a":1.0e+16,"b":"x"}'
 
 
+@pytest.mark.parametrize("tricky", tricky_records())
+def test_build_batch_finds_one_tricky_record_among_string_only_ones(tricky: dict[str, Any]) -> None:
+    # string-only batches skip the needle scans (one search for a value that is not a non-empty
+    # string): a single number or "" among them must still send its record through build()
+    plain = {"remote": "10.0.0.1", "path": "/a:b", "agent": 'say \\":"x'}
+    records = [plain, tricky, plain]
+    b = plain_builder()
+    batch = b.build_batch("t", [0, 1, 2], [dict(r) for r in records])
+    if batch is not None:                       # None: orjson refused the record (per-record path)
+        assert batch == per_record(b, records)
+
+
 @pytest.mark.parametrize("odd", [
     {"s": SURROGATE},                       # orjson refuses lone surrogates
     {1: "non-str key"},

@@ -25,6 +25,11 @@ _FLOAT_MISMATCH = re.compile(rb"[:,\[]-?(?:[0-9]+e|0\.0000)")
 # Texts that send a record of a batch through build(): the float pre-checks of yajl_dumps, and `:""`,
 # which every top-level "" value (dropped by build) spells in orjson's output (nested ones too: harmless).
 _SUSPECT_NEEDLES = ("e+", "e-", "0.0000", ':""')
+# Every value in orjson's output follows a key's `":` (values in arrays and nested objects too: the
+# array or object itself does). When each `":` is followed by a non-empty string, the batch holds no
+# number and no "" value, so none of the needles above can matter: one scan instead of four. A `":`
+# inside a string (spelled `\":`) only sends the batch to the needle scans.
+_ANY_NON_STRING_OR_EMPTY = re.compile(r'":(?:[^"]|"")')
 # orjson.Fragment (orjson >= 3.10) puts raw bytes in orjson's output: a NUL between the records of one
 # dumps() call marks where each ends (orjson writes a NUL inside strings as \u0000, never raw).
 _FRAGMENT = getattr(orjson, "Fragment", None)
@@ -135,6 +140,8 @@ class MessageBuilder:
 def _suspects(text: str, messages: list[str]) -> list[int]:
     """Indexes of the messages (joined by _SEPARATOR into `text`) holding one of _SUSPECT_NEEDLES:
     one scan of the batch per needle, then a step per message found."""
+    if _ANY_NON_STRING_OR_EMPTY.search(text) is None:
+        return []
     starts: list[int] | None = None
     found: set[int] = set()
     for needle in _SUSPECT_NEEDLES:
