@@ -310,3 +310,68 @@ def test_an_immediate_emit_failing_in_its_second_chunk_removes_the_first(tmp_pat
             assert ticket_ack.pending == 0 and not ticket_ack.settled
     asyncio.run(run())
     assert not list(buf.glob("*.log")) and not list(buf.glob("*.meta"))
+
+
+# -- an fsync that fails after the append (EIO): the write is taken back, the retry is not doubled --
+
+def _failing_fsync(monkeypatch: pytest.MonkeyPatch, failures: int) -> list[int]:
+    """os.fdatasync and os.fsync raise EIO the next `failures` times (a disk that lost the pages),
+    then work. (A staged chunk is synced through its descriptor, a queued one by path.)"""
+    import errno
+
+    calls: list[int] = []
+
+    def failing(real: Any) -> Any:
+        def sync(fd: int) -> None:
+            calls.append(fd)
+            if len(calls) <= failures:
+                raise OSError(errno.EIO, "Input/output error")
+            real(fd)
+        return sync
+    monkeypatch.setattr(os, "fdatasync", failing(os.fdatasync))
+    monkeypatch.setattr(os, "fsync", failing(os.fsync))
+    return calls
+
+
+@pytest.mark.parametrize("immediate", [False, True])
+def test_an_emit_whose_fsync_fails_is_undone_and_its_retry_buffered_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, immediate: bool) -> None:
+    buf = tmp_path / "buf"
+    d = _driver(buf) if not immediate else OutputDriver(
+        "test_recording_buffered", f"<buffer>\n@type file\npath {buf}\nflush_mode immediate\n"
+                                   "flush_thread_count 1\nflush_at_shutdown false\n</buffer>")
+
+    async def run() -> None:
+        async with d.run():
+            await _emit(d, 100, _events(0, 2))
+            calls = _failing_fsync(monkeypatch, 1)
+            with pytest.raises(BufferOverflowError, match="Input/output error"):
+                await _emit(d, 200, _events(2, 3))       # appended, committed, then the fsync fails
+            assert calls
+            if not immediate:                            # the staged chunk is back as it was
+                (chunk,) = d.instance.buffer.stage.values()
+                assert chunk.record_count == 2 and chunk.checkpoints == {KEY: 100}
+            await _emit(d, 200, _events(2, 3))           # tail's retry of the same batch
+            await d.flush()
+    asyncio.run(run())
+    assert sorted(r["n"] for _, evs in d.instance.written for _, r in evs) == [0, 1, 2, 3, 4]
+
+
+def test_a_restart_after_an_undone_emit_does_not_skip_its_lines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The failed sync had committed the emit in the .meta: the undo takes the commit back with the
+    data, so a restart resumes at the earlier checkpoint (tail reads those lines again)."""
+    buf = tmp_path / "buf"
+    d = _driver(buf)
+
+    async def killed() -> None:
+        async with d.run():
+            await _emit(d, 100, _events(0, 2))
+            _failing_fsync(monkeypatch, 1)
+            with pytest.raises(BufferOverflowError):
+                await _emit(d, 200, _events(2, 3))
+            for chunk in d.instance.buffer.chunks():
+                chunk.close()
+            monkeypatch.undo()
+    asyncio.run(killed())
+    assert sorted(_resume(buf)) == [0, 1]
+    assert delivery.recovered_checkpoint(KEY) == 100

@@ -53,6 +53,17 @@ class DeliveryAck:
             self.callback()
 
 
+class WriteUndo:
+    """What one Buffer.write appended, to take it back after the write returned (`Buffer.undo`):
+    each chunk's state before the write (None: the write created it) and its size right after."""
+
+    __slots__ = ("before", "after")
+
+    def __init__(self) -> None:
+        self.before: dict[Chunk, Any] = {}
+        self.after: dict[Chunk, int] = {}
+
+
 class Buffer(Plugin):
     """Stage (one open chunk per Metadata) -> queue -> dequeued (being written) -> purged."""
 
@@ -149,10 +160,11 @@ class Buffer(Plugin):
     # -- writing ----------------------------------------------------------------------------------
     def write(self, tag: str, groups: dict[Metadata, list[Event]], *, format_fn: FormatFn | None,
               enqueue: bool, ack: DeliveryAck | None = None,
-              checkpoint: tuple[str, int] | None = None) -> list[Chunk]:
+              checkpoint: tuple[str, int] | None = None, undo: WriteUndo | None = None) -> list[Chunk]:
         """Append every group to its staged chunk, splitting at the chunk limits.
         `checkpoint`: the emitting input's (kawa.delivery); persistent chunks keep it pending with the
-        data until `sync` commits it.
+        data until `sync` commits it. `undo`: filled so that `undo(...)` can take this write back
+        later (a `sync` that fails).
 
         Raises BufferOverflowError before writing anything when the buffer is full; an OSError of
         the backend (ENOSPC) leaves already-buffered data intact, undoes what this write appended (the
@@ -172,7 +184,28 @@ class Buffer(Plugin):
             # or each retry during the outage would buffer the first part again.
             self._roll_back(marks, ack)
             raise
+        if undo is not None:
+            undo.before = marks
+            undo.after = {chunk: chunk.bytesize for chunk in marks}
         return touched
+
+    def undo(self, write: WriteUndo, ack: DeliveryAck | None) -> bool:
+        """Take back a write whose `sync` failed (fsync EIO), so that the input's retry does not
+        buffer its events twice: the data may not be on disk, so the write is not kept and synced
+        again (after a failed fsync, the next one may succeed without the lost pages). False when
+        some chunk took other appends since (its part stays: read twice, never lost).
+        Call it in the loop step where `sync` raised, before a flush can take the chunks."""
+        whole = True
+        marks = {}
+        for chunk, mark in write.before.items():
+            if chunk.state == "purged" or chunk.bytesize != write.after[chunk]:
+                whole = False
+            else:
+                marks[chunk] = mark
+        if not whole:
+            self.log.warn("a buffer chunk took other events after a write whose fsync failed; that write's "
+                          "events stay in it and may be buffered twice")
+        return self._roll_back(marks, ack) and whole
 
     def _write_piece(self, meta: Metadata, data: bytes, count: int, enqueue: bool, ack: DeliveryAck | None,
                      checkpoint: tuple[str, int] | None, touched: list[Chunk], marks: dict[Chunk, Any]) -> None:
@@ -212,9 +245,10 @@ class Buffer(Plugin):
         if enqueue or self._full(chunk):
             self.enqueue_chunk(meta)
 
-    def _roll_back(self, marks: dict[Chunk, Any], ack: DeliveryAck | None) -> None:
+    def _roll_back(self, marks: dict[Chunk, Any], ack: DeliveryAck | None) -> bool:
         """Undo a failed write: each chunk it touched back to its state before (new queued chunks
-        removed). A chunk that cannot be cut back keeps the data: read twice, never lost."""
+        removed). A chunk that cannot be cut back keeps the data: read twice, never lost (False)."""
+        whole = True
         for chunk, mark in reversed(list(marks.items())):
             if ack is not None and ack in chunk.acks:
                 chunk.acks.remove(ack)
@@ -229,6 +263,7 @@ class Buffer(Plugin):
             except OSError as exc:
                 self.log.warn("could not remove the part of a failed buffer write; those events may "
                               "be buffered twice", chunk_id=chunk.id, error=str(exc))
+                whole = False
                 continue
             removed = size if mark is None else size - chunk.bytesize
             if staged:
@@ -246,6 +281,7 @@ class Buffer(Plugin):
                         chunk.purge()
                     except OSError:
                         pass              # an empty chunk left on disk is dropped at resume
+        return whole
 
     def _serialize(self, tag: str, events: list[Event], format_fn: FormatFn | None) -> list[tuple[bytes, int]]:
         """Stored bytes of the events (gzip members with compress gzip), cut into pieces that each

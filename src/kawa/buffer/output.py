@@ -43,7 +43,7 @@ from contextvars import ContextVar
 from typing import Any, ClassVar
 
 from kawa import delivery
-from kawa.buffer.buffer import Buffer, DeliveryAck
+from kawa.buffer.buffer import Buffer, DeliveryAck, WriteUndo
 from kawa.buffer.chunk import Chunker
 from kawa.buffer.flusher import Flusher
 from kawa.buffer.options import BufferOptions, apply_defaults, resolve
@@ -206,18 +206,28 @@ class BufferedOutput(Output):
             if not self.buffer.persistent or getattr(self.ctx.system, "at_least_once_from_source", False):
                 ticket.on_hurry(self._deliver_sooner)     # type: ignore[union-attr]
         checkpoint = ticket.checkpoint if ticket is not None and self.buffer.persistent else None
+        undo = WriteUndo() if self.buffer.persistent else None
         while True:
             try:
                 touched = self.buffer.write(tag, groups, format_fn=fmt, enqueue=enqueue, ack=chunk_ack,
-                                            checkpoint=checkpoint)
+                                            checkpoint=checkpoint, undo=undo)
                 break
             except BufferOverflowError as exc:
                 await self._overflow(exc)
-        self.emit_records += len(events)
         if self.buffer.persistent:
             if (getattr(self.ctx.system, "at_least_once_from_source", False) or ack is not None or share is not None
                     or checkpoint is not None):     # a checkpoint stays pending until sync commits it
-                await self.buffer.sync(touched, checkpoint=checkpoint)  # type: ignore[call-arg]
+                try:
+                    await self.buffer.sync(touched, checkpoint=checkpoint)  # type: ignore[call-arg]
+                except OSError as exc:
+                    # The events may not be on disk, and the emitter offers them again: take the write
+                    # back, or the retry would buffer them twice.
+                    self.buffer.undo(undo, chunk_ack)  # type: ignore[arg-type]
+                    self.log.error("could not make the buffered events durable (fsync); the write is undone "
+                                   "and the emitter retries it", error=f"{type(exc).__name__}: {exc}")
+                    raise BufferOverflowError(f"cannot sync buffer chunk: {exc}") from exc
+        self.emit_records += len(events)
+        if self.buffer.persistent:
             if ack is not None:
                 ack.hold()
                 ack.release()

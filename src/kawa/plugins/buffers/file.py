@@ -181,23 +181,40 @@ class FileChunk(Chunk):
             raise
         self.file_size += len(frame)
 
-    def _data_mark(self) -> tuple[int, dict[str, list[int]] | None]:
-        return self.file_size, self.pending
+    def _data_mark(self) -> tuple[int, dict[str, list[int]] | None, dict[str, int] | None]:
+        return self.file_size, self.pending, self.checkpoints
 
-    def _rollback(self, data_mark: tuple[int, dict[str, list[int]] | None]) -> None:
-        size, pending = data_mark
+    def _rollback(self, data_mark: tuple[int, dict[str, list[int]] | None, dict[str, int] | None]) -> None:
+        size, pending, checkpoints = data_mark
+        if checkpoints != self.checkpoints:
+            # An emit committed since the mark (Buffer.sync failed after its commit): the .meta goes
+            # back first. Data cut under a .meta that still commits it would let a restart skip lines
+            # that are no longer buffered; if the .meta cannot be replaced, the data stays (read
+            # twice, never lost).
+            now = self.pending, self.checkpoints
+            self.pending, self.checkpoints = pending, checkpoints
+            try:
+                self._write_meta_unsynced()
+            except OSError:
+                self.pending, self.checkpoints = now
+                raise
         if self.file_size != size:      # (a failed append has already cut its own partial frame)
             if self._fd is not None:
                 os.ftruncate(self._fd, size)
-            else:                       # enqueued (renamed, closed) in the same write
+            else:                       # enqueued (renamed, closed) since the write
                 os.truncate(self.path, size)
             self.file_size = size
         if pending != self.pending:
+            # after the cut: a kill in between leaves a pending range past the end, cut as nothing
             self.pending = pending
             try:
-                self.write_meta()
+                self._write_meta_unsynced()
             except OSError:
                 pass    # the .meta keeps a pending range past the end of the data: cut as nothing at resume
+
+    def _write_meta_unsynced(self) -> None:
+        self.write_meta()
+        self.meta_unsynced = True       # the next Buffer.sync makes it durable
 
     def _raw(self) -> bytes:
         with open(self.path, "rb") as f:
