@@ -64,6 +64,19 @@ class WriteUndo:
         self.after: dict[Chunk, int] = {}
 
 
+class _Write:
+    """One Buffer.write call: how its pieces go in, and what they touched so far."""
+
+    __slots__ = ("enqueue", "ack", "checkpoint", "touched", "marks")
+
+    def __init__(self, enqueue: bool, ack: DeliveryAck | None, checkpoint: tuple[str, int] | None) -> None:
+        self.enqueue = enqueue
+        self.ack = ack
+        self.checkpoint = checkpoint
+        self.touched: list[Chunk] = []                  # in write order
+        self.marks: dict[Chunk, Any] = {}               # chunk -> its state before (None: created here)
+
+
 class Buffer(Plugin):
     """Stage (one open chunk per Metadata) -> queue -> dequeued (being written) -> purged."""
 
@@ -172,22 +185,21 @@ class Buffer(Plugin):
         """
         if not self.storable():
             raise BufferOverflowError("buffer space has too many data")
-        touched: list[Chunk] = []
-        marks: dict[Chunk, Any] = {}     # chunk -> its state before this write (None: created by it)
+        w = _Write(enqueue, ack, checkpoint)
         try:
             for meta, events in groups.items():
                 for data, count in self._serialize(tag, events, format_fn):
-                    self._write_piece(meta, data, count, enqueue, ack, checkpoint, touched, marks)
+                    self._write_piece(meta, data, count, w)
         except BufferOverflowError:
             # A disk-full (or EIO) part-way through an emit that spans chunks (timekeys, record
             # keys): the input retries the whole emit, so what this write already appended must go,
             # or each retry during the outage would buffer the first part again.
-            self._roll_back(marks, ack)
+            self._roll_back(w.marks, ack)
             raise
         if undo is not None:
-            undo.before = marks
-            undo.after = {chunk: chunk.bytesize for chunk in marks}
-        return touched
+            undo.before = w.marks
+            undo.after = {chunk: chunk.bytesize for chunk in w.marks}
+        return w.touched
 
     def undo(self, write: WriteUndo, ack: DeliveryAck | None) -> bool:
         """Take back a write whose `sync` failed (fsync EIO), so that the input's retry does not
@@ -207,21 +219,17 @@ class Buffer(Plugin):
                           "events stay in it and may be buffered twice")
         return self._roll_back(marks, ack) and whole
 
-    def _write_piece(self, meta: Metadata, data: bytes, count: int, enqueue: bool, ack: DeliveryAck | None,
-                     checkpoint: tuple[str, int] | None, touched: list[Chunk], marks: dict[Chunk, Any]) -> None:
-        if enqueue and meta not in self.stage:
+    def _write_piece(self, meta: Metadata, data: bytes, count: int, w: _Write) -> None:
+        if w.enqueue and meta not in self.stage:
             # flush_mode immediate: the chunk is queued as soon as it holds this data
             try:
-                chunk = self.new_queued_chunk(meta, data, count, checkpoint)
+                chunk = self.new_queued_chunk(meta, data, count, w.checkpoint)
             except OSError as exc:
                 raise BufferOverflowError(f"cannot write buffer chunk: {exc}") from exc
-            marks[chunk] = None                        # new in this write: removed whole
+            w.marks[chunk] = None                      # new in this write: removed whole
             self.queue.append(chunk)
             self.queue_size += chunk.bytesize
-            touched.append(chunk)
-            if ack is not None:
-                ack.hold()
-                chunk.acks.append(ack)
+            self._touch(chunk, w)
             self.on_change()
             return
         chunk = self._staged_chunk(meta)
@@ -229,21 +237,25 @@ class Buffer(Plugin):
         if chunk.record_count and (len(data) > room_bytes or (room_records is not None and count > room_records)):
             self.enqueue_chunk(meta)
             chunk = self._staged_chunk(meta)
-        if chunk not in marks:
-            marks[chunk] = chunk.mark()
+        if chunk not in w.marks:
+            w.marks[chunk] = chunk.mark()
         try:
             before = chunk.bytesize
-            chunk.append(data, count, self.ctx.clock(), checkpoint)
+            chunk.append(data, count, self.ctx.clock(), w.checkpoint)
         except OSError as exc:
             raise BufferOverflowError(f"cannot write buffer chunk: {exc}") from exc
         self.stage_size += chunk.bytesize - before
-        if not touched or touched[-1] is not chunk:
-            touched.append(chunk)
-            if ack is not None:
-                ack.hold()
-                chunk.acks.append(ack)
-        if enqueue or self._full(chunk):
+        if not w.touched or w.touched[-1] is not chunk:
+            self._touch(chunk, w)
+        if w.enqueue or self._full(chunk):
             self.enqueue_chunk(meta)
+
+    @staticmethod
+    def _touch(chunk: Chunk, w: _Write) -> None:
+        w.touched.append(chunk)
+        if w.ack is not None:
+            w.ack.hold()
+            chunk.acks.append(w.ack)
 
     def _roll_back(self, marks: dict[Chunk, Any], ack: DeliveryAck | None) -> bool:
         """Undo a failed write: each chunk it touched back to its state before (new queued chunks
