@@ -214,18 +214,10 @@ class BufferedOutput(Output):
                 break
             except BufferOverflowError as exc:
                 await self._overflow(exc)
-        if self.buffer.persistent:
-            if (getattr(self.ctx.system, "at_least_once_from_source", False) or ack is not None or share is not None
-                    or checkpoint is not None):     # a checkpoint stays pending until sync commits it
-                try:
-                    await self.buffer.sync(touched, checkpoint=checkpoint)  # type: ignore[call-arg]
-                except OSError as exc:
-                    # The events may not be on disk, and the emitter offers them again: take the write
-                    # back, or the retry would buffer them twice.
-                    self.buffer.undo(undo, chunk_ack)  # type: ignore[arg-type]
-                    self.log.error("could not make the buffered events durable (fsync); the write is undone "
-                                   "and the emitter retries it", error=f"{type(exc).__name__}: {exc}")
-                    raise BufferOverflowError(f"cannot sync buffer chunk: {exc}") from exc
+        if self.buffer.persistent and (
+                getattr(self.ctx.system, "at_least_once_from_source", False) or ack is not None or share is not None
+                or checkpoint is not None):         # a checkpoint stays pending until sync commits it
+            await self._sync(touched, checkpoint, undo, chunk_ack)  # type: ignore[arg-type]
         self.emit_records += len(events)
         if self.buffer.persistent:
             if ack is not None:
@@ -238,6 +230,19 @@ class BufferedOutput(Output):
             chunk_ack.release()
         if self.buffer.queue:
             self.flusher.wake()
+
+    async def _sync(self, touched: list[Any], checkpoint: tuple[str, int] | None, undo: WriteUndo,
+                    chunk_ack: DeliveryAck | None) -> None:
+        """buffer.sync of an emit's chunks; when it fails (fsync EIO) the write is taken back before
+        the error reaches the emitter, which offers the events again: kept, the retry would buffer
+        them twice, and the data may not be on disk."""
+        try:
+            await self.buffer.sync(touched, checkpoint=checkpoint)  # type: ignore[call-arg]
+        except OSError as exc:
+            self.buffer.undo(undo, chunk_ack)
+            self.log.error("could not make the buffered events durable (fsync); the write is undone "
+                           "and the emitter retries it", error=f"{type(exc).__name__}: {exc}")
+            raise BufferOverflowError(f"cannot sync buffer chunk: {exc}") from exc
 
     def _deliver_sooner(self) -> None:
         """An input stopped reading until events staged here settle (kawa.delivery hurry): queue the

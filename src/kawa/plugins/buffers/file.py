@@ -287,11 +287,13 @@ class FileBuffer(Buffer):
     .meta first and cut out at start unless its emit committed (see FileChunk.pending); at start
     every chunk is resumed and a torn/corrupted file is rewritten with its good frames
     (kawa.buffer.recovery; loss logged with the chunk name). A chunk whose .meta is unreadable is
-    moved to the backup directory, never crash-looping. fsync policy: none on the data path by
-    default (kill -9 safe, not power-loss safe, as Fluentd); with `<system>
-    at_least_once_from_source true` (or an emit ack) the chunk data is fdatasync'ed before emit
-    returns. Disk full (ENOSPC): the partial frame is cut, and so is what the same emit appended to
-    other chunks (Buffer.write rolls back); emit raises BufferOverflowError (input holds back /
+    moved to the backup directory, never crash-looping. fsync policy: an emit that an input tracks
+    (kawa.delivery: tail's checkpoints, an emit ack, `<system> at_least_once_from_source`) has its
+    chunks' data and .meta fsync'd before emit returns, so the input moves its position only past
+    durable events; an untracked emit is not synced (kill -9 safe, not power-loss safe, as
+    Fluentd). An fsync that fails takes the emit's write back (Buffer.undo) before the input
+    retries it. Disk full (ENOSPC): the partial frame is cut, and so is what the same emit appended
+    to other chunks (Buffer.write rolls back); emit raises BufferOverflowError (input holds back /
     overflow_action); data buffered before is untouched.
     """
 
