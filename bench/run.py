@@ -135,9 +135,9 @@ def memory(pid: int) -> tuple[float, float]:
 class Kawa:
     """One `python -m kawa -c CONF` process with its log in the run directory."""
 
-    def __init__(self, conf: Path, run: Path, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(self, conf: Path, run: Path, extra_env: dict[str, str] | None = None, src: Path | None = None) -> None:
         env = {k: v for k, v in os.environ.items() if k not in PROXY_VARS}
-        env.update({"PYTHONPATH": str(REPO / "src"), "TZ": "UTC", "NO_PROXY": "127.0.0.1,localhost"})
+        env.update({"PYTHONPATH": str(src or REPO / "src"), "TZ": "UTC", "NO_PROXY": "127.0.0.1,localhost"})
         env.update(extra_env or {})
         self.log_path = run / "kawa.log"
         self.log = self.log_path.open("wb")
