@@ -13,8 +13,9 @@ collections that walk every object alive, including the ~100,000 that start-up l
 Cycles are still collected: freeze only exempts what existed at the time. Measured on the reference
 pipeline: 1.4 % fewer instructions per line with a file output (callgrind: 36,985 -> 36,461). In CPU
 time, one series of alternated CloudWatch bursts (2 runs each) showed 8 % less; two longer series
-(3 and 4 runs each, with and without this) showed no difference beyond this shared machine's noise
-(medians 18.2 / 18.5 and 19.3 / 19.3 CPU-s). Peak RSS was not higher with it (60.7-61.3 MiB).
+showed no difference beyond this shared machine's noise: the tree before and after the change that
+brought this back (3 runs each, medians 18.2 / 18.5 CPU-s), and the same tree without and with this
+(4 runs each, 19.3 / 19.3). Peak RSS was not higher with it (60.7-61.3 MiB in the second series).
 """
 
 from __future__ import annotations
