@@ -33,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 from contextlib import contextmanager
-from typing import Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 _current: contextvars.ContextVar["Ticket | None"] = contextvars.ContextVar("kawa_delivery_ticket", default=None)
 
@@ -143,6 +143,31 @@ def note_recovered_checkpoint(key: str, offset: int) -> None:
 def recovered_checkpoint(key: str) -> int | None:
     """The highest offset durably buffered for `key` by the previous run, if any."""
     return _recovered.get(key)
+
+
+# Persistent buffers that store checkpoints with their chunks (FileBuffer registers at start).
+_stores: list[Any] = []
+
+
+def register_store(store: Any) -> None:
+    """`store.forget_checkpoint(key)` drops `key` from what it stored (see `forget`)."""
+    if store not in _stores:
+        _stores.append(store)
+
+
+def unregister_store(store: Any) -> None:
+    if store in _stores:
+        _stores.remove(store)
+
+
+def forget(key: str) -> None:
+    """The input's offsets for `key` now name other content (tail: a file truncated in place, same
+    inode): drop every checkpoint stored under it. Otherwise a restart would take an offset of the
+    old content as one of the new (resume past lines never read: a loss), and judge an uncommitted
+    append of the new content committed by the old offsets (read twice)."""
+    _recovered.pop(key, None)
+    for store in list(_stores):
+        store.forget_checkpoint(key)
 
 
 # Directories where inputs keep durable state (tail: its pos_file's), in configuration order: an output

@@ -375,3 +375,37 @@ def test_a_restart_after_an_undone_emit_does_not_skip_its_lines(tmp_path: Path, 
     asyncio.run(killed())
     assert sorted(_resume(buf)) == [0, 1]
     assert delivery.recovered_checkpoint(KEY) == 100
+
+
+# -- a file truncated in place (copytruncate): its old offsets are forgotten --
+
+def test_forgotten_checkpoints_neither_resume_nor_commit_the_new_content(tmp_path: Path) -> None:
+    """Before the truncation the emits committed up to 1,000,000; after it, an append under offset
+    5,000 was not committed when the kill came. Without forget, the old 1,000,000 judged it
+    committed (kept, and tail read it again: doubled) and was offered to tail as where to resume
+    (past lines of the new content never read: lost, once the file regrew past it)."""
+    buf = tmp_path / "buf"
+    d = _driver(buf)
+
+    async def killed() -> None:
+        async with d.run():
+            await _emit(d, 1_000_000, _events(0, 3))
+            delivery.forget(KEY)                           # tail saw the truncation
+            (chunk,) = d.instance.buffer.stage.values()
+            assert chunk.checkpoints is None and b"checkpoints" not in Path(chunk.meta_path).read_bytes()
+            _appended_not_committed(d, 5_000, _events(3, 2))
+            chunk.close()
+    asyncio.run(killed())
+    assert sorted(_resume(buf)) == [0, 1, 2]               # the uncommitted append is cut
+    assert delivery.recovered_checkpoint(KEY) is None
+
+
+def test_a_stopped_buffer_is_not_asked_to_forget(tmp_path: Path) -> None:
+    d = _driver(tmp_path / "buf")
+
+    async def run() -> None:
+        async with d.run():
+            assert d.instance.buffer in delivery._stores
+        assert d.instance.buffer not in delivery._stores
+        delivery.forget(KEY)
+    asyncio.run(run())

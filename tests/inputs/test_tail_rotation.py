@@ -144,3 +144,53 @@ def test_rotated_file_is_kept_until_read_even_under_back_pressure(tmp_path: Path
             await d.wait_for(lambda: len(d.records) == 12, timeout=10)
     asyncio.run(scenario())
     assert sorted(numbers(d)) == list(range(12))
+
+
+def test_copytruncate_drops_the_checkpoints_buffered_for_the_old_content(tmp_path: Path, monkeypatch) -> None:
+    """Offsets of the content before a truncation in place mean nothing after it: tail asks the
+    buffers to forget its checkpoint key (kawa.delivery.forget) before its position goes back to 0."""
+    from kawa import delivery
+
+    log, pos = tmp_path / "app.log", tmp_path / "app.pos"
+    append(log, range(0, 5))
+    forgotten: list[tuple[str, int]] = []
+    monkeypatch.setattr(delivery, "forget", lambda key: forgotten.append((key, pos_of(pos))))
+
+    async def scenario() -> None:
+        d = driver(log, pos)
+        async with d.run():
+            await d.wait_for(lambda: len(d.records) == 5)
+            assert not forgotten
+            with open(log, "r+") as fh:                             # copytruncate
+                fh.truncate(0)
+            append(log, range(5, 7))
+            await d.wait_for(lambda: len(d.records) == 7)
+    asyncio.run(scenario())
+    key = f"in_tail\t{os.path.abspath(pos)}\t{os.stat(log).st_ino}"
+    assert forgotten == [(key, 10)]          # forgotten while the pos_file still held the old end
+
+
+def pos_of(pos: Path) -> int:
+    return int(pos.read_text().split("\t")[1], 16)
+
+
+def test_a_truncation_while_stopped_also_forgets_the_old_checkpoints(tmp_path: Path, monkeypatch) -> None:
+    from kawa import delivery
+
+    log, pos = tmp_path / "app.log", tmp_path / "app.pos"
+    append(log, range(100, 110))
+
+    async def run(expected: int) -> list[int]:
+        d = driver(log, pos)
+        async with d.run():
+            await d.wait_for(lambda: len(d.records) == expected)
+        return numbers(d)
+
+    assert asyncio.run(run(10)) == list(range(100, 110))
+    forgotten: list[str] = []
+    monkeypatch.setattr(delivery, "forget", forgotten.append)
+    with open(log, "r+") as fh:                                     # copytruncate while kawa is down
+        fh.truncate(0)
+    append(log, [1])
+    assert asyncio.run(run(1)) == [1]
+    assert forgotten == [f"in_tail\t{os.path.abspath(pos)}\t{os.stat(log).st_ino}"]

@@ -167,6 +167,14 @@ class FileChunk(Chunk):
             changed = True
         return changed
 
+    def forget(self, key: str) -> bool:
+        """Drop the checkpoint stored under `key` (kawa.delivery.forget). True when the .meta must be
+        written again."""
+        if not self.checkpoints or key not in self.checkpoints:
+            return False
+        self.checkpoints = {k: v for k, v in self.checkpoints.items() if k != key} or None
+        return True
+
     def _write_frame(self, frame: bytes) -> None:
         if self._fd is None:
             self._fd = self._open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
@@ -386,6 +394,24 @@ class FileBuffer(Buffer):
             chunk.write_queued(data, records, checkpoint)
         self._symlink(chunk)
         return chunk
+
+    async def start(self) -> None:
+        await super().start()
+        delivery.register_store(self)
+
+    async def stop(self) -> None:
+        delivery.unregister_store(self)
+        await super().stop()
+
+    def forget_checkpoint(self, key: str) -> None:
+        """kawa.delivery.forget: no chunk may keep an offset for `key` (it names other content now)."""
+        for chunk in self.chunks():
+            if isinstance(chunk, FileChunk) and chunk.state != "purged" and chunk.forget(key):
+                try:
+                    chunk._write_meta_unsynced()
+                except OSError as exc:
+                    self.log.warn("could not drop an input checkpoint from a buffer chunk; after a restart "
+                                  "the input may resume at a wrong offset", chunk_id=chunk.id, error=str(exc))
 
     async def sync(self, chunks: list[Chunk], checkpoint: tuple[str, int] | None = None) -> None:
         if checkpoint is not None:
