@@ -225,6 +225,13 @@ class TailInput(Input):
             return None
         return f"in_tail\t{os.path.abspath(self.options.pos_file)}\t{ino}"
 
+    def forget_offsets(self, ino: int) -> None:
+        """The file `ino` was truncated in place: what is buffered under its old offsets names other
+        content, so the buffers drop that checkpoint key (kawa.delivery.forget)."""
+        key = self.checkpoint_key(ino)
+        if key is not None:
+            delivery.forget(key)
+
     def on_settled(self, follower: Follower, wake: bool) -> None:
         """A follower saved a settled position: read it again if it waited; close after stop."""
         sched = self.scheduler

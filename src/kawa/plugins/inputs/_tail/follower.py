@@ -320,12 +320,9 @@ class Follower:
                 ticket.commit()        # that content is gone: it can never be read (and sent) again
         self.unsettled.clear()
         self.blocked = False
-        # Offsets buffered with the old content mean nothing in the new one: a restart must not
-        # resume at one of them, nor judge a new append by them. Dropped before the position goes
-        # back to 0, so a crash in between leaves the old position (lines read twice, never skipped).
-        key = host.checkpoint_key(self.ino)
-        if key is not None:
-            delivery.forget(key)
+        # Before the position goes back to 0: a crash in between leaves the old position (lines
+        # read twice, never skipped).
+        host.forget_offsets(self.ino)
         self.pe.update_pos(0)
         if self.reader is not None:
             self.reader.reset(0)

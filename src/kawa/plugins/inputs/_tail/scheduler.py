@@ -419,7 +419,7 @@ class TailScheduler:
             record.current = path
             record.pos = self._recovered(st, record.pos)
             if st.st_size < record.pos:
-                self._forget_old_offsets(st)
+                self.host.forget_offsets(st.st_ino)   # truncated while no follower read it
                 record.pos = 0                  # truncated meanwhile: all of it is new
             f = Follower(record.watched, st.st_dev, st.st_ino, MemoryPositionEntry(record.pos, st.st_ino),
                          self.host.tag_for(record.watched), last_size=st.st_size, open_path=path)
@@ -505,7 +505,7 @@ class TailScheduler:
             if self.startup:
                 pe.update_pos(self._recovered(st, pe.pos))
             if st.st_size < pe.pos:
-                self._forget_old_offsets(st)
+                self.host.forget_offsets(st.st_ino)   # truncated while no follower read it
                 pe.update(st.st_ino, 0)
         elif pe.ino != 0 or from_head:
             pe.update(st.st_ino, 0)       # a new file since we last saw this path: all of it is new
@@ -521,14 +521,6 @@ class TailScheduler:
         self.log.info(f"following tail of {path}")
         if self.inotify is not None:
             self.inotify.watch(os.path.dirname(path))
-
-    def _forget_old_offsets(self, st: os.stat_result) -> None:
-        """The file is shorter than its saved position (truncated while no follower read it): what is
-        buffered under its old offsets names other content (Follower.restart_from_head does the
-        same for a truncation seen while reading)."""
-        key = self.host.checkpoint_key(st.st_ino)
-        if key is not None:
-            delivery.forget(key)
 
     def _recovered(self, st: os.stat_result, pos: int) -> int:
         """At start: past the lines a resumed file buffer already holds (kawa.delivery checkpoints)."""
