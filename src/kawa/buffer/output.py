@@ -197,13 +197,14 @@ class BufferedOutput(Output):
         enqueue = self.buffer_settings.flush_mode == "immediate"
         chunk_ack = None if self.buffer.persistent else ack
         ticket = delivery.current()             # an input tracks this emit (kawa.delivery)
+        at_least_once = getattr(self.ctx.system, "at_least_once_from_source", False)
         share = ticket.join() if ticket is not None else None
         if share is not None:
             # delivered once every chunk holding the events is committed (written or dead-lettered);
             # held across the write so it settles even when no chunk took any event
             chunk_ack = _share_ack(chunk_ack, share)
             chunk_ack.hold()
-            if not self.buffer.persistent or getattr(self.ctx.system, "at_least_once_from_source", False):
+            if not self.buffer.persistent or at_least_once:
                 ticket.on_hurry(self._deliver_sooner)     # type: ignore[union-attr]
         checkpoint = ticket.checkpoint if ticket is not None and self.buffer.persistent else None
         undo = WriteUndo() if self.buffer.persistent else None
@@ -214,9 +215,8 @@ class BufferedOutput(Output):
                 break
             except BufferOverflowError as exc:
                 await self._overflow(exc)
-        if self.buffer.persistent and (
-                getattr(self.ctx.system, "at_least_once_from_source", False) or ack is not None or share is not None
-                or checkpoint is not None):         # a checkpoint stays pending until sync commits it
+        if self.buffer.persistent and (at_least_once or ack is not None or share is not None
+                                       or checkpoint is not None):  # a checkpoint stays pending until sync commits it
             await self._sync(touched, checkpoint, undo, chunk_ack)  # type: ignore[arg-type]
         self.emit_records += len(events)
         if self.buffer.persistent:

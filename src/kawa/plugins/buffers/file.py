@@ -41,6 +41,12 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
+def _without(entries: dict[str, Any], key: str) -> dict[str, Any] | None:
+    """`entries` less `key`, as a new dict (a chunk's .meta fields are replaced, never mutated), or
+    None when nothing is left (the field is then left out of the .meta)."""
+    return {k: v for k, v in entries.items() if k != key} or None
+
+
 def frame_formatted(data: bytes, records: int) -> bytes:
     """A formatted batch as stored in a file chunk: `[records, bytes]`, so recovery can count records.
 
@@ -159,7 +165,7 @@ class FileChunk(Chunk):
         and the input may resume past `offset`. True when the .meta must be written again."""
         changed = False
         if self.pending and key in self.pending:
-            self.pending = {k: v for k, v in self.pending.items() if k != key} or None
+            self.pending = _without(self.pending, key)
             changed = True
         known = self.checkpoints or {}
         if known.get(key, -1) < offset:
@@ -172,7 +178,7 @@ class FileChunk(Chunk):
         written again."""
         if not self.checkpoints or key not in self.checkpoints:
             return False
-        self.checkpoints = {k: v for k, v in self.checkpoints.items() if k != key} or None
+        self.checkpoints = _without(self.checkpoints, key)
         return True
 
     def _write_frame(self, frame: bytes) -> None:
