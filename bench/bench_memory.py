@@ -1,9 +1,14 @@
 """Benchmark: resident memory of the real `kawa` process running the reference setup (tail → seed regexp →
 grep → cloudwatch_logs) against a local CloudWatch Logs (moto), idle and during a 1M-line burst.
 
-    python bench/bench_memory.py [--scenario keys|irsa|burst|all] [--lines 1000000] [--env NAME=VALUE ...]
+    python bench/bench_memory.py [--scenario keys|irsa|irsa-botocore|burst|all] [--lines 1000000]
+                                 [--env NAME=VALUE ...]
 
-keys : AWS keys in environment variables. irsa: AWS_WEB_IDENTITY_TOKEN_FILE + AWS_ROLE_ARN, STS at moto.
+keys : AWS keys in environment variables.
+irsa : AWS_WEB_IDENTITY_TOKEN_FILE + AWS_ROLE_ARN, no keys: awscrt's chain, as on EKS. aws-c-auth calls
+       STS over TLS on port 443 of a host name only, so moto's STS is served behind a TLS front on
+       127.0.0.1:443 (needs root or CAP_NET_BIND_SERVICE) as "localhost", trusted through SSL_CERT_FILE.
+irsa-botocore: the same with AWS_ENDPOINT_URL_STS=http://moto (plain HTTP: botocore's chain serves it).
 For each, two idle figures: "cold" (started, nothing to read: the output has not connected yet) and
 "warm" (after shipping a few lines, i.e. credentials resolved and the client built, then idle again).
 burst: appends --lines lines at once and reports the high-water mark while they are shipped.
@@ -28,6 +33,7 @@ sys.path.insert(0, str(REPO / "src"))
 
 from kawa.testing import nginx_log  # noqa: E402
 from kawa.testing.cwl_server import MotoServer, StrictCloudWatchProxy, fake_aws_env  # noqa: E402
+from kawa.testing.tls import TlsFront, write_self_signed  # noqa: E402
 from _proc import process_tree as _tree  # noqa: E402
 
 # The reference config (examples/reference-cloudwatch.conf) with only the paths made local.
@@ -155,7 +161,7 @@ class Run:
 
 
 def _fmt(label: str, m: tuple[int, int, int]) -> str:
-    return f"{label:<34} VmRSS {m[0] / MIB:6.1f} MiB  VmHWM {m[1] / MIB:6.1f} MiB  ({m[2]} process{'es' if m[2] > 1 else ''})"
+    return f"{label:<38} VmRSS {m[0] / MIB:6.1f} MiB  VmHWM {m[1] / MIB:6.1f} MiB  ({m[2]} process{'es' if m[2] > 1 else ''})"
 
 
 def idle_scenario(name: str, work: Path, proxy: StrictCloudWatchProxy, env: dict[str, str]) -> None:
@@ -171,6 +177,9 @@ def idle_scenario(name: str, work: Path, proxy: StrictCloudWatchProxy, env: dict
         print(_fmt(f"{name}: idle after shipping 1k", wait_idle(run.proc)), flush=True)
     finally:
         output = run.stop()
+    sources = sorted({line.split("credentials=", 1)[1].split()[0] for line in output.splitlines()
+                      if "credentials=" in line})
+    print(f"  credentials source in kawa's log: {', '.join(sources) or '(none logged)'}", flush=True)
     if "Traceback" in output or "error" in output.lower():
         print(f"  (kawa log had errors:)\n{output[-3000:]}", file=sys.stderr)
 
@@ -205,9 +214,26 @@ def burst_scenario(work: Path, proxy: StrictCloudWatchProxy, env: dict[str, str]
         print(f"  (kawa log had a traceback:)\n{output[-3000:]}", file=sys.stderr)
 
 
+def irsa_awscrt(work: Path, moto: MotoServer, proxy: StrictCloudWatchProxy, env: dict[str, str]) -> None:
+    """The irsa scenario on awscrt's chain: moto's STS behind TLS at localhost:443 (see the docstring)."""
+    cert, key = work / "sts.pem", work / "sts.key"
+    write_self_signed(cert, key, ("localhost",))
+    assert moto.port is not None
+    try:
+        front = TlsFront(("127.0.0.1", moto.port), cert, key, port=443).start()
+    except OSError as exc:
+        print(f"irsa: skipped, cannot listen on 127.0.0.1:443 for the TLS STS ({exc}); "
+              "run as root, or see --scenario irsa-botocore", flush=True)
+        return
+    try:
+        idle_scenario("irsa", work, proxy, {**env, "AWS_ENDPOINT_URL_STS": "localhost", "SSL_CERT_FILE": str(cert)})
+    finally:
+        front.stop()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--scenario", choices=("keys", "irsa", "burst", "all"), default="all")
+    ap.add_argument("--scenario", choices=("keys", "irsa", "irsa-botocore", "burst", "all"), default="all")
     ap.add_argument("--lines", type=int, default=1_000_000)
     ap.add_argument("--env", action="append", default=[], help="extra NAME=VALUE for the kawa process")
     args = ap.parse_args()
@@ -221,13 +247,16 @@ def main() -> None:
         work = Path(tmp)
         if args.scenario in ("keys", "all"):
             idle_scenario("keys", work, proxy, keys_env)
+        token = work / "token"
+        token.write_text("eyJhbGciOiJSUzI1NiJ9.e30.c2lnbmF0dXJl")  # moto accepts any token
+        irsa_env = {k: v for k, v in keys_env.items()
+                    if k not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_CA_BUNDLE")}
+        irsa_env.update(AWS_WEB_IDENTITY_TOKEN_FILE=str(token), AWS_ROLE_ARN=ROLE_ARN,
+                        AWS_ROLE_SESSION_NAME="kawa-bench")
         if args.scenario in ("irsa", "all"):
-            token = work / "token"
-            token.write_text("eyJhbGciOiJSUzI1NiJ9.e30.c2lnbmF0dXJl")  # moto accepts any token
-            irsa_env = {k: v for k, v in keys_env.items() if k not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
-            irsa_env.update(AWS_WEB_IDENTITY_TOKEN_FILE=str(token), AWS_ROLE_ARN=ROLE_ARN,
-                            AWS_ROLE_SESSION_NAME="kawa-bench", AWS_ENDPOINT_URL_STS=moto.endpoint)
-            idle_scenario("irsa", work, proxy, irsa_env)
+            irsa_awscrt(work, moto, proxy, irsa_env)
+        if args.scenario in ("irsa-botocore", "all"):
+            idle_scenario("irsa-botocore", work, proxy, {**irsa_env, "AWS_ENDPOINT_URL_STS": moto.endpoint})
         if args.scenario in ("burst", "all"):
             burst_scenario(work, proxy, keys_env, args.lines)
 

@@ -18,6 +18,7 @@ from kawa.plugins.outputs.cloudwatch_logs import check_aws
 from kawa.plugins.outputs.cloudwatch_logs.progress import ChunkProgress, ProgressStore
 from kawa.testing.cwl_server import read_all_events
 from kawa.testing.drivers import OutputDriver
+from kawa.testing.tls import TlsFront, write_self_signed
 
 ROLE_ARN = "arn:aws:iam::123456789012:role/kawa-test"
 
@@ -91,6 +92,71 @@ async def test_web_identity_credentials_section(irsa_env, cw_output, make_stream
     await write_one(d, {"a": 1})
     assert creds_of(d).token
     assert any('credentials="assume-role-with-web-identity"' in line for line in d.logs)
+
+
+@pytest.fixture
+def https_sts(irsa_env, moto_server, tmp_path, monkeypatch):
+    """moto's STS behind TLS with a private CA, as a VPC endpoint behind a TLS-inspecting proxy looks:
+    AWS_ENDPOINT_URL_STS spelled as a URL (as the AWS docs spell it), AWS_CA_BUNDLE naming the CA."""
+    cert, key = tmp_path / "sts.pem", tmp_path / "sts.key"
+    write_self_signed(cert, key)
+    with TlsFront(("127.0.0.1", moto_server.port), cert, key) as front:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_STS", front.endpoint)
+        monkeypatch.setenv("AWS_CA_BUNDLE", str(cert))
+        yield irsa_env
+
+
+@arun
+async def test_irsa_through_https_sts_url_and_ca_bundle(https_sts, cw_output, make_stream, cwl_proxy, monkeypatch):
+    # awscrt's chain would take the URL for a host name (and ignore AWS_CA_BUNDLE): botocore's serves it
+    monkeypatch.setenv("AWS_ROLE_ARN", ROLE_ARN)
+    monkeypatch.setenv("AWS_WEB_IDENTITY_TOKEN_FILE", str(https_sts))
+    group, stream = make_stream()
+    d = cw_output(f"log_group_name {group}\nlog_stream_name {stream}")
+    await write_one(d, {"a": 1})
+    assert creds_of(d).token and creds_of(d).access_key not in ("testing", None)
+    assert any('credentials="assume-role-with-web-identity"' in line for line in d.logs)
+    assert len(read_all_events(cwl_proxy.endpoint, group, stream)) == 1
+
+
+@arun
+async def test_web_identity_section_trusts_ca_bundle(https_sts, cw_output, make_stream):
+    # ssl_verify_peer true (the default) verifies against AWS_CA_BUNDLE when set, as the Ruby SDK does
+    group, stream = make_stream()
+    d = cw_output(f"log_group_name {group}\nlog_stream_name {stream}\n<web_identity_credentials>\n"
+                  f"role_arn {ROLE_ARN}\nrole_session_name kawa\nweb_identity_token_file {https_sts}\n"
+                  "</web_identity_credentials>")
+    await write_one(d, {"a": 1})
+    assert creds_of(d).token and creds_of(d).access_key not in ("testing", None)
+
+
+KEYS = {"AWS_ACCESS_KEY_ID": "AKIAKAWA", "AWS_SECRET_ACCESS_KEY": "sekrit"}
+
+
+@pytest.mark.parametrize("env, config, crt", [
+    ({}, "", True),                                                  # IRSA on EKS: awscrt's chain
+    ({"AWS_ENDPOINT_URL_STS": "sts.internal.example"}, "", True),     # a bare host: what aws-c-auth reads
+    ({"AWS_ENDPOINT_URL_STS": "https://sts.internal.example"}, "", False),
+    ({"AWS_ENDPOINT_URL": "http://127.0.0.1:5000"}, "", False),
+    ({"AWS_CA_BUNDLE": "/etc/corp-ca.pem"}, "", False),
+    ({"AWS_CA_BUNDLE": "/etc/corp-ca.pem", "AWS_ENDPOINT_URL_STS": "https://x", **KEYS}, "", True),  # no STS call
+    ({}, "[default]\nsso_session = corp\n", False),
+    ({}, "[default]\nservices = s\n[services s]\nsts =\n  endpoint_url = https://sts.example\n", False),
+])
+def test_default_chain_library_choice(cw_env, monkeypatch, tmp_path, env, config, crt):
+    """Which library serves the default credential chain: awscrt's (lighter) only where it reads the
+    settings as botocore does; otherwise botocore's."""
+    from kawa.plugins.outputs.cloudwatch_logs import crt_client
+    from kawa.plugins.outputs.cloudwatch_logs.client import CredentialSettings
+
+    for key in KEYS:
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    if config:
+        (tmp_path / "config").write_text(config)
+        monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    assert crt_client.crt_usable(CredentialSettings()) is crt
 
 
 @arun

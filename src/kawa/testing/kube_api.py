@@ -7,8 +7,6 @@ benches; real Pod/Namespace/List/WatchEvent/Status JSON, bearer token checked, s
 from __future__ import annotations
 
 import copy
-import datetime
-import ipaddress
 import json
 import queue
 import ssl
@@ -18,6 +16,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from kawa.testing.tls import write_self_signed
+
 TOKEN = "kawa-test-token"
 
 
@@ -25,25 +25,9 @@ def write_service_account(directory: Path, token: str = TOKEN) -> tuple[Path, Pa
     """A service-account directory (ca.crt, token) as the kubelet mounts it, plus the server key.
 
     Returns (ca.crt, server.key); ca.crt is the server's self-signed certificate for 127.0.0.1."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
     directory.mkdir(parents=True, exist_ok=True)
     cert, key = directory / "ca.crt", directory.parent / "apiserver.key"
-    private = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    built = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(private.public_key())
-             .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
-             .not_valid_after(now + datetime.timedelta(days=1))
-             .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
-             .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-             .sign(private, hashes.SHA256()))
-    cert.write_bytes(built.public_bytes(serialization.Encoding.PEM))
-    key.write_bytes(private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                          serialization.NoEncryption()))
+    write_self_signed(cert, key, ("127.0.0.1",))
     (directory / "token").write_text(token + "\n")
     return cert, key
 

@@ -71,6 +71,12 @@ def _session(settings: CredentialSettings) -> Any:
     return session
 
 
+def botocore_verify(ssl_verify_peer: bool) -> bool | None:
+    """`verify` for botocore's create_client: None (not True) when verifying, since botocore reads
+    AWS_CA_BUNDLE only when `verify` is None; True would verify against certifi's store alone."""
+    return None if ssl_verify_peer else False
+
+
 def _sts_client_creator(session: Any, settings: CredentialSettings, region: str | None) -> Callable[..., Any]:
     from botocore.config import Config
 
@@ -80,7 +86,7 @@ def _sts_client_creator(session: Any, settings: CredentialSettings, region: str 
         kwargs.setdefault("region_name", region)
         if settings.sts_endpoint_url:
             kwargs.setdefault("endpoint_url", settings.sts_endpoint_url)
-        kwargs.setdefault("verify", settings.ssl_verify_peer)
+        kwargs.setdefault("verify", botocore_verify(settings.ssl_verify_peer))
         if proxies:
             kwargs.setdefault("config", Config(proxies=proxies))
         return session.create_client(service, **kwargs)

@@ -100,12 +100,15 @@ def crt_usable(settings: Any) -> bool:
     if settings.aws_key_id and settings.aws_sec_key:
         return _has_awscrt()
     if not (os.environ.get("AWS_ACCESS_KEY_ID") and os.environ.get("AWS_SECRET_ACCESS_KEY")):
-        # aws-c-auth's STS calls always use TLS: a plain-HTTP AWS_ENDPOINT_URL_STS (local STS) needs botocore.
+        # The chain may call STS (web identity = IRSA, a profile's role). aws-c-auth (awscrt 0.38) takes
+        # AWS_ENDPOINT_URL_STS / AWS_ENDPOINT_URL for a bare host name: given a URL, as the AWS docs
+        # spell it, it resolves "https://host" in DNS and fails. Its STS calls also trust only the
+        # system store, not AWS_CA_BUNDLE. botocore does both as documented, so it takes these.
         sts = os.environ.get("AWS_ENDPOINT_URL_STS") or os.environ.get("AWS_ENDPOINT_URL") or ""
-        if sts.startswith("http://"):
+        if "://" in sts or os.environ.get("AWS_CA_BUNDLE"):
             return False
-        if _profile_uses_sso():
-            return False        # aws-c-auth's profile provider has no SSO token support
+        if _profile_needs_botocore():
+            return False
     return _has_awscrt()
 
 
@@ -115,13 +118,16 @@ def _has_awscrt() -> bool:
     return find_spec("awscrt") is not None
 
 
-def _profile_uses_sso() -> bool:
+def _profile_needs_botocore() -> bool:
+    """The shared config uses what aws-c-auth's profile provider lacks: SSO tokens (sso_*), or endpoint
+    URLs (endpoint_url, which it would take for a host name as it does the environment's)."""
     path = os.environ.get("AWS_CONFIG_FILE") or os.path.expanduser("~/.aws/config")
     try:
         with open(path, encoding="utf-8", errors="replace") as f:
-            return "sso_" in f.read()
+            text = f.read()
     except OSError:
         return False
+    return "sso_" in text or "endpoint_url" in text
 
 
 def pool_usable(proxy: str | None) -> bool:

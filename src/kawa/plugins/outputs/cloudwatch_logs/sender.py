@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any, Callable
 from kawa import ssl_gate
 from kawa.plugins.outputs.cloudwatch_logs import batcher, verify
 from kawa.plugins.outputs.cloudwatch_logs.client import (
-    CredentialSettings, HttpPool, LogsClient, Signer, default_endpoint, resolve_credentials, resolve_region)
+    CredentialSettings, HttpPool, LogsClient, Signer, botocore_verify, default_endpoint, resolve_credentials,
+    resolve_region)
 from kawa.plugins.outputs.cloudwatch_logs.errors import (
     DATA_ALREADY_ACCEPTED, RESOURCE_ALREADY_EXISTS, AwsApiError, TransportError)
 from kawa.plugins.outputs.cloudwatch_logs.messages import Plan
@@ -401,7 +402,7 @@ def check(out: "CloudwatchLogsOutput") -> list[str]:
 
         creds = client.signer.credentials.get_frozen_credentials()
         sts = Session().create_client(
-            "sts", region_name=settings.region, endpoint_url=o.aws_sts_endpoint_url, verify=o.ssl_verify_peer,
+            "sts", region_name=settings.region, endpoint_url=o.aws_sts_endpoint_url, verify=botocore_verify(o.ssl_verify_peer),
             aws_access_key_id=creds.access_key, aws_secret_access_key=creds.secret_key,
             aws_session_token=creds.token)
         ident = sts.get_caller_identity()
