@@ -54,7 +54,7 @@ def _appended_not_committed(d: OutputDriver, offset: int, events: list[tuple[int
     """The state a kill -9 leaves right after an emit's data append, before Buffer.sync commits it."""
     groups = d.instance.chunker.split("app", events)
     fmt = d.instance.format_events if d.instance.formatted else None
-    return d.instance.buffer.write("app", groups, format_fn=fmt, enqueue=False, checkpoint=(KEY, offset))
+    return d.instance.buffer.write("app", groups, format_fn=fmt, enqueue=False, checkpoint=(KEY, offset)).touched
 
 
 def _resume(buf: Path, extra: str = "") -> list[int]:
@@ -181,7 +181,8 @@ def test_a_queued_chunk_created_by_an_uncommitted_emit_is_dropped(tmp_path: Path
     async def killed() -> None:
         async with d.run():
             groups = d.instance.chunker.split("app", _events(0, 2))
-            for chunk in d.instance.buffer.write("app", groups, format_fn=None, enqueue=True, checkpoint=(KEY, 100)):
+            for chunk in d.instance.buffer.write("app", groups, format_fn=None, enqueue=True,
+                                                 checkpoint=(KEY, 100)).touched:
                 chunk.syncing += 1                 # the emit's sync in flight: the flusher leaves it
     asyncio.run(killed())
     assert list(buf.glob("*.q*.log"))

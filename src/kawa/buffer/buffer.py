@@ -53,21 +53,11 @@ class DeliveryAck:
             self.callback()
 
 
-class WriteUndo:
-    """What one Buffer.write appended, to take it back after the write returned (`Buffer.undo`):
-    each chunk's state before the write (None: the write created it) and its size right after."""
+class BufferWrite:
+    """One Buffer.write call: how its pieces go in, what they touched, and what `make_durable` needs
+    to take the write back when its fsync fails (each chunk's state before and size right after)."""
 
-    __slots__ = ("before", "after")
-
-    def __init__(self) -> None:
-        self.before: dict[Chunk, Any] = {}
-        self.after: dict[Chunk, int] = {}
-
-
-class _Write:
-    """One Buffer.write call: how its pieces go in, and what they touched so far."""
-
-    __slots__ = ("enqueue", "ack", "checkpoint", "touched", "marks")
+    __slots__ = ("enqueue", "ack", "checkpoint", "touched", "marks", "sizes")
 
     def __init__(self, enqueue: bool, ack: DeliveryAck | None, checkpoint: tuple[str, int] | None) -> None:
         self.enqueue = enqueue
@@ -75,6 +65,7 @@ class _Write:
         self.checkpoint = checkpoint
         self.touched: list[Chunk] = []                  # in write order
         self.marks: dict[Chunk, Any] = {}               # chunk -> its state before (None: created here)
+        self.sizes: dict[Chunk, int] = {}               # chunk -> its size when the write returned
 
 
 class Buffer(Plugin):
@@ -173,11 +164,11 @@ class Buffer(Plugin):
     # -- writing ----------------------------------------------------------------------------------
     def write(self, tag: str, groups: dict[Metadata, list[Event]], *, format_fn: FormatFn | None,
               enqueue: bool, ack: DeliveryAck | None = None,
-              checkpoint: tuple[str, int] | None = None, undo: WriteUndo | None = None) -> list[Chunk]:
-        """Append every group to its staged chunk, splitting at the chunk limits.
+              checkpoint: tuple[str, int] | None = None) -> BufferWrite:
+        """Append every group to its staged chunk, splitting at the chunk limits; the returned write
+        lists the chunks it `touched` (for `make_durable`).
         `checkpoint`: the emitting input's (kawa.delivery); persistent chunks keep it pending with the
-        data until `sync` commits it. `undo`: filled so that `undo(...)` can take this write back
-        later (a `sync` that fails).
+        data until `sync` commits it.
 
         Raises BufferOverflowError before writing anything when the buffer is full; an OSError of
         the backend (ENOSPC) leaves already-buffered data intact, undoes what this write appended (the
@@ -185,7 +176,7 @@ class Buffer(Plugin):
         """
         if not self.storable():
             raise BufferOverflowError("buffer space has too many data")
-        w = _Write(enqueue, ack, checkpoint)
+        w = BufferWrite(enqueue, ack, checkpoint)
         try:
             for meta, events in groups.items():
                 for data, count in self._serialize(tag, events, format_fn):
@@ -196,30 +187,38 @@ class Buffer(Plugin):
             # or each retry during the outage would buffer the first part again.
             self._roll_back(w.marks, ack)
             raise
-        if undo is not None:
-            undo.before = w.marks
-            undo.after = {chunk: chunk.bytesize for chunk in w.marks}
-        return w.touched
+        w.sizes = {chunk: chunk.bytesize for chunk in w.marks}
+        return w
 
-    def undo(self, write: WriteUndo, ack: DeliveryAck | None) -> bool:
-        """Take back a write whose `sync` failed (fsync EIO), so that the input's retry does not
-        buffer its events twice: the data may not be on disk, so the write is not kept and synced
-        again (after a failed fsync, the next one may succeed without the lost pages). False when
-        some chunk took other appends since (its part stays: read twice, never lost).
-        Call it in the loop step where `sync` raised, before a flush can take the chunks."""
+    async def make_durable(self, write: BufferWrite) -> None:
+        """`sync` of the chunks `write` touched, committing its checkpoint. When the sync fails (fsync
+        EIO) the write is taken back before the error reaches the emitter, which offers the events
+        again: kept, the retry would buffer them twice, and the data may not be on disk (after a
+        failed fsync, the next one may succeed without the lost pages). Raises BufferOverflowError."""
+        try:
+            await self.sync(write.touched, checkpoint=write.checkpoint)
+        except OSError as exc:
+            self._undo(write)       # in the loop step where sync raised: before a flush can take the chunks
+            self.log.error("could not make the buffered events durable (fsync); the write is undone "
+                           "and the emitter retries it", error=f"{type(exc).__name__}: {exc}")
+            raise BufferOverflowError(f"cannot sync buffer chunk: {exc}") from exc
+
+    def _undo(self, write: BufferWrite) -> bool:
+        """Take back a write that returned. False when some chunk took other appends since (its part
+        stays: read twice, never lost)."""
         whole = True
         marks = {}
-        for chunk, mark in write.before.items():
-            if chunk.state == "purged" or chunk.bytesize != write.after[chunk]:
+        for chunk, mark in write.marks.items():
+            if chunk.state == "purged" or chunk.bytesize != write.sizes[chunk]:
                 whole = False
             else:
                 marks[chunk] = mark
         if not whole:
             self.log.warn("a buffer chunk took other events after a write whose fsync failed; that write's "
                           "events stay in it and may be buffered twice")
-        return self._roll_back(marks, ack) and whole
+        return self._roll_back(marks, write.ack) and whole
 
-    def _write_piece(self, meta: Metadata, data: bytes, count: int, w: _Write) -> None:
+    def _write_piece(self, meta: Metadata, data: bytes, count: int, w: BufferWrite) -> None:
         if w.enqueue and meta not in self.stage:
             # flush_mode immediate: the chunk is queued as soon as it holds this data
             try:
@@ -251,7 +250,7 @@ class Buffer(Plugin):
             self.enqueue_chunk(meta)
 
     @staticmethod
-    def _touch(chunk: Chunk, w: _Write) -> None:
+    def _touch(chunk: Chunk, w: BufferWrite) -> None:
         w.touched.append(chunk)
         if w.ack is not None:
             w.ack.hold()

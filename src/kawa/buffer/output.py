@@ -43,7 +43,7 @@ from contextvars import ContextVar
 from typing import Any, ClassVar
 
 from kawa import delivery
-from kawa.buffer.buffer import Buffer, DeliveryAck, WriteUndo
+from kawa.buffer.buffer import Buffer, DeliveryAck
 from kawa.buffer.chunk import Chunker
 from kawa.buffer.flusher import Flusher
 from kawa.buffer.options import BufferOptions, apply_defaults, resolve
@@ -207,17 +207,16 @@ class BufferedOutput(Output):
             if not self.buffer.persistent or at_least_once:
                 ticket.on_hurry(self._deliver_sooner)     # type: ignore[union-attr]
         checkpoint = ticket.checkpoint if ticket is not None and self.buffer.persistent else None
-        undo = WriteUndo() if self.buffer.persistent else None
         while True:
             try:
-                touched = self.buffer.write(tag, groups, format_fn=fmt, enqueue=enqueue, ack=chunk_ack,
-                                            checkpoint=checkpoint, undo=undo)
+                write = self.buffer.write(tag, groups, format_fn=fmt, enqueue=enqueue, ack=chunk_ack,
+                                          checkpoint=checkpoint)
                 break
             except BufferOverflowError as exc:
                 await self._overflow(exc)
         if self.buffer.persistent and (at_least_once or ack is not None or share is not None
                                        or checkpoint is not None):  # a checkpoint stays pending until sync commits it
-            await self._sync(touched, checkpoint, undo, chunk_ack)  # type: ignore[arg-type]
+            await self.buffer.make_durable(write)
         self.emit_records += len(events)
         if self.buffer.persistent:
             if ack is not None:
@@ -230,19 +229,6 @@ class BufferedOutput(Output):
             chunk_ack.release()
         if self.buffer.queue:
             self.flusher.wake()
-
-    async def _sync(self, touched: list[Any], checkpoint: tuple[str, int] | None, undo: WriteUndo,
-                    chunk_ack: DeliveryAck | None) -> None:
-        """buffer.sync of an emit's chunks; when it fails (fsync EIO) the write is taken back before
-        the error reaches the emitter, which offers the events again: kept, the retry would buffer
-        them twice, and the data may not be on disk."""
-        try:
-            await self.buffer.sync(touched, checkpoint=checkpoint)  # type: ignore[call-arg]
-        except OSError as exc:
-            self.buffer.undo(undo, chunk_ack)
-            self.log.error("could not make the buffered events durable (fsync); the write is undone "
-                           "and the emitter retries it", error=f"{type(exc).__name__}: {exc}")
-            raise BufferOverflowError(f"cannot sync buffer chunk: {exc}") from exc
 
     def _deliver_sooner(self) -> None:
         """An input stopped reading until events staged here settle (kawa.delivery hurry): queue the

@@ -305,7 +305,7 @@ class FileBuffer(Buffer):
     (kawa.delivery: tail's checkpoints, an emit ack, `<system> at_least_once_from_source`) has its
     chunks' data and .meta fsync'd before emit returns, so the input moves its position only past
     durable events; an untracked emit is not synced (kill -9 safe, not power-loss safe, as
-    Fluentd). An fsync that fails takes the emit's write back (Buffer.undo) before the input
+    Fluentd). An fsync that fails takes the emit's write back (Buffer.make_durable) before the input
     retries it. Disk full (ENOSPC): the partial frame is cut, and so is what the same emit appended
     to other chunks (Buffer.write rolls back); emit raises BufferOverflowError (input holds back /
     overflow_action); data buffered before is untouched.
