@@ -134,6 +134,82 @@ def test_default_chain_library_choice(cw_env, monkeypatch, tmp_path, env, config
     assert crt_client.crt_usable(CredentialSettings()) is crt
 
 
+class _RefusingSts:
+    """An STS over plain HTTP that refuses every AssumeRoleWithWebIdentity, as AWS does when the role's
+    trust policy does not name the cluster's OIDC provider (the usual IRSA mistake)."""
+
+    BODY = (b'<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error><Type>Sender</Type>'
+            b"<Code>AccessDenied</Code><Message>Not authorized to perform sts:AssumeRoleWithWebIdentity</Message>"
+            b"</Error><RequestId>kawa-test</RequestId></ErrorResponse>")
+
+    def __enter__(self) -> str:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        body = self.BODY
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                self.send_response(403)
+                self.send_header("Content-Type", "text/xml")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def awscrt_chain_fails(irsa_env, monkeypatch):
+    """IRSA where awscrt's chain is tried and fails as it does against a refusing STS: with no cause in
+    its error. (Its STS calls need TLS on port 443, so the refusal itself is staged for botocore's chain.)"""
+    from kawa.plugins.outputs.cloudwatch_logs import crt_client
+
+    def no_credentials() -> Any:
+        raise RuntimeError("no AWS credentials found (env, shared files, web identity, container, IMDS): "
+                           "AWS_AUTH_CREDENTIALS_PROVIDER_STS_WEB_IDENTITY_SOURCE_FAILURE: Valid credentials "
+                           "could not be sourced by the sts web identity provider")
+    monkeypatch.setattr(crt_client, "crt_usable", lambda settings: True)
+    monkeypatch.setattr(crt_client.CrtCredentials, "default_chain", staticmethod(no_credentials))
+    monkeypatch.setenv("AWS_ROLE_ARN", ROLE_ARN)
+    monkeypatch.setenv("AWS_WEB_IDENTITY_TOKEN_FILE", str(irsa_env))
+
+
+@arun
+async def test_awscrt_chain_failure_reports_botocores_reason(awscrt_chain_fails, cw_output, make_stream, monkeypatch):
+    # at 3 a.m. "could not be sourced" says nothing; STS's own refusal says what to fix
+    group, stream = make_stream()
+    with _RefusingSts() as sts:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_STS", sts)
+        d = cw_output(f"log_group_name {group}\nlog_stream_name {stream}")
+        with pytest.raises(Exception) as failed:
+            await write_one(d, {"a": 1})
+    message = str(failed.value)
+    assert "STS_WEB_IDENTITY_SOURCE_FAILURE" in message
+    assert "AccessDenied" in message and "Not authorized to perform sts:AssumeRoleWithWebIdentity" in message
+
+
+@arun
+async def test_awscrt_chain_failure_falls_back_to_botocores(awscrt_chain_fails, cw_output, make_stream, cwl_proxy):
+    group, stream = make_stream()
+    d = cw_output(f"log_group_name {group}\nlog_stream_name {stream}")
+    await write_one(d, {"a": 1})
+    assert creds_of(d).token and creds_of(d).access_key not in ("testing", None)
+    warned = [line for line in d.logs if "awscrt's credential chain found no credentials" in line]
+    assert len(warned) == 1 and "STS_WEB_IDENTITY_SOURCE_FAILURE" in warned[0]
+    assert len(read_all_events(cwl_proxy.endpoint, group, stream)) == 1
+
+
 @arun
 async def test_aws_use_sts_assumes_role(cw_output, make_stream, moto_server):
     group, stream = make_stream()

@@ -57,6 +57,7 @@ class CredentialSettings:
     ssl_verify_peer: bool = True
     http_proxy: str | None = None
     method: str = field(default="", init=False)   # which source was used (for the start log line)
+    crt_failure: str = field(default="", init=False)  # awscrt's chain failed, botocore's served (logged)
 
 
 def _session(settings: CredentialSettings) -> Any:
@@ -110,13 +111,20 @@ def resolve_credentials(settings: CredentialSettings) -> Any:
     crt_client.crt_usable(settings), else botocore's."""
     from kawa.plugins.outputs.cloudwatch_logs import crt_client
 
+    crt_failure = ""
     if crt_client.crt_usable(settings):
         if settings.aws_key_id and settings.aws_sec_key:
             settings.method = "static"
             return crt_client.CrtCredentials.static(settings.aws_key_id, settings.aws_sec_key)
-        creds = crt_client.CrtCredentials.default_chain()
-        settings.method = creds.method
-        return creds
+        try:
+            creds = crt_client.CrtCredentials.default_chain()
+        except RuntimeError as exc:
+            # awscrt's error names no cause (an STS refusal, a DNS or TLS failure all read "could not
+            # be sourced"): botocore's chain is asked next, and either serves or says why it cannot.
+            crt_failure = str(exc)
+        else:
+            settings.method = creds.method
+            return creds
     from botocore import credentials as bc
 
     session = _session(settings)
@@ -165,10 +173,18 @@ def resolve_credentials(settings: CredentialSettings) -> Any:
     if settings.aws_key_id and settings.aws_sec_key:
         settings.method = "static"
         return bc.Credentials(settings.aws_key_id, settings.aws_sec_key)
-    creds = session.get_credentials()
+    try:
+        creds = session.get_credentials()
+        if creds is not None and crt_failure:
+            creds.get_frozen_credentials()     # a deferred source (web identity) calls STS now: its error is the reason
+    except Exception as exc:
+        if not crt_failure:
+            raise
+        raise RuntimeError(f"{crt_failure}; botocore's chain: {type(exc).__name__}: {exc}") from None
     if creds is None:
-        raise RuntimeError("no AWS credentials found (env, shared files, web identity, container, IMDS)")
+        raise RuntimeError(crt_failure or "no AWS credentials found (env, shared files, web identity, container, IMDS)")
     settings.method = getattr(creds, "method", "default-chain")
+    settings.crt_failure = crt_failure
     return creds
 
 

@@ -120,7 +120,7 @@ def _has_awscrt() -> bool:
 
 def _profile_needs_botocore() -> bool:
     """The shared config uses what aws-c-auth's profile provider lacks: SSO tokens (sso_*), or endpoint
-    URLs (endpoint_url, which it would take for a host name as it does the environment's)."""
+    URLs (endpoint_url: aws-c-auth 0.38 does not read it; it called sts.<region>.amazonaws.com)."""
     path = os.environ.get("AWS_CONFIG_FILE") or os.path.expanduser("~/.aws/config")
     try:
         with open(path, encoding="utf-8", errors="replace") as f:
