@@ -211,6 +211,33 @@ async def test_awscrt_chain_failure_falls_back_to_botocores(awscrt_chain_fails, 
 
 
 @arun
+async def test_a_failed_credential_refresh_is_re_resolved(cw_output, make_stream, cwl_proxy):
+    """Signing fails (the provider's refresh from STS or IMDS failed): nothing is sent, the chunk is
+    retried, and the next attempt resolves the credentials anew instead of reusing the broken source."""
+    group, stream = make_stream()
+    d = cw_output(f"log_group_name {group}\nlog_stream_name {stream}")
+    await write_one(d, {"n": 1})
+    broken = d.instance.delivery
+
+    def refresh_fails(*args: Any) -> Any:
+        raise RuntimeError("AWS_AUTH_CREDENTIALS_PROVIDER_STS_WEB_IDENTITY_SOURCE_FAILURE")
+    broken.client.signer.sign = refresh_fails
+    calls_before = cwl_proxy.stats().calls
+    await d.instance.emit("app", [(time.time_ns(), {"n": 2})])
+    d.instance.buffer.enqueue_all(force=True)
+    chunk = d.instance.buffer.dequeue()
+    with pytest.raises(RetryableError, match="PutLogEvents not sent, no credentials to sign it with"):
+        await d.instance.write(chunk)
+    assert cwl_proxy.stats().calls == calls_before             # nothing reached CloudWatch Logs
+    assert broken.stale
+    assert sum("cannot sign CloudWatch Logs requests" in line for line in d.logs) == 1
+    await d.instance.write(chunk)                              # the retry: credentials resolved anew
+    assert d.instance.delivery is not broken
+    assert sorted(e["message"] for e in read_all_events(cwl_proxy.endpoint, group, stream)) == \
+        ['{"n":1}', '{"n":2}']
+
+
+@arun
 async def test_aws_use_sts_assumes_role(cw_output, make_stream, moto_server):
     group, stream = make_stream()
     d = cw_output(f"log_group_name {group}\nlog_stream_name {stream}\naws_use_sts true\n"

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import orjson
 
-from kawa.plugins.outputs.cloudwatch_logs.errors import AwsApiError, TransportError, error_code
+from kawa.plugins.outputs.cloudwatch_logs.errors import AwsApiError, SigningError, TransportError, error_code
 
 if TYPE_CHECKING:   # http.client, urllib.request and ssl cost ~5 MiB; imported when a pool is built
     import http.client
@@ -408,7 +408,10 @@ class LogsClient:
     def call(self, action: str, body: bytes) -> dict[str, Any]:
         headers = {"Content-Type": CONTENT_TYPE, "X-Amz-Target": TARGET_PREFIX + action,
                    "User-Agent": USER_AGENT, "Host": self.pool.endpoint.host_header}
-        signed = self.signer.sign(self.pool.endpoint.url, headers, body)
+        try:
+            signed = self.signer.sign(self.pool.endpoint.url, headers, body)
+        except Exception as exc:        # awscrt's or botocore's refresh failed (STS, IMDS, a file...)
+            raise SigningError(f"{action} not sent, no credentials to sign it with: {exc}") from None
         status, resp_headers, data = self.pool.post(signed, body)
         if status == 200:
             try:

@@ -168,7 +168,7 @@ class CrtSigner:
         try:
             signed = aws_sign_request(request, config).result(SIGN_TIMEOUT)
         except (AwsCrtError, FutureTimeout) as exc:
-            raise RuntimeError(f"signing the request failed (credentials?): {exc!r}") from None
+            raise RuntimeError(f"awscrt could not sign: {exc}") from None
         return dict(signed.headers)
 
 

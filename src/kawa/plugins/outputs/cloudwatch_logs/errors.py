@@ -90,6 +90,11 @@ class TransportError(Exception):
     """No usable answer: connect/read timeout, reset, malformed response. Retry; it may have landed."""
 
 
+class SigningError(Exception):
+    """The request could not be signed: no credentials (a refresh from STS, IMDS... failed). Nothing
+    was sent. The output re-resolves its credentials before the next attempt (which says why)."""
+
+
 def error_code(raw: str) -> str:
     """'com.amazonaws.logs#ThrottlingException:http://...' -> 'ThrottlingException'."""
     return raw.rsplit("#", 1)[-1].split(":", 1)[0].strip()

@@ -17,7 +17,7 @@ from kawa.plugins.outputs.cloudwatch_logs.client import (
     CredentialSettings, HttpPool, LogsClient, Signer, botocore_verify, default_endpoint, resolve_credentials,
     resolve_region)
 from kawa.plugins.outputs.cloudwatch_logs.errors import (
-    DATA_ALREADY_ACCEPTED, RESOURCE_ALREADY_EXISTS, AwsApiError, TransportError)
+    DATA_ALREADY_ACCEPTED, RESOURCE_ALREADY_EXISTS, AwsApiError, SigningError, TransportError)
 from kawa.plugins.outputs.cloudwatch_logs.messages import Plan
 from kawa.plugins.outputs.cloudwatch_logs.progress import ChunkProgress
 
@@ -93,7 +93,14 @@ class Delivery:
         self.client.close()
 
     async def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+        except SigningError as err:
+            if not self.stale:
+                self.stale = True       # re-resolved before the next attempt, whose error says why
+                self.log.error("cannot sign CloudWatch Logs requests: the credentials could not be refreshed; "
+                               "they are re-resolved before the next attempt", error=str(err))
+            raise
 
     # -- one chunk ------------------------------------------------------------------------------
     async def send_all(self, plans: list[Plan], progress: ChunkProgress) -> list[Failure]:
@@ -182,6 +189,13 @@ class Delivery:
                     await self._call(out.progress.save, progress)
                     return True
                 failures.append(Failure(f"PutLogEvents failed: {err}", slow_down=err.status == 429))
+                return False
+            except SigningError as err:
+                # never sent: not in flight (a restart need not read the stream back for it)
+                self._journal_outcome(progress.inflight.pop(plan.key, None), progress, stored=False)
+                if out.progress.durable:
+                    await self._call(out.progress.save, progress)
+                failures.append(Failure(str(err)))
                 return False
             except TransportError as err:
                 counters["failed_calls"] += 1
