@@ -90,7 +90,8 @@ def cw_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
     for key in ("AWS_PROFILE", "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ENDPOINT_URL",
                 "AWS_ENDPOINT_URL_LOGS", "AWS_ENDPOINT_URL_STS", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-                "AWS_CA_BUNDLE"):
+                "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", "AWS_CA_BUNDLE",
+                "KAWA_AWS_CLIENT"):
         monkeypatch.delenv(key, raising=False)
     for key, value in FAKE_CREDENTIALS.items():
         monkeypatch.setenv(key, value)

@@ -11,6 +11,7 @@ import sys
 import time
 from typing import Any
 
+import orjson
 import pytest
 
 from kawa.errors import ConfigError, RetryableError
@@ -134,28 +135,30 @@ def test_default_chain_library_choice(cw_env, monkeypatch, tmp_path, env, config
     assert crt_client.crt_usable(CredentialSettings()) is crt
 
 
-class _RefusingSts:
-    """An STS over plain HTTP that refuses every AssumeRoleWithWebIdentity, as AWS does when the role's
-    trust policy does not name the cluster's OIDC provider (the usual IRSA mistake)."""
+class _LocalHttp:
+    """A local HTTP server on 127.0.0.1 answering every GET and POST with `answer(headers)`, which
+    returns (status, content type, body). As a context manager it yields its base URL."""
 
-    BODY = (b'<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error><Type>Sender</Type>'
-            b"<Code>AccessDenied</Code><Message>Not authorized to perform sts:AssumeRoleWithWebIdentity</Message>"
-            b"</Error><RequestId>kawa-test</RequestId></ErrorResponse>")
+    def __init__(self, answer: Any) -> None:
+        self.answer = answer
 
     def __enter__(self) -> str:
         import threading
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-        body = self.BODY
+        answer = self.answer
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
+            def do_GET(self) -> None:
                 self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                self.send_response(403)
-                self.send_header("Content-Type", "text/xml")
+                status, content_type, body = answer(self.headers)
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
+
+            do_POST = do_GET
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -167,6 +170,15 @@ class _RefusingSts:
     def __exit__(self, *exc: object) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def _refusing_sts() -> _LocalHttp:
+    """An STS that refuses every AssumeRoleWithWebIdentity, as AWS does when the role's trust policy
+    does not name the cluster's OIDC provider (the usual IRSA mistake)."""
+    body = (b'<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error><Type>Sender</Type>'
+            b"<Code>AccessDenied</Code><Message>Not authorized to perform sts:AssumeRoleWithWebIdentity</Message>"
+            b"</Error><RequestId>kawa-test</RequestId></ErrorResponse>")
+    return _LocalHttp(lambda headers: (403, "text/xml", body))
 
 
 @pytest.fixture
@@ -189,7 +201,7 @@ def awscrt_chain_fails(irsa_env, monkeypatch):
 async def test_awscrt_chain_failure_reports_botocores_reason(awscrt_chain_fails, cw_output, make_stream, monkeypatch):
     # at 3 a.m. "could not be sourced" says nothing; STS's own refusal says what to fix
     group, stream = make_stream()
-    with _RefusingSts() as sts:
+    with _refusing_sts() as sts:
         monkeypatch.setenv("AWS_ENDPOINT_URL_STS", sts)
         d = cw_output(f"log_group_name {group}\nlog_stream_name {stream}")
         with pytest.raises(Exception) as failed:
@@ -235,6 +247,35 @@ async def test_a_failed_credential_refresh_is_re_resolved(cw_output, make_stream
     assert d.instance.delivery is not broken
     assert sorted(e["message"] for e in read_all_events(cwl_proxy.endpoint, group, stream)) == \
         ['{"n":1}', '{"n":2}']
+
+
+@pytest.mark.parametrize("library", ["awscrt", "botocore"])
+@arun
+async def test_eks_pod_identity_from_default_chain(library, cw_env, cw_output, make_stream, cwl_proxy, tmp_path,
+                                                   monkeypatch):
+    """EKS Pod Identity as the pod sees it: the agent's URL and a token file, no keys. The agent
+    answers only requests that carry the token."""
+    token = tmp_path / "eks-pod-identity-token"
+    token.write_text("kawa-pod-identity-token")
+    credentials = orjson.dumps({"AccessKeyId": "ASIAPODIDENTITY", "SecretAccessKey": "s", "Token": "t",
+                                "AccountId": "123456789012", "Expiration": "2099-01-01T00:00:00Z"})
+
+    def agent(headers: Any) -> tuple[int, str, bytes]:
+        if headers.get("Authorization") != "kawa-pod-identity-token":
+            return 401, "text/plain", b"missing the pod identity token"
+        return 200, "application/json", credentials
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
+        monkeypatch.delenv(key, raising=False)
+    if library == "botocore":
+        monkeypatch.setenv("KAWA_AWS_CLIENT", "botocore")
+    group, stream = make_stream()
+    with _LocalHttp(agent) as url:
+        monkeypatch.setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", f"{url}/v1/credentials")
+        monkeypatch.setenv("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", str(token))
+        d = cw_output(f"log_group_name {group}\nlog_stream_name {stream}")
+        await write_one(d, {"a": 1})
+    assert creds_of(d).access_key == "ASIAPODIDENTITY"
+    assert len(read_all_events(cwl_proxy.endpoint, group, stream)) == 1
 
 
 @arun
