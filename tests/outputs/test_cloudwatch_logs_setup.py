@@ -279,6 +279,22 @@ async def test_eks_pod_identity_from_default_chain(library, cw_env, cw_output, m
 
 
 @arun
+async def test_eks_pod_identity_refusal_is_quoted(cw_env, cw_output, make_stream, tmp_path, monkeypatch):
+    token = tmp_path / "eks-pod-identity-token"
+    token.write_text("a-token-the-agent-does-not-know")
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
+        monkeypatch.delenv(key, raising=False)
+    group, stream = make_stream()
+    with _LocalHttp(lambda headers: (403, "text/plain", b"the token is not valid for this pod")) as url:
+        monkeypatch.setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", f"{url}/v1/credentials")
+        monkeypatch.setenv("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", str(token))
+        d = cw_output(f"log_group_name {group}\nlog_stream_name {stream}")
+        with pytest.raises(Exception) as failed:
+            await write_one(d, {"a": 1})
+    assert "403" in str(failed.value) and "the token is not valid for this pod" in str(failed.value)
+
+
+@arun
 async def test_aws_use_sts_assumes_role(cw_output, make_stream, moto_server):
     group, stream = make_stream()
     d = cw_output(f"log_group_name {group}\nlog_stream_name {stream}\naws_use_sts true\n"
