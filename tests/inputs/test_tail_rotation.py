@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 from pathlib import Path
+from typing import Any
 
 from kawa.errors import BufferOverflowError
 from kawa.testing.drivers import InputDriver
@@ -194,3 +195,65 @@ def test_a_truncation_while_stopped_also_forgets_the_old_checkpoints(tmp_path: P
     append(log, [1])
     assert asyncio.run(run(1)) == [1]
     assert forgotten == [f"in_tail\t{os.path.abspath(pos)}\t{os.stat(log).st_ino}"]
+
+
+# -- truncated and written again while kawa was stopped (offset marks) ---------------------------
+
+def test_a_file_rewritten_past_its_position_while_stopped_is_read_from_the_start(tmp_path: Path) -> None:
+    """copytruncate while kawa is down, then more written than was read before: inode and size say
+    nothing changed, the bytes before the saved position do (`.kawa-marks`)."""
+    log, pos = tmp_path / "app.log", tmp_path / "app.pos"
+    append(log, range(100, 110))                                    # 40 bytes read
+
+    async def run(expected: int) -> tuple[list[int], list[str]]:
+        d = driver(log, pos)
+        async with d.run():
+            await d.wait_for(lambda: len(d.records) >= expected)
+            await asyncio.sleep(0.3)                                # nothing more comes
+        return numbers(d), d.logs
+
+    assert asyncio.run(run(10))[0] == list(range(100, 110))
+    assert (tmp_path / "app.pos.kawa-marks").exists()
+    with open(log, "r+") as fh:                                     # copytruncate while kawa is down
+        fh.truncate(0)
+    append(log, [f"{n:03d}" for n in range(9)] + [f"{n:03d}" for n in range(9, 20)])
+    assert log.read_bytes()[39:40] == b"\n"                         # a line end at the old position too
+    got, logs = asyncio.run(run(20))
+    assert got == list(range(20))
+    assert any("was truncated and written again while it was not read" in line for line in logs)
+
+
+def test_lines_appended_while_stopped_resume_at_the_saved_position(tmp_path: Path) -> None:
+    log, pos = tmp_path / "app.log", tmp_path / "app.pos"
+    append(log, range(10))
+
+    async def run(expected: int) -> list[int]:
+        d = driver(log, pos)
+        async with d.run():
+            await d.wait_for(lambda: len(d.records) >= expected)
+            await asyncio.sleep(0.3)
+        return numbers(d)
+
+    assert asyncio.run(run(10)) == list(range(10))
+    append(log, range(10, 15))
+    assert asyncio.run(run(5)) == list(range(10, 15))
+
+
+def test_a_position_saved_mid_line_is_no_rewrite(tmp_path: Path) -> None:
+    """Tail from the end of a file whose last line is unfinished saves a position mid-line (as
+    Fluentd does); the next start resumes there, it does not take the file for a rewritten one."""
+    log, pos = tmp_path / "app.log", tmp_path / "app.pos"
+    log.write_text("1\n2\nunfinish")
+
+    async def run(then: Any = None) -> list[str]:
+        d = InputDriver("tail", f"path {log}\ntag t.app\npos_file {pos}\n<parse>\n@type none\n</parse>")
+        async with d.run():
+            await d.wait_for(lambda: str(log) in d.instance.scheduler.tails)
+            if then is not None:
+                then()
+                await d.wait_for(lambda: len(d.records) >= 1)
+            await asyncio.sleep(0.3)
+        return [r["message"] for r in d.records]
+
+    assert asyncio.run(run()) == []
+    assert asyncio.run(run(lambda: append(log, ["ed", "3"]))) == ["ed", "3"]

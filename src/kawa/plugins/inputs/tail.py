@@ -18,6 +18,7 @@ from kawa.metrics import catalog as c
 from kawa.plugins.base import Input, Parser
 from kawa.plugins.inputs._tail import paths as tailpaths
 from kawa.plugins.inputs._tail.follower import Follower
+from kawa.plugins.inputs._tail.offset_marks import OffsetMarks
 from kawa.plugins.inputs._tail.position_file import MemoryPositionEntry, PositionFile
 from kawa.plugins.inputs._tail.rotated_file import RotatedFiles
 from kawa.plugins.inputs._tail.reader import make_decoder, python_codec, split_lines
@@ -137,6 +138,7 @@ class TailInput(Input):
         self.joining = self.parser if isinstance(self.parser, StatefulLineParser) else None
         self.pf: PositionFile | None = None
         self.rotated: RotatedFiles | None = None
+        self.marks: OffsetMarks | None = None
         self.scheduler: TailScheduler | None = None
         self.opened_files = self.closed_files = self.rotated_files = self.throttled = 0
         self.unmatched = self.invalid = 0
@@ -193,6 +195,7 @@ class TailInput(Input):
             self.pf = PositionFile(o.pos_file, o.follow_inodes, warn=self.log.warn)
             self.pf.load(self._existing_keys())
             self.rotated = RotatedFiles(o.pos_file)
+            self.marks = OffsetMarks(o.pos_file)
         self.scheduler = TailScheduler(self)
         await self.scheduler.start()
 
@@ -211,6 +214,7 @@ class TailInput(Input):
         return self.scheduler is not None and any(f.unsettled for f in self.scheduler.all_followers())
 
     def _close_positions(self) -> None:
+        self.save_marks()
         if self.pf is not None:
             self.pf.sync()
             self.pf.close()
@@ -218,6 +222,19 @@ class TailInput(Input):
         if self.rotated is not None:
             self.rotated.close()
             self.rotated = None
+
+    def save_marks(self) -> None:
+        """The offset marks of the files followed now (kawa's `.kawa-marks` beside the pos_file)."""
+        if self.marks is not None and self.scheduler is not None:
+            self.marks.save((f.path, f.ino, f.pe.pos, f.fd) for f in self.scheduler.tails.values())
+
+    def rewritten_while_stopped(self, path: str, st: os.stat_result) -> bool:
+        """The file at `path` no longer holds what was read up to its saved position (offset_marks)."""
+        return self.marks is not None and self.marks.rewritten(path, st.st_ino, st.st_size)
+
+    def forget_mark(self, path: str) -> None:
+        if self.marks is not None:
+            self.marks.forget(path)
 
     def checkpoint_key(self, ino: int) -> str | None:
         """kawa.delivery checkpoint key of a file (only with a pos_file: nothing resumes without)."""

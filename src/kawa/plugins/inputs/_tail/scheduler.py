@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from kawa import delivery
 from kawa.plugins.inputs._tail.follower import Follower
+from kawa.plugins.inputs._tail.offset_marks import MARK_INTERVAL
 from kawa.plugins.inputs._tail.position_file import MemoryPositionEntry
 from kawa.plugins.inputs._tail.rotated_file import RotatedEntry, RotatedRecord, current_path, find_by_inode
 from kawa.plugins.inputs._tail.watcher import NEW_NAME_MASK, DirectoryWatcher, InotifyUnavailable
@@ -232,6 +233,7 @@ class TailScheduler:
         next_refresh = now + o.refresh_interval
         next_sweep = now + self.sweeps.interval if o.enable_watch_timer or self.inotify is None else float("inf")
         next_compact = now + o.pos_file_compaction_interval if o.pos_file_compaction_interval else float("inf")
+        next_marks = now + MARK_INTERVAL     # saved on a round that runs anyway: no wake-up of its own
         self._mark_all()
         while not self.stopping:
             timeout = max(0.0, min(next_refresh, next_sweep, next_compact, self._next_deadline()) - time.monotonic())
@@ -262,6 +264,9 @@ class TailScheduler:
                 self.host.pf.try_compact()
                 next_compact = now + o.pos_file_compaction_interval
             await self._service(now)
+            if now >= next_marks:
+                self.host.save_marks()
+                next_marks = now + MARK_INTERVAL
             if sweeping:
                 missed = self._missed_by_inotify(unreported)
                 next_sweep = now + self.sweeps.after_sweep(missed=missed, covered=self._sweeps_may_slow())
@@ -506,6 +511,11 @@ class TailScheduler:
                 pe.update_pos(self._recovered(st, pe.pos))
             if st.st_size < pe.pos:
                 self.host.forget_offsets(st.st_ino)   # truncated while no follower read it
+                pe.update(st.st_ino, 0)
+            elif pe.pos > 0 and self.host.rewritten_while_stopped(path, st):
+                self.log.warn(f"{path} was truncated and written again while it was not read (the bytes "
+                              f"before its saved position {pe.pos} changed); reading it from the start")
+                self.host.forget_offsets(st.st_ino)
                 pe.update(st.st_ino, 0)
         elif pe.ino != 0 or from_head:
             pe.update(st.st_ino, 0)       # a new file since we last saw this path: all of it is new
