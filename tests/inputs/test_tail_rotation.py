@@ -257,3 +257,30 @@ def test_a_position_saved_mid_line_is_no_rewrite(tmp_path: Path) -> None:
 
     assert asyncio.run(run()) == []
     assert asyncio.run(run(lambda: append(log, ["ed", "3"]))) == ["ed", "3"]
+
+
+def test_a_truncation_while_read_drops_the_files_mark_at_once(tmp_path: Path) -> None:
+    """Its mark names the old content: a kill -9 before the next save must not leave it behind, or
+    the next start would take the file for a rewritten one and read the new lines twice."""
+    log, pos = tmp_path / "app.log", tmp_path / "app.pos"
+    marks = tmp_path / "app.pos.kawa-marks"
+    append(log, range(100, 110))
+
+    async def first() -> None:
+        d = driver(log, pos)
+        async with d.run():
+            await d.wait_for(lambda: len(d.records) == 10)
+
+    async def second() -> None:
+        d = driver(log, pos)
+        async with d.run():
+            await asyncio.sleep(0.3)
+            assert str(log).encode() in marks.read_bytes()
+            with open(log, "r+") as fh:                             # copytruncate while kawa reads
+                fh.truncate(0)
+            append(log, range(3))
+            await d.wait_for(lambda: len(d.records) == 3)
+            assert str(log).encode() not in marks.read_bytes()      # gone before the position moved back
+
+    asyncio.run(first())
+    asyncio.run(second())
