@@ -18,7 +18,7 @@ from kawa.metrics import catalog as c
 from kawa.plugins.base import Input, Parser
 from kawa.plugins.inputs._tail import paths as tailpaths
 from kawa.plugins.inputs._tail.follower import Follower
-from kawa.plugins.inputs._tail.offset_marks import OffsetMarks
+from kawa.plugins.inputs._tail.offset_marks import OffsetMarks, rotated_key
 from kawa.plugins.inputs._tail.position_file import MemoryPositionEntry, PositionFile
 from kawa.plugins.inputs._tail.rotated_file import RotatedFiles
 from kawa.plugins.inputs._tail.reader import make_decoder, python_codec, split_lines
@@ -225,12 +225,20 @@ class TailInput(Input):
 
     def save_marks(self) -> None:
         """The offset marks of the files followed now (kawa's `.kawa-marks` beside the pos_file)."""
-        if self.marks is not None and self.scheduler is not None:
-            self.marks.save((f.path, f.ino, f.pe.pos, f.fd) for f in self.scheduler.tails.values())
+        if self.marks is None or self.scheduler is None:
+            return
+        followed = [(f.path, f.path, f.ino, f.pe.pos, f.fd) for f in self.scheduler.tails.values()]
+        draining = [(rotated_key(f.dev, f.ino), getattr(f.pe, "current", None) or f.open_path or f.path,
+                     f.ino, f.pe.pos, f.fd) for f in self.scheduler.draining]
+        self.marks.save(followed + draining)
 
-    def rewritten_while_stopped(self, path: str, st: os.stat_result) -> bool:
-        """The file at `path` no longer holds what was read up to its saved position (offset_marks)."""
-        return self.marks is not None and self.marks.rewritten(path, st.st_ino, st.st_size)
+    def rewritten_while_stopped(self, path: str, st: os.stat_result, *, rotated: bool = False) -> bool:
+        """The file at `path` no longer holds what was read up to its saved position (offset_marks);
+        `rotated`: it is a rotated file being drained, found again by inode."""
+        if self.marks is None:
+            return False
+        key = rotated_key(st.st_dev, st.st_ino) if rotated else path
+        return self.marks.rewritten(key, path, st.st_ino, st.st_size)
 
     def forget_mark(self, path: str) -> None:
         if self.marks is not None:

@@ -6,7 +6,10 @@ The pos_file (Fluentd's format) holds an inode and an offset only. A file trunca
 unchanged by those: Fluentd resumes mid-line in the new content, losing the lines before the offset
 and cutting the one across it. Fluent Bit keeps an offset marker for this; kawa keeps this file.
 
-One line per file: `%016x inode \\t %016x offset \\t %08x crc32 \\t path \\n`. It is rewritten whole
+One line per file: `%016x inode \\t %016x offset \\t %08x crc32 \\t key \\n`, the key being the path
+of a followed file, or `rotated <dev>:<inode>` (hex) for a rotated one being drained: a start resumes
+those from `.kawa-rotated` by inode, and an inode freed and reused meanwhile names another file,
+which the mark tells apart. It is rewritten whole
 (temp file + rename) every MARK_INTERVAL seconds while files are read, at stop, and when a file is
 truncated while read. A mark older than the pos_file's offset still checks the bytes before its own
 offset; a missing or unreadable file means no check (Fluentd's behaviour).
@@ -43,6 +46,11 @@ def checksum(fd: int, pos: int) -> int | None:
     return zlib.crc32(data) if len(data) == pos - start else None
 
 
+def rotated_key(dev: int, ino: int) -> str:
+    """The key of a rotated file's mark (no path: it is found again by inode)."""
+    return f"rotated {dev:x}:{ino:x}"
+
+
 def _checksum_at(path: str, ino: int, pos: int, fd: int | None) -> int | None:
     """checksum() through `fd`, or through the file at `path` when it is still inode `ino`."""
     if fd is not None:
@@ -72,10 +80,11 @@ class OffsetMarks:
                 self.marks[os.fsdecode(m.group(4))] = Mark(int(m.group(1), 16), int(m.group(2), 16),
                                                            int(m.group(3), 16))
 
-    def rewritten(self, path: str, ino: int, size: int) -> bool:
-        """Whether the file at `path` (inode `ino`, `size` bytes) no longer holds the bytes its mark
-        saw: truncated, then written again. False when there is no mark for it or it cannot be read."""
-        mark = self.marks.get(path)
+    def rewritten(self, key: str, path: str, ino: int, size: int) -> bool:
+        """Whether the file at `path` (inode `ino`, `size` bytes) no longer holds the bytes the mark
+        under `key` saw: truncated then written again, or another file. False when there is no mark
+        for it or it cannot be read."""
+        mark = self.marks.get(key)
         if mark is None or mark.ino != ino or mark.pos == 0:
             return False
         if size < mark.pos:
@@ -83,16 +92,16 @@ class OffsetMarks:
         crc = _checksum_at(path, ino, mark.pos, None)
         return crc is not None and crc != mark.crc
 
-    def save(self, positions: Iterable[tuple[str, int, int, int | None]]) -> None:
-        """Rewrite the file from (path, inode, offset, open descriptor or None) of the files followed
-        now. A file that cannot be read keeps its old mark when the inode is the same."""
+    def save(self, positions: Iterable[tuple[str, str, int, int, int | None]]) -> None:
+        """Rewrite the file from (key, path, inode, offset, open descriptor or None) of the files
+        followed now. A file that cannot be read keeps its old mark when the inode is the same."""
         marks: dict[str, Mark] = {}
-        for path, ino, pos, fd in positions:
+        for key, path, ino, pos, fd in positions:
             crc = _checksum_at(path, ino, pos, fd) if pos > 0 else None
             if crc is not None:
-                marks[path] = Mark(ino, pos, crc)
-            elif path in self.marks and self.marks[path].ino == ino:
-                marks[path] = self.marks[path]
+                marks[key] = Mark(ino, pos, crc)
+            elif key in self.marks and self.marks[key].ino == ino:
+                marks[key] = self.marks[key]
         if marks != self.marks or not os.path.exists(self.path):
             self.marks = marks
             self._write()

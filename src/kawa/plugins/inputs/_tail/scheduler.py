@@ -421,6 +421,11 @@ class TailScheduler:
                               "its lines after the saved position could not be read")
                 continue
             path, st = found
+            if self.host.rewritten_while_stopped(path, st, rotated=True):
+                self.log.warn(f"rotated file {record.current} (inode {record.ino}) is gone: {path} has that inode "
+                              "now, with other content; the old file's lines after the saved position could "
+                              "not be read")
+                continue
             record.current = path
             record.pos = self._recovered(st, record.pos)
             if st.st_size < record.pos:
