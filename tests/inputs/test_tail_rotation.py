@@ -335,3 +335,27 @@ def test_a_rotated_file_being_drained_has_a_mark(tmp_path: Path) -> None:
 
     marks = asyncio.run(scenario())
     assert b"\trotated %x:%x\n" % (os.stat(tmp_path / "app.log.1").st_dev, ino) in marks
+
+
+def test_a_truncation_found_at_start_drops_the_files_mark_at_once(tmp_path: Path) -> None:
+    log, pos = tmp_path / "app.log", tmp_path / "app.pos"
+    marks = tmp_path / "app.pos.kawa-marks"
+    append(log, range(100, 110))
+
+    async def run(expected: int, during: Any = None) -> None:
+        d = driver(log, pos)
+        async with d.run():
+            await d.wait_for(lambda: len(d.records) == expected)
+            if during is not None:
+                during()
+
+    asyncio.run(run(10))
+    assert str(log).encode() in marks.read_bytes()
+    with open(log, "r+") as fh:                                     # copytruncate while kawa is down
+        fh.truncate(0)
+    append(log, [1])
+    asyncio.run(run(1, lambda: assert_no_mark(marks, log)))
+
+
+def assert_no_mark(marks: Path, log: Path) -> None:
+    assert str(log).encode() not in marks.read_bytes()

@@ -240,22 +240,22 @@ class TailInput(Input):
         key = rotated_key(st.st_dev, st.st_ino) if rotated else path
         return self.marks.rewritten(key, path, st.st_ino, st.st_size)
 
-    def forget_mark(self, path: str) -> None:
-        if self.marks is not None:
-            self.marks.forget(path)
-
     def checkpoint_key(self, ino: int) -> str | None:
         """kawa.delivery checkpoint key of a file (only with a pos_file: nothing resumes without)."""
         if self.options.pos_file is None:
             return None
         return f"in_tail\t{os.path.abspath(self.options.pos_file)}\t{ino}"
 
-    def forget_offsets(self, ino: int) -> None:
-        """The file `ino` was truncated in place: what is buffered under its old offsets names other
-        content, so the buffers drop that checkpoint key (kawa.delivery.forget)."""
+    def forget_offsets(self, ino: int, mark_key: str) -> None:
+        """The file `ino` was truncated in place: its old offsets name other content. The buffers drop
+        its checkpoint key (kawa.delivery.forget), and its offset mark (under `mark_key`) goes at
+        once: left until the next save, a kill -9 would make the next start take the new content
+        for a rewrite and read it twice."""
         key = self.checkpoint_key(ino)
         if key is not None:
             delivery.forget(key)
+        if self.marks is not None:
+            self.marks.forget(mark_key)
 
     def on_settled(self, follower: Follower, wake: bool) -> None:
         """A follower saved a settled position: read it again if it waited; close after stop."""

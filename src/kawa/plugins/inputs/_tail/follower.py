@@ -322,8 +322,7 @@ class Follower:
         self.blocked = False
         # Before the position goes back to 0: a crash in between leaves the old position (lines
         # read twice, never skipped).
-        host.forget_offsets(self.ino)
-        host.forget_mark(self.path)
+        host.forget_offsets(self.ino, self.path)
         self.pe.update_pos(0)
         if self.reader is not None:
             self.reader.reset(0)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from kawa import delivery
 from kawa.plugins.inputs._tail.follower import Follower
-from kawa.plugins.inputs._tail.offset_marks import MARK_INTERVAL
+from kawa.plugins.inputs._tail.offset_marks import MARK_INTERVAL, rotated_key
 from kawa.plugins.inputs._tail.position_file import MemoryPositionEntry
 from kawa.plugins.inputs._tail.rotated_file import RotatedEntry, RotatedRecord, current_path, find_by_inode
 from kawa.plugins.inputs._tail.watcher import NEW_NAME_MASK, DirectoryWatcher, InotifyUnavailable
@@ -429,7 +429,7 @@ class TailScheduler:
             record.current = path
             record.pos = self._recovered(st, record.pos)
             if st.st_size < record.pos:
-                self.host.forget_offsets(st.st_ino)   # truncated while no follower read it
+                self.host.forget_offsets(st.st_ino, rotated_key(st.st_dev, st.st_ino))   # truncated meanwhile
                 record.pos = 0                  # truncated meanwhile: all of it is new
             f = Follower(record.watched, st.st_dev, st.st_ino, MemoryPositionEntry(record.pos, st.st_ino),
                          self.host.tag_for(record.watched), last_size=st.st_size, open_path=path)
@@ -514,13 +514,12 @@ class TailScheduler:
         if pe.ino == st.st_ino:
             if self.startup:
                 pe.update_pos(self._recovered(st, pe.pos))
-            if st.st_size < pe.pos:
-                self.host.forget_offsets(st.st_ino)   # truncated while no follower read it
-                pe.update(st.st_ino, 0)
-            elif pe.pos > 0 and self.host.rewritten_while_stopped(path, st):
+            rewritten = 0 < pe.pos <= st.st_size and self.host.rewritten_while_stopped(path, st)
+            if rewritten:
                 self.log.warn(f"{path} was truncated and written again while it was not read (the bytes "
                               f"before its saved position {pe.pos} changed); reading it from the start")
-                self.host.forget_offsets(st.st_ino)
+            if rewritten or st.st_size < pe.pos:      # truncated while no follower read it
+                self.host.forget_offsets(st.st_ino, path)
                 pe.update(st.st_ino, 0)
         elif pe.ino != 0 or from_head:
             pe.update(st.st_ino, 0)       # a new file since we last saw this path: all of it is new
