@@ -65,7 +65,7 @@ class BufferWrite:
         self.checkpoint = checkpoint
         self.touched: list[Chunk] = []                  # in write order
         self.marks: dict[Chunk, Any] = {}               # chunk -> its state before (None: created here)
-        self.sizes: dict[Chunk, int] = {}               # chunk -> its size when the write returned
+        self.sizes: dict[Chunk, int] = {}               # chunk -> its size when the write returned (make_durable)
 
 
 class Buffer(Plugin):
@@ -187,14 +187,15 @@ class Buffer(Plugin):
             # or each retry during the outage would buffer the first part again.
             self._roll_back(w.marks, ack)
             raise
-        w.sizes = {chunk: chunk.bytesize for chunk in w.marks}
         return w
 
     async def make_durable(self, write: BufferWrite) -> None:
         """`sync` of the chunks `write` touched, committing its checkpoint. When the sync fails (fsync
         EIO) the write is taken back before the error reaches the emitter, which offers the events
         again: kept, the retry would buffer them twice, and the data may not be on disk (after a
-        failed fsync, the next one may succeed without the lost pages). Raises BufferOverflowError."""
+        failed fsync, the next one may succeed without the lost pages). Raises BufferOverflowError.
+        Await it right after `write` returns (no other task may append in between)."""
+        write.sizes = {chunk: chunk.bytesize for chunk in write.marks}
         try:
             await self.sync(write.touched, checkpoint=write.checkpoint)
         except OSError as exc:

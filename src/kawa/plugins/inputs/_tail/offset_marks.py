@@ -102,7 +102,7 @@ class OffsetMarks:
                 marks[key] = Mark(ino, pos, crc)
             elif key in self.marks and self.marks[key].ino == ino:
                 marks[key] = self.marks[key]
-        if marks != self.marks or not os.path.exists(self.path):
+        if marks != self.marks:
             self.marks = marks
             self._write()
 
