@@ -99,3 +99,33 @@ def test_kill_9_while_a_rotated_file_is_drained_loses_and_duplicates_nothing(tmp
     got = lines(out)
     assert sorted(got) == list(range(310))
     assert len(got) == len(set(got))
+
+
+def test_kill_9_soon_after_a_file_is_read_still_leaves_its_mark(tmp_path: Path) -> None:
+    """The file's first offset mark comes within a second of reading it (not at the 30 s save): a
+    kill -9 soon after, then a copytruncate and more written than was read, and the next start
+    still sees the rewrite and reads the new lines from the start, none lost."""
+    log, pos, out = tmp_path / "app.log", tmp_path / "app.pos", tmp_path / "out.txt"
+    marks = Path(f"{pos}.kawa-marks")
+    conf = f"path {log}\ntag t.app\npos_file {pos}\nread_from_head true\n<parse>\n@type none\n</parse>"
+    write(log, range(0, 10))
+    child = start(conf, out, accept=10**9)
+    try:
+        wait_until(lambda: len(lines(out)) == 10, child)
+        started = time.monotonic()
+        wait_until(lambda: marks.exists() and str(log) in marks.read_text(), child, timeout=10)
+        assert time.monotonic() - started < 10                     # well before the 30 s save
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    with open(log, "r+") as fh:                                     # copytruncate while kawa is down
+        fh.truncate(0)
+    write(log, range(1000, 1030))                                   # 270 bytes: past the old 90
+    child = start(conf, out, accept=10**9)
+    try:
+        wait_until(lambda: len(lines(out)) >= 40, child)
+        time.sleep(0.3)
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    assert lines(out) == list(range(10)) + list(range(1000, 1030))

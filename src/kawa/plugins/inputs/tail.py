@@ -223,14 +223,18 @@ class TailInput(Input):
             self.rotated.close()
             self.rotated = None
 
-    def save_marks(self) -> None:
-        """The offset marks of the files followed now (kawa's `.kawa-marks` beside the pos_file)."""
+    def save_marks(self, *, missing_only: bool = False) -> None:
+        """The offset marks of the files followed now (kawa's `.kawa-marks` beside the pos_file);
+        `missing_only`: only for the files that have none yet."""
         if self.marks is None or self.scheduler is None:
             return
         followed = [(f.path, f.path, f.ino, f.pe.pos, f.fd) for f in self.scheduler.tails.values()]
         draining = [(rotated_key(f.dev, f.ino), getattr(f.pe, "current", None) or f.open_path or f.path,
                      f.ino, f.pe.pos, f.fd) for f in self.scheduler.draining]
-        self.marks.save(followed + draining)
+        if missing_only:
+            self.marks.add_missing(followed + draining)
+        else:
+            self.marks.save(followed + draining)
 
     def rewritten_while_stopped(self, path: str, st: os.stat_result, *, rotated: bool = False) -> bool:
         """The file at `path` no longer holds what was read up to its saved position (offset_marks);

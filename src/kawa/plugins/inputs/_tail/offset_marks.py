@@ -11,7 +11,8 @@ of a followed file, or `rotated <dev>:<inode>` (hex) for a rotated one being dra
 those from `.kawa-rotated` by inode, and an inode freed and reused meanwhile names another file,
 which the mark tells apart. It is rewritten whole
 (temp file + rename) every MARK_INTERVAL seconds while files are read, at stop, and when a file is
-truncated while read. A mark older than the pos_file's offset still checks the bytes before its own
+truncated while read; a file read past 0 that has no mark yet gets one within NEW_MARK_DELAY, so a
+kill -9 soon after a file appears leaves it checked too. A mark older than the pos_file's offset still checks the bytes before its own
 offset; a missing or unreadable file means no check (Fluentd's behaviour).
 """
 
@@ -26,6 +27,7 @@ from typing import Iterable
 SUFFIX = ".kawa-marks"
 MARK_BYTES = 64               # checksummed bytes before the offset: a whole nginx line is ~200
 MARK_INTERVAL = 30.0          # seconds between saves while reading; no wake-up of its own
+NEW_MARK_DELAY = 1.0          # seconds before a file without a mark gets one (also no wake-up of its own)
 _LINE = re.compile(rb"^([0-9a-f]{16})\t([0-9a-f]{16})\t([0-9a-f]{8})\t(.+)$")
 
 
@@ -104,6 +106,20 @@ class OffsetMarks:
                 marks[key] = self.marks[key]
         if marks != self.marks:
             self.marks = marks
+            self._write()
+
+    def add_missing(self, positions: Iterable[tuple[str, str, int, int, int | None]]) -> None:
+        """Like save(), for the files that have no mark yet (or a mark of another inode) only: the
+        others keep theirs, so this writes nothing unless a file gets its first mark."""
+        added = False
+        for key, path, ino, pos, fd in positions:
+            mark = self.marks.get(key)
+            if pos > 0 and (mark is None or mark.ino != ino):
+                crc = _checksum_at(path, ino, pos, fd)
+                if crc is not None:
+                    self.marks[key] = Mark(ino, pos, crc)
+                    added = True
+        if added:
             self._write()
 
     def forget(self, path: str) -> None:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from kawa import delivery
 from kawa.plugins.inputs._tail.follower import Follower
-from kawa.plugins.inputs._tail.offset_marks import MARK_INTERVAL, rotated_key
+from kawa.plugins.inputs._tail.offset_marks import MARK_INTERVAL, NEW_MARK_DELAY, rotated_key
 from kawa.plugins.inputs._tail.position_file import MemoryPositionEntry
 from kawa.plugins.inputs._tail.rotated_file import RotatedEntry, RotatedRecord, current_path, find_by_inode
 from kawa.plugins.inputs._tail.watcher import NEW_NAME_MASK, DirectoryWatcher, InotifyUnavailable
@@ -234,6 +234,7 @@ class TailScheduler:
         next_sweep = now + self.sweeps.interval if o.enable_watch_timer or self.inotify is None else float("inf")
         next_compact = now + o.pos_file_compaction_interval if o.pos_file_compaction_interval else float("inf")
         next_marks = now + MARK_INTERVAL     # saved on a round that runs anyway: no wake-up of its own
+        next_new_marks = now + NEW_MARK_DELAY
         self._mark_all()
         while not self.stopping:
             timeout = max(0.0, min(next_refresh, next_sweep, next_compact, self._next_deadline()) - time.monotonic())
@@ -267,6 +268,10 @@ class TailScheduler:
             if now >= next_marks:
                 self.host.save_marks()
                 next_marks = now + MARK_INTERVAL
+                next_new_marks = now + NEW_MARK_DELAY
+            elif now >= next_new_marks:
+                self.host.save_marks(missing_only=True)
+                next_new_marks = now + NEW_MARK_DELAY
             if sweeping:
                 missed = self._missed_by_inotify(unreported)
                 next_sweep = now + self.sweeps.after_sweep(missed=missed, covered=self._sweeps_may_slow())
