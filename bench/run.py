@@ -75,6 +75,8 @@ TABLE = (
 EXTRA = (
     ("null.cpu", "CPU seconds, null output", "s"), ("null.wall", "wall time, null output (pos_file at end)", "s"),
     ("file.lines_per_cpu_s", "lines per CPU-second, file output", ""),
+    ("membuf.cpu", "CPU seconds, file output with <buffer> @type memory", "s"),
+    ("membuf.wall", "wall time, file output with <buffer> @type memory", "s"),
     ("cwl.wall", "wall time until every event is accepted, CloudWatch", "s"),
     ("workers.cpu", "CPU seconds, <system> workers 2, file output (all processes)", "s"),
     ("workers.wall", "wall time, workers 2 (both halves written)", "s"),
@@ -255,6 +257,12 @@ def null_conf(run: Path) -> Path:
     return run / "null.conf"
 
 
+def memory_buffer_conf(run: Path) -> Path:
+    text = _sub_once(r"^  <buffer>$", "  <buffer>\n    @type memory", FILE_CONF.read_text(), "<buffer>")
+    (run / "membuf.conf").write_text(text)
+    return run / "membuf.conf"
+
+
 def cwl_conf(run: Path, input_path: Path, port: int) -> Path:
     text = CWL_CONF.read_text()
     text = _sub_once(r"^[ \t]*path .*$", f"  path {input_path}", text, "path")
@@ -311,7 +319,16 @@ class Bench:
         return Path(tempfile.mkdtemp(dir=self.work, prefix="run-"))
 
     def file_burst(self, run: Path) -> dict[str, float]:
-        kawa = Kawa(FILE_CONF, run, file_env(run, self.input))
+        return self._file_burst(run, FILE_CONF, "file")
+
+    def membuf_burst(self, run: Path) -> dict[str, float]:
+        """The file burst with a memory buffer instead of out_file's default file buffer (one chunk
+        file, its fsyncs and its unlink per emit): what the buffer's durability costs."""
+        figures = self._file_burst(run, memory_buffer_conf(run), "membuf")
+        return {"membuf.cpu": figures["membuf.cpu"], "membuf.wall": figures["membuf.wall"]}
+
+    def _file_burst(self, run: Path, conf: Path, key: str) -> dict[str, float]:
+        kawa = Kawa(conf, run, file_env(run, self.input))
         try:
             counter = LineCounter(run / "out")
             wall = wait_for(lambda: counter.count() >= self.kept, kawa, self.timeout, "the file output")
@@ -322,8 +339,8 @@ class Bench:
         cpu = kawa.stop()
         if counter.count() != self.kept:
             raise RuntimeError(f"file output has {counter.count()} lines, expected {self.kept}")
-        return {"file.cpu": cpu, "file.wall": wall, "file.lines_per_cpu_s": self.lines / cpu,
-                "file.peak_rss": hwm}
+        return {f"{key}.cpu": cpu, f"{key}.wall": wall, f"{key}.lines_per_cpu_s": self.lines / cpu,
+                f"{key}.peak_rss": hwm}
 
     def null_burst(self, run: Path) -> dict[str, float]:
         kawa = Kawa(null_conf(run), run, file_env(run, self.input))
@@ -437,6 +454,7 @@ class Bench:
 
 SCENARIOS: dict[str, Callable[[Bench, Path], dict[str, float]]] = {
     "file": Bench.file_burst,
+    "membuf": Bench.membuf_burst,
     "null": Bench.null_burst,
     "cwl": Bench.cwl,
     "steady": lambda b, run: {**b.steady(run, "steady1k", 1000, False)},
@@ -444,7 +462,7 @@ SCENARIOS: dict[str, Callable[[Bench, Path], dict[str, float]]] = {
     "onewrite": lambda b, run: b.steady(run, "onewrite", 1000, True),
     "workers": Bench.workers,
 }
-GROUPS = {"file": ("file",), "null": ("null",), "cwl": ("cwl",), "steady": ("steady", "steady10k", "onewrite"),
+GROUPS = {"file": ("file", "membuf"), "null": ("null",), "cwl": ("cwl",), "steady": ("steady", "steady10k", "onewrite"),
           "workers": ("workers",)}
 
 
@@ -488,6 +506,10 @@ def report(results: dict[str, list[float]], errors: dict[str, str], bench: Bench
         w_cpu, w_wall = statistics.median(results["workers.cpu"]), statistics.median(results["workers.wall"])
         f_cpu, f_wall = statistics.median(results["file.cpu"]), statistics.median(results["file.wall"])
         out.append(f"workers 2 vs 1: CPU x{w_cpu / f_cpu:.2f}, wall x{w_wall / f_wall:.2f}")
+    if results.get("membuf.cpu") and results.get("file.cpu"):
+        m_cpu, m_wall = statistics.median(results["membuf.cpu"]), statistics.median(results["membuf.wall"])
+        f_cpu, f_wall = statistics.median(results["file.cpu"]), statistics.median(results["file.wall"])
+        out.append(f"memory buffer vs out_file's default file buffer: CPU x{m_cpu / f_cpu:.2f}, wall x{m_wall / f_wall:.2f}")
     for key in ("steady1k", "steady10k", "onewrite"):
         if results.get(f"{key}.rate"):
             lags = results[f"{key}.catch_up"]
