@@ -9,11 +9,11 @@ and cutting the one across it. Fluent Bit keeps an offset marker for this; kawa 
 One line per file: `%016x inode \\t %016x offset \\t %08x crc32 \\t key \\n`, the key being the path
 of a followed file, or `rotated <dev>:<inode>` (hex) for a rotated one being drained: a start resumes
 those from `.kawa-rotated` by inode, and an inode freed and reused meanwhile names another file,
-which the mark tells apart. It is rewritten whole
-(temp file + rename) every MARK_INTERVAL seconds while files are read, at stop, and when a file is
-truncated while read; a file read past 0 that has no mark yet gets one within NEW_MARK_DELAY, so a
-kill -9 soon after a file appears leaves it checked too. A mark older than the pos_file's offset still checks the bytes before its own
-offset; a missing or unreadable file means no check (Fluentd's behaviour).
+which the mark tells apart. It is rewritten whole (temp file + rename) every MARK_INTERVAL seconds
+while files are read, at stop, and when a file is truncated while read; a file read past 0 that has
+no mark yet gets one within NEW_MARK_DELAY, so a kill -9 soon after a file appears leaves it checked
+too. A mark older than the pos_file's offset still checks the bytes before its own offset; a missing
+or unreadable file means no check (Fluentd's behaviour).
 """
 
 from __future__ import annotations
