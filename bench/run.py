@@ -324,8 +324,7 @@ class Bench:
     def membuf_burst(self, run: Path) -> dict[str, float]:
         """The file burst with a memory buffer instead of out_file's default file buffer (one chunk
         file, its fsyncs and its unlink per emit): what the buffer's durability costs."""
-        figures = self._file_burst(run, memory_buffer_conf(run), "membuf")
-        return {"membuf.cpu": figures["membuf.cpu"], "membuf.wall": figures["membuf.wall"]}
+        return self._file_burst(run, memory_buffer_conf(run), "membuf")
 
     def _file_burst(self, run: Path, conf: Path, key: str) -> dict[str, float]:
         kawa = Kawa(conf, run, file_env(run, self.input))

@@ -231,10 +231,7 @@ class TailInput(Input):
         followed = [(f.path, f.path, f.ino, f.pe.pos, f.fd) for f in self.scheduler.tails.values()]
         draining = [(rotated_key(f.dev, f.ino), getattr(f.pe, "current", None) or f.open_path or f.path,
                      f.ino, f.pe.pos, f.fd) for f in self.scheduler.draining]
-        if missing_only:
-            self.marks.add_missing(followed + draining)
-        else:
-            self.marks.save(followed + draining)
+        self.marks.save(followed + draining, missing_only=missing_only)
 
     def rewritten_while_stopped(self, path: str, st: os.stat_result, *, rotated: bool = False) -> bool:
         """The file at `path` no longer holds what was read up to its saved position (offset_marks);

@@ -94,32 +94,26 @@ class OffsetMarks:
         crc = _checksum_at(path, ino, mark.pos, None)
         return crc is not None and crc != mark.crc
 
-    def save(self, positions: Iterable[tuple[str, str, int, int, int | None]]) -> None:
+    def save(self, positions: Iterable[tuple[str, str, int, int, int | None]], *,
+             missing_only: bool = False) -> None:
         """Rewrite the file from (key, path, inode, offset, open descriptor or None) of the files
-        followed now. A file that cannot be read keeps its old mark when the inode is the same."""
+        followed now. A file that cannot be read keeps its old mark when the inode is the same.
+        `missing_only`: a file that has a mark of the same inode keeps it unread, so the file is
+        written only when some file gets its first mark (or is no longer followed)."""
         marks: dict[str, Mark] = {}
         for key, path, ino, pos, fd in positions:
+            old = self.marks.get(key)
+            kept = old if old is not None and old.ino == ino else None
+            if missing_only and kept is not None:
+                marks[key] = kept
+                continue
             crc = _checksum_at(path, ino, pos, fd) if pos > 0 else None
             if crc is not None:
                 marks[key] = Mark(ino, pos, crc)
-            elif key in self.marks and self.marks[key].ino == ino:
-                marks[key] = self.marks[key]
+            elif kept is not None:
+                marks[key] = kept
         if marks != self.marks:
             self.marks = marks
-            self._write()
-
-    def add_missing(self, positions: Iterable[tuple[str, str, int, int, int | None]]) -> None:
-        """Like save(), for the files that have no mark yet (or a mark of another inode) only: the
-        others keep theirs, so this writes nothing unless a file gets its first mark."""
-        added = False
-        for key, path, ino, pos, fd in positions:
-            mark = self.marks.get(key)
-            if pos > 0 and (mark is None or mark.ino != ino):
-                crc = _checksum_at(path, ino, pos, fd)
-                if crc is not None:
-                    self.marks[key] = Mark(ino, pos, crc)
-                    added = True
-        if added:
             self._write()
 
     def forget(self, path: str) -> None:
