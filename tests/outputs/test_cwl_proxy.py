@@ -4,6 +4,7 @@ rejectedLogEventsInfo, fault injection, counters, and events read back with boto
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from typing import Any, Callable
@@ -50,6 +51,14 @@ def messages(endpoint: str, group: str, stream: str = "s") -> list[str]:
 def test_moto_is_a_separate_process(moto_server: MotoServer) -> None:
     assert moto_server._proc is not None and moto_server._proc.pid > 0
     assert moto_server.endpoint.startswith("http://127.0.0.1:")
+
+
+def test_a_stopped_moto_leaves_no_log_file() -> None:
+    server = MotoServer().start()
+    log_name = server._log.name
+    assert os.path.exists(log_name)
+    server.stop()
+    assert not os.path.exists(log_name)       # a test run starts dozens: they must not pile up in /tmp
 
 
 def test_accepted_events_read_back(logs: Any, make_stream: Callable[..., tuple[str, str]],

@@ -13,6 +13,7 @@ The proxy enforces the PutLogEvents rules moto skips, computes rejectedLogEvents
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -159,9 +160,11 @@ class MotoServer:
                 _wait_http(self.host, port, time.monotonic() + self.startup_timeout, self._proc)
                 return self
             except (RuntimeError, TimeoutError):
-                self.stop()
-                if fixed or attempt == 2:
-                    raise RuntimeError(f"moto server did not start; log: {self._log.name}") from None
+                last_try = fixed or attempt == 2
+                log_name = self._log.name
+                self.stop(keep_log=last_try)     # the error below names the log: keep it to read
+                if last_try:
+                    raise RuntimeError(f"moto server did not start; log: {log_name}") from None
                 self.port = None   # port race: try another one
         raise AssertionError("unreachable")
 
@@ -172,7 +175,8 @@ class MotoServer:
         conn.getresponse().read()
         conn.close()
 
-    def stop(self) -> None:
+    def stop(self, keep_log: bool = False) -> None:
+        """Stop moto and delete its log (each test run starts dozens of servers; `keep_log` leaves it)."""
         proc, self._proc = self._proc, None
         if proc is not None and proc.poll() is None:
             proc.terminate()
@@ -181,8 +185,12 @@ class MotoServer:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(5)
-        if self._log is not None:
-            self._log.close()
+        log, self._log = self._log, None
+        if log is not None:
+            log.close()
+            if not keep_log:
+                with contextlib.suppress(OSError):
+                    os.unlink(log.name)
 
     def __enter__(self) -> MotoServer:
         return self.start() if self._proc is None else self
