@@ -13,7 +13,7 @@ import re
 import pytest
 
 from kawa.plugins.parsers._possessive import possessive_variant
-from kawa.plugins.parsers.regexp import _parse_whole_batch, optional_groups, parse_each
+from kawa.plugins.parsers.regexp import _parse_whole_batch, optional_groups, parse_each, unset_witnesses
 from kawa.rubyregex import compile_ruby_regexp
 from kawa.testing import nginx_log
 from kawa.testing.drivers import ParserDriver
@@ -139,6 +139,49 @@ def test_optional_groups_are_those_a_match_may_leave_unset(source: str, optional
     assert optional_groups(pattern) == optional
 
 
+WITNESS_CASES = [
+    (SEED, ("path", "referer")),                         # referer, agent, forwarder: one optional part
+    (r"(?P<a>x)(?P<b>y)?", ("b",)),
+    (r"(?P<a>x)|(?P<b>y)", ("a", "b")),                  # each alternative is a part of its own
+    (r"(?:(?P<a>x)(?P<b>y))?(?P<c>z)", ("a",)),
+    (r"(?:(?P<a>x)(?:(?P<b>y))?)?", ("a", "b")),         # a part inside a part
+    (r"(?P<a>x(?P<b>y)?)?(?P<c>q)?", ("a", "b", "c")),
+    (r"(?:(?P<a>x)|(?P<b>y)(?P<c>z))+", ("a", "b")),
+    (r"(?:(?P<a>x)(?P<b>y)+)*", ("a",)),                 # b repeats at least once whenever a matched
+    (r"(?=(?P<a>x))(?P<b>.)", ("a",)),
+    (r"(?P<a>x)?(?(a)(?P<b>y)(?P<c>y)|(?P<d>z))", ("a", "b", "d")),
+    (r"(?>(?P<a>x))(?P=a)(?i:(?P<b>q))", ()),
+]
+
+
+@pytest.mark.parametrize("source,witnesses", WITNESS_CASES)
+def test_unset_witnesses_are_one_group_per_optional_part(source: str, witnesses: tuple[str, ...]) -> None:
+    pattern = re.compile(source.replace("(?<", "(?P<"))
+    assert unset_witnesses(pattern) == witnesses
+
+
+@pytest.mark.parametrize("source", [source for source, _ in WITNESS_CASES])
+def test_a_match_leaves_a_group_unset_exactly_when_it_leaves_a_witness_unset(source: str) -> None:
+    # Every string of up to 5 letters from the patterns' alphabet, at every start position, plus
+    # the access log lines: the witnesses alone must tell whether groupdict holds a None.
+    import itertools
+
+    pattern = re.compile(source.replace("(?<", "(?P<"))
+    witnesses = unset_witnesses(pattern)
+    assert witnesses is not None
+    texts = [*TEXTS, *("".join(p) for n in range(6) for p in itertools.product("xyzq ", repeat=n))]
+    checked = 0
+    for text in texts:
+        for start in range(len(text) + 1):
+            m = pattern.match(text, start)
+            if m is None:
+                continue
+            checked += 1
+            any_unset = None in m.groupdict().values()
+            assert any_unset == any(m.group(w) is None for w in witnesses), (source, text, start)
+    assert checked > 20
+
+
 def test_unset_groups_are_left_out_and_empty_values_kept_with_or_without_the_analysis() -> None:
     texts = ['1.2.3.4 - - [10/Oct/2020:13:55:36 +0000] "GET" 200 5',                  # path unset
              '1.2.3.4  - [10/Oct/2020:13:55:36 +0000] "GET / HTTP/1.1" 200 5 "" "" ""',  # host empty
@@ -153,7 +196,9 @@ def test_unset_groups_are_left_out_and_empty_values_kept_with_or_without_the_ana
     analysed = _parser()
     assert analysed.optional_groups == ("path", "referer", "agent", "forwarder")
     unknown = _parser()
+    assert analysed.unset_witnesses == ("path", "referer")
     unknown.optional_groups = None              # what a pattern the analysis does not know gets
+    unknown.unset_witnesses = None
     for parser in (analysed, unknown):
         events, failures = parser.parse_batch(texts)
         assert not failures
