@@ -94,12 +94,41 @@ def _parser(extra: str = "", source: str = SEED) -> object:
 def test_whole_batch_path_equals_the_per_line_loop(extra: str, source: str) -> None:
     parser = _parser(extra, source)
     texts = [*nginx_log.lines(300, seed=5), '1.2.3.4 - - [10/Oct/2020:13:55:36 +0000] "GET" 200 5']
-    loop_events, loop_failures = parse_each(parser, texts, list(map(parser._match, texts)))
+    loop_events, loop_failures = parse_each(parser, texts, list(map(parser._match, texts)), None, parser._time_group)
     assert not loop_failures
     fresh = _parser(extra, source)      # its own records: the loop above may have converted values
-    whole = _parse_whole_batch(fresh, list(map(fresh._match, texts)), None)
+    whole = _parse_whole_batch(fresh, list(map(fresh._match, texts)), None, fresh._time_group)
     assert whole == loop_events
     assert fresh.parse_batch(texts) == (loop_events, [])
+
+
+@pytest.mark.parametrize("extra,unnamed", [("", True), ("keep_time_key true", False),
+                                           ("time_key nothing_named_so", False)])
+def test_the_time_group_is_matched_unnamed_only_when_it_leaves_every_record(extra: str, unnamed: bool) -> None:
+    # The events are those of the pattern as written: groupdict, None left out, the time key popped.
+    parser = _parser(extra)
+    assert (parser._time_group is not None) == unnamed
+    texts = [*nginx_log.lines(50, seed=8), '1.2.3.4 - - [10/Oct/2020:13:55:36 +0000] "GET" 200 5',
+             '1.2.3.4 - - [] "GET / HTTP/1.1" 200 5']      # an empty time string: a failure, either way
+    key = parser.time_key
+    expected, bad = [], []
+    for text in texts:
+        record = {k: v for k, v in parser.expression.match(text).groupdict().items() if v is not None}
+        source = record[key] if parser.keep_time_key else record.pop(key, None)
+        try:
+            time = parser.time_parser.parse(source) if source is not None else None
+        except parser._time_error:
+            bad.append(text)
+            continue
+        expected.append((time, record))
+    events, failures = parser.parse_batch(texts)
+    assert events == expected
+    assert [f.text for f in failures] == bad == (texts[-1:] if key != "nothing_named_so" else [])
+
+
+def test_an_optional_time_group_stays_named() -> None:
+    parser = _parser(source=r'^(?<remote>[^ ]*)(?: \[(?<time>[^\]]*)\])?')
+    assert parser._time_group is None
 
 
 @pytest.mark.parametrize("bad", [
@@ -109,7 +138,7 @@ def test_whole_batch_path_equals_the_per_line_loop(extra: str, source: str) -> N
 def test_whole_batch_path_leaves_failing_batches_to_the_loop(bad: str) -> None:
     parser = _parser()
     texts = [*nginx_log.lines(20, seed=6), bad, *nginx_log.lines(5, seed=7)]
-    assert _parse_whole_batch(parser, list(map(parser._match, texts)), None) is None
+    assert _parse_whole_batch(parser, list(map(parser._match, texts)), None, parser._time_group) is None
     events, failures = parser.parse_batch(texts)
     assert [f.text for f in failures] == [bad]
     assert len(events) == 25
@@ -118,7 +147,7 @@ def test_whole_batch_path_leaves_failing_batches_to_the_loop(bad: str) -> None:
 def test_whole_batch_path_leaves_mixed_time_presence_to_the_loop() -> None:
     parser = _parser(source=r'^(?<remote>[^ ]*)(?: \[(?<time>[^\]]*)\])?')
     texts = ["1.1.1.1 [10/Oct/2020:13:55:36 +0000]", "2.2.2.2"]
-    assert _parse_whole_batch(parser, list(map(parser._match, texts)), None) is None
+    assert _parse_whole_batch(parser, list(map(parser._match, texts)), None, parser._time_group) is None
     events, failures = parser.parse_batch(texts)
     assert not failures
     assert events[0][0] is not None and events[1] == (None, {"remote": "2.2.2.2"})
@@ -203,4 +232,4 @@ def test_unset_groups_are_left_out_and_empty_values_kept_with_or_without_the_ana
         events, failures = parser.parse_batch(texts)
         assert not failures
         assert [record for _, record in events] == expected
-        assert _parse_whole_batch(parser, list(map(parser._match, texts)), None) == events
+        assert _parse_whole_batch(parser, list(map(parser._match, texts)), None, parser._time_group) == events

@@ -28,21 +28,27 @@ except ImportError:     # pragma: no cover - another Python: match with the patt
     _sre_parser = None
 
 
-def possessive_variant(pattern: re.Pattern[str]) -> tuple[re.Pattern[str], int]:
+def possessive_variant(pattern: re.Pattern[str], unnamed: str | None = None) -> tuple[re.Pattern[str], int]:
     """(`pattern` with every provably useless backtracking repeat made possessive, how many were).
 
+    `unnamed`: a named group to match as an unnamed one (same number): groupdict then leaves it
+    out, and its value is taken by number (the regexp parser's time group: a record that never
+    holds it costs one dict entry less, and its dict one resize less, than one it is popped from).
     Returns `pattern` itself, 0 when nothing can be changed (or this Python's `re` differs)."""
     if _sre_parser is None or pattern.flags & re.IGNORECASE or not isinstance(pattern.pattern, str):
         return pattern, 0
     try:
         tree = _sre_parser.parse(pattern.pattern, pattern.flags)
         changed = _possessify(tree, None)
-        if not changed:
+        if unnamed is not None:
+            del tree.state.groupdict[unnamed]
+        elif not changed:
             return pattern, 0
         variant = _sre_compiler.compile(tree, pattern.flags)
     except Exception:   # an internal of `re` we do not know: the pattern as written is always right
         return pattern, 0
-    if variant.groupindex != pattern.groupindex or variant.groups != pattern.groups:
+    expected = {name: index for name, index in pattern.groupindex.items() if name != unnamed}
+    if variant.groupindex != expected or variant.groups != pattern.groups:
         return pattern, 0
     return variant, changed
 

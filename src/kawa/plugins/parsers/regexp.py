@@ -143,14 +143,22 @@ class RegexpParser(BaseParser):
         self.expression = expression
         # matching uses the possessive variant (same matches, less backtracking state); everything
         # else sees `expression` as configured
-        fast, _changed = possessive_variant(expression)     # rewrites a parse of its own
         tree = sre_tree(expression)
+        optional = optional_groups(expression, tree=tree)
+        witnesses = unset_witnesses(expression, tree=tree)
+        # The time group is matched unnamed and read by number when the time leaves the record
+        # anyway, in every match (not optional), on parse_batch's path (a subclass with its own
+        # matching keeps it named).
+        key = self.time_key
+        unnamed = key if (key is not None and not self.keep_time_key and key in expression.groupindex
+                          and optional is not None and key not in optional
+                          and type(self).parse_batch is RegexpParser.parse_batch) else None
+        fast, _changed = possessive_variant(expression, unnamed)     # rewrites a parse of its own
+        self._time_group = expression.groupindex[key] if unnamed is not None and key not in fast.groupindex else None
         self._match = fast_matcher(expression, fast, tree=tree)
         # fast_matcher wraps `match` in a newline check for ^-anchored multiline patterns
         # the groups whose value may be None (None: any group may be), spelled with the very key
         # objects of the records (those of `fast`), so a lookup finds them by identity
-        optional = optional_groups(expression, tree=tree)
-        witnesses = unset_witnesses(expression, tree=tree)
         own_keys = {name: name for name in fast.groupindex}
         self.optional_groups = None if optional is None else tuple(own_keys.get(k, k) for k in optional)
         self.unset_witnesses = None if witnesses is None else tuple(own_keys.get(k, k) for k in witnesses)
@@ -162,7 +170,7 @@ class RegexpParser(BaseParser):
         # (one C-level scan of the batch instead of a Python call per line).
         if self._line_match is not None and "\n" not in "\x00".join(texts):
             match = self._line_match
-        return parse_with(self, match, texts)
+        return parse_with(self, match, texts, time_group=self._time_group)
 
     def parse_into(self, text: str, events: list[ParsedEvent], failures: list[ParseFailure]) -> None:
         got, bad = self.parse_batch((text,))
@@ -171,21 +179,25 @@ class RegexpParser(BaseParser):
 
 
 def parse_with(parser: BaseParser, match: Callable[[str], Any], texts: Sequence[str],
-               fix: Callable[[dict[str, Any]], None] | None = None) -> tuple[list[ParsedEvent], list[ParseFailure]]:
+               fix: Callable[[dict[str, Any]], None] | None = None,
+               time_group: int | None = None) -> tuple[list[ParsedEvent], list[ParseFailure]]:
     """The regexp loop: match -> groupdict (None dropped) -> time (cached per batch) -> types.
 
     `match(text)` returns a match object or None; `fix` adjusts a record (fast-path variants).
+    `time_group`: the number of the (unnamed) group holding the time string, when `match` matches
+    with the time group unnamed (possessive_variant's `unnamed`; never with `fix`).
     Each line is matched once: the per-line loop takes over the same match objects when the
     whole-batch path steps aside."""
     matches = list(map(match, texts))
-    whole = _parse_whole_batch(parser, matches, fix)
+    whole = _parse_whole_batch(parser, matches, fix, time_group)
     if whole is not None:
         return whole, []
-    return parse_each(parser, texts, matches, fix)
+    return parse_each(parser, texts, matches, fix, time_group)
 
 
 def parse_each(parser: BaseParser, texts: Sequence[str], matches: Sequence[Any],
-               fix: Callable[[dict[str, Any]], None] | None = None) -> tuple[list[ParsedEvent], list[ParseFailure]]:
+               fix: Callable[[dict[str, Any]], None] | None = None,
+               time_group: int | None = None) -> tuple[list[ParsedEvent], list[ParseFailure]]:
     """parse_with one line at a time (`matches[i]`: the match of `texts[i]` or None): any batch,
     failures included."""
     events: list[ParsedEvent] = []
@@ -211,8 +223,9 @@ def parse_each(parser: BaseParser, texts: Sequence[str], matches: Sequence[Any],
         if fix is not None:
             fix(record)
         time = None
-        if key is not None and key in record:
-            src = record[key] if keep else record.pop(key)
+        src = m.group(time_group) if time_group is not None else \
+            record.get(key) if keep else record.pop(key, None) if key is not None else None
+        if src is not None:
             time = times.get(src)
             if time is None:
                 try:
@@ -226,8 +239,8 @@ def parse_each(parser: BaseParser, texts: Sequence[str], matches: Sequence[Any],
     return events, failures
 
 
-def _parse_whole_batch(parser: BaseParser, matches: list[Any],
-                       fix: Callable[[dict[str, Any]], None] | None) -> list[ParsedEvent] | None:
+def _parse_whole_batch(parser: BaseParser, matches: list[Any], fix: Callable[[dict[str, Any]], None] | None,
+                       time_group: int | None = None) -> list[ParsedEvent] | None:
     """parse_with's result for a batch where every line matched and every time parses (nearly every
     batch of a healthy log), one step at a time over the whole batch: each step is one `map` run in
     C instead of a Python loop turn per line, about 0.5 µs a line less. None: some line fails, so
@@ -246,12 +259,20 @@ def _parse_whole_batch(parser: BaseParser, matches: list[Any],
     if key is None:
         times: list[Any] = [None] * len(records)
     else:
-        take = dict.get if parser.keep_time_key else dict.pop
-        sources = list(map(take, records, repeat(key), repeat(_MISSING)))
-        if _MISSING in sources:         # (an identity test per item first: a cheap scan)
-            if sources.count(_MISSING) != len(sources):
-                return None             # some records have a time and some not: the loop sorts them
-            times = [None] * len(records)   # the pattern has no time group: no record has a time
+        sources: list[Any] | None
+        if time_group is not None:      # a group every match sets
+            sources = list(map(_GROUP, matches, repeat(time_group)))
+            if not all(sources):        # an empty time string: the loop reports the line
+                return None
+        else:
+            take = dict.get if parser.keep_time_key else dict.pop
+            sources = list(map(take, records, repeat(key), repeat(_MISSING)))
+            if _MISSING in sources:     # (an identity test per item first: a cheap scan)
+                if sources.count(_MISSING) != len(sources):
+                    return None         # some records have a time and some not: the loop sorts them
+                sources = None          # the pattern has no time group: no record has a time
+        if sources is None:
+            times = [None] * len(records)
         else:
             parsed: dict[Any, Any] = {}     # busy logs repeat the same time string many times a batch
             tparse = parser.time_parser.parse
@@ -277,4 +298,5 @@ def _some_falsy(records: list[dict[str, Any]], witnesses: tuple[str, ...] | None
 
 
 _GROUPDICT = re.Match.groupdict
+_GROUP = re.Match.group
 _MISSING = object()
