@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from kawa.errors import ConfigError
+from kawa.errors import BufferOverflowError, ConfigError
 from kawa.testing.drivers import InputDriver
 
 REGEXP = "@type regexp\nexpression /^(?<time>\\S+) (?<message>.*)$/\ntime_format %Y-%m-%dT%H:%M:%SZ"
@@ -247,3 +247,51 @@ def test_modes_follow_appends(tmp_path: Path, extra: str) -> None:
     asyncio.run(scenario())
     assert [r["message"].split()[0] for r in d.records] == [str(i) for i in range(200)] + ["tail"]
     assert pos_entries(pos) == [(str(log), log.stat().st_size, log.stat().st_ino)]
+
+
+@pytest.mark.parametrize("durable", [True, False])
+def test_a_backlog_goes_out_in_fewer_emits_when_each_emit_is_made_durable(tmp_path: Path, durable: bool) -> None:
+    # Group commit: an emit that is stored when it returns (a file buffer fsyncs a chunk per emit)
+    # lets the next emits of a backlog carry several reads; one stored later (a memory buffer)
+    # keeps one read an emit. Lines of ~1 KB: a read (64 KiB blocks until 100 lines) is 128 lines.
+    log, pos = tmp_path / "app.log", tmp_path / "app.pos"
+    lines = [f"{i:05d} " + "x" * 1017 for i in range(2000)]
+    log.write_text("".join(line + "\n" for line in lines))
+    d = driver(log, extra="read_from_head true\nread_lines_limit 100", pos=pos)
+    d.emitter.store_after = None if durable else 0.001
+
+    async def scenario() -> None:
+        async with d.run():
+            await d.wait_for(lambda: len(d.records) == len(lines) and pos_entries(pos)[0][1] == log.stat().st_size)
+    asyncio.run(scenario())
+    assert [r["message"] for r in d.records] == lines            # each line once, in order
+    sizes = d.emitter.sizes
+    if durable:
+        assert sizes[0] == 128                                   # no emit stored yet: one read
+        assert max(sizes) == 3 * 128                             # then up to 400 lines: 3 reads
+        assert len(sizes) < 2000 / 128 / 2
+    else:
+        assert set(sizes) == {128, 2000 % 128}
+
+
+def test_a_refused_group_commit_emit_is_offered_again_whole(tmp_path: Path) -> None:
+    log, pos = tmp_path / "app.log", tmp_path / "app.pos"
+    lines = [f"{i:05d} " + "x" * 1017 for i in range(1000)]
+    log.write_text("".join(line + "\n" for line in lines))
+    d = driver(log, extra="read_from_head true\nread_lines_limit 100", pos=pos)
+    recording = d.emitter.emit
+    calls = []
+
+    async def refuse_the_second(tag: str, events: list) -> None:
+        calls.append(len(events))
+        if len(calls) == 2:           # the first emit of several reads
+            raise BufferOverflowError("buffer space has too many data")
+        await recording(tag, events)
+    d.emitter.emit = refuse_the_second
+
+    async def scenario() -> None:
+        async with d.run():
+            await d.wait_for(lambda: len(d.records) == len(lines) and pos_entries(pos)[0][1] == log.stat().st_size)
+    asyncio.run(scenario())
+    assert [r["message"] for r in d.records] == lines            # nothing lost, nothing twice
+    assert calls[1] == calls[2] == 3 * 128                       # the same events, offered again

@@ -15,6 +15,7 @@ import time as _time
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator, Callable
 
+from kawa import delivery
 from kawa.config import compat
 from kawa.config.element import Element
 from kawa.config.schema import BindContext, PluginSpec
@@ -33,13 +34,22 @@ class RecordingEmitter:
         self.events: list[tuple[str, int, Record]] = []
         self.error_events: list[tuple[str, int, Record, str]] = []
         self.batches = 0
+        self.sizes: list[int] = []                  # events of each emit
         self.refuse: BaseException | None = None    # set to raise from emit (back-pressure tests)
+        # Seconds after which an emit counts as stored (kawa.delivery), as a memory buffer's chunk
+        # is once delivered; None: stored when emit returns, as a file buffer's chunk once fsync'd.
+        self.store_after: float | None = None
 
     async def emit(self, tag: str, events: list[Event]) -> None:
         if self.refuse is not None:
             raise self.refuse
         self.batches += 1
+        self.sizes.append(len(events))
         self.events.extend((tag, t, r) for t, r in events)
+        ticket = delivery.current()
+        if self.store_after is not None and ticket is not None:
+            share = ticket.join()
+            asyncio.get_running_loop().call_later(self.store_after, share.mark_delivered)
 
     def emit_error_event(self, tag: str, time: int, record: Record, error: BaseException | str) -> None:
         self.error_events.append((tag, time, record, str(error)))

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from kawa import delivery
 from kawa.errors import BufferOverflowError
 from kawa.plugins.inputs._tail.position_file import MemoryPositionEntry
-from kawa.plugins.inputs._tail.reader import LineReader
+from kawa.plugins.inputs._tail.reader import LineReader, ReadResult
 
 if TYPE_CHECKING:
     from kawa.plugins.inputs.tail import TailInput
@@ -32,6 +32,14 @@ RETRY_INTERVAL = 1.0
 # (16 MiB: 90 MiB, 8 MiB: 75 MiB) at the same CPU (one 1M-line burst into bench/_fast_cwl.py each).
 MAX_UNSETTLED_BYTES = 4 * 1024 * 1024
 MAX_UNSETTLED = 100_000        # emits; a safety bound on the queue itself
+# Group commit: when an emit is durable by the time it returns (a file buffer: a chunk's .meta and
+# data files created, fsync'd, later written out and unlinked, ~2.5 ms of CPU and ~4 ms of wall a
+# chunk), a file with a backlog goes out in emits of up to this many reads (read_lines_limit lines
+# each) and this many bytes. 1M-line burst, file output: x0.89 CPU and x0.86 wall with 4 reads
+# (bench/ab.py, read_lines_limit 4000 against 1000). The events of one emit are held together: the
+# bounds keep that to a few MiB. Memory buffers (stored only once delivered) keep one read an emit.
+GROUP_COMMIT_READS = 4
+GROUP_COMMIT_BYTES = 1024 * 1024
 
 
 @dataclass
@@ -83,6 +91,7 @@ class Follower:
     unsettled: deque[tuple["asyncio.Future[None] | None", int, "delivery.Ticket | None"]] = field(
         default_factory=deque)
     blocked: bool = False           # not read: too much read and emitted is not yet safe
+    group_commit: bool = False      # the last emit was stored when it returned: see GROUP_COMMIT_READS
 
     # -- descriptor ---------------------------------------------------------------------------
 
@@ -129,7 +138,7 @@ class Follower:
     # -- reading ------------------------------------------------------------------------------
 
     async def pump(self, host: "TailInput", now: float, max_batches: int = 8, *, statted: bool = False) -> bool:
-        """Offer a refused batch again, then read and emit up to `max_batches` batches.
+        """Offer a refused batch again, then read up to `max_batches` batches and emit them.
 
         Returns True when there is more to read right away (the caller comes back soon).
         `statted`: the caller just refreshed `last_size` (a stat), so an unchanged size means nothing
@@ -150,39 +159,67 @@ class Follower:
                 return False
         reader = self.reader
         assert reader is not None
-        for _ in range(max_batches):
-            if self._over_unsettled():
-                if not self.blocked:
-                    # outputs holding these lines until a timer (memory buffer) deliver them now
-                    delivery.hurry(ticket for _gate, _pos, ticket in self.unsettled)
-                self.blocked = True          # _settled() wakes the scheduler for this file
+        reads = 0
+        while reads < max_batches:
+            lines_before = self.counters.lines
+            batch = self._read_batch(host, reader, now)
+            reads += 1
+            if batch is None:
                 return False
-            limit = self._bytes_allowed(host, now)
-            if limit == 0:
-                host.throttled += 1
-                self.counters.throttled += 1
-                return False
-            before = reader.read_offset
-            result = reader.read(host.options.read_lines_limit, limit)
-            self.window_bytes += reader.read_offset - before
-            self._note_partial(reader, now)
-            if result is None:
-                return False
-            self.last_active = now
-            self.counters.skipped_long += result.skipped_long
-            for _i in range(result.skipped_long):
-                host.log.warn(f"received line length is longer than {host.options.max_line_size}")
-            events = host.to_events(self, result.data, result.start_pos, now) if result.data else []
+            events, result = batch
+            size = len(result.data)
+            if self.group_commit:
+                # Group commit: while the file has a backlog, several reads go out as one emit, so
+                # one buffer chunk (its files, fsyncs, write-out and unlinks: ~2.5 ms of CPU each)
+                # carries up to GROUP_COMMIT_READS reads instead of one.
+                per_read = host.options.read_lines_limit
+                while not result.eof and size < GROUP_COMMIT_BYTES and reads < max_batches and \
+                        self.counters.lines - lines_before + per_read <= GROUP_COMMIT_READS * per_read:
+                    more = self._read_batch(host, reader, now)
+                    reads += 1
+                    if more is None:
+                        break
+                    events.extend(more[0])
+                    result = more[1]
+                    size += len(result.data)
             if events:
                 if not await self._emit(host, events, now, result.end_pos):
                     self.pending = Pending(events, result.end_pos)
                     return False
-                host.emit_size += len(result.data)
+                host.emit_size += size
             else:
                 self._commit(host, result.end_pos, None)
             if result.eof:
                 return False
         return True
+
+    def _read_batch(self, host: "TailInput", reader: LineReader, now: float) -> "tuple[list[Any], ReadResult] | None":
+        """Read and parse the next batch (read_lines_limit lines at most): its events (a new list)
+        and the read. None when there is nothing to read now (no complete line, back-pressure,
+        read_bytes_limit_per_second)."""
+        if self._over_unsettled():
+            if not self.blocked:
+                # outputs holding these lines until a timer (memory buffer) deliver them now
+                delivery.hurry(ticket for _gate, _pos, ticket in self.unsettled)
+            self.blocked = True          # _settled() wakes the scheduler for this file
+            return None
+        limit = self._bytes_allowed(host, now)
+        if limit == 0:
+            host.throttled += 1
+            self.counters.throttled += 1
+            return None
+        before = reader.read_offset
+        result = reader.read(host.options.read_lines_limit, limit)
+        self.window_bytes += reader.read_offset - before
+        self._note_partial(reader, now)
+        if result is None:
+            return None
+        self.last_active = now
+        self.counters.skipped_long += result.skipped_long
+        for _i in range(result.skipped_long):
+            host.log.warn(f"received line length is longer than {host.options.max_line_size}")
+        events = host.to_events(self, result.data, result.start_pos, now) if result.data else []
+        return events, result
 
     def _note_partial(self, reader: LineReader, now: float) -> None:
         if not reader.partial:
@@ -249,6 +286,7 @@ class Follower:
         self.counters.emitted += len(events)
         host.emit_records += len(events)
         ticket.seal()
+        self.group_commit = ticket.stored.done()
         self._commit(host, safe, ticket.delivered if host.settle_on_delivered else ticket.stored, ticket)
         return True
 
