@@ -33,7 +33,6 @@ class RecordingEmitter:
     def __init__(self) -> None:
         self.events: list[tuple[str, int, Record]] = []
         self.error_events: list[tuple[str, int, Record, str]] = []
-        self.batches = 0
         self.sizes: list[int] = []                  # events of each emit
         self.refuse: BaseException | None = None    # set to raise from emit (back-pressure tests)
         # Seconds after which an emit counts as stored (kawa.delivery), as a memory buffer's chunk
@@ -43,13 +42,16 @@ class RecordingEmitter:
     async def emit(self, tag: str, events: list[Event]) -> None:
         if self.refuse is not None:
             raise self.refuse
-        self.batches += 1
         self.sizes.append(len(events))
         self.events.extend((tag, t, r) for t, r in events)
         ticket = delivery.current()
         if self.store_after is not None and ticket is not None:
             share = ticket.join()
             asyncio.get_running_loop().call_later(self.store_after, share.mark_delivered)
+
+    @property
+    def batches(self) -> int:
+        return len(self.sizes)
 
     def emit_error_event(self, tag: str, time: int, record: Record, error: BaseException | str) -> None:
         self.error_events.append((tag, time, record, str(error)))

@@ -57,10 +57,7 @@ def optional_groups(pattern: re.Pattern[str], *, tree: Any = None) -> tuple[str,
     group takes part in every match, so the parsers need not look at its value for None.
     None: the pattern holds something this walk does not know (then every group counts as optional).
     `tree`: the pattern's sre_tree when the caller has it."""
-    contexts = _optional_contexts(pattern, tree)
-    if contexts is None:
-        return None
-    return tuple(name for name, index in pattern.groupindex.items() if index in contexts)
+    return _optional_names(pattern, _optional_contexts(pattern, tree))
 
 
 def unset_witnesses(pattern: re.Pattern[str], *, tree: Any = None) -> tuple[str, ...] | None:
@@ -68,7 +65,16 @@ def unset_witnesses(pattern: re.Pattern[str], *, tree: Any = None) -> tuple[str,
     groups of one part (`(?: "(?<referer>..)" "(?<agent>..)")?`) take part in a match together, so
     when the witness of each part is set, no named group is unset. Checking 2 witnesses instead of
     4 optional groups saves ~110 ns a line on the seed's regexp. None: not known (check every value)."""
-    contexts = _optional_contexts(pattern, tree)
+    return _witness_names(pattern, _optional_contexts(pattern, tree))
+
+
+def _optional_names(pattern: re.Pattern[str], contexts: dict[int, int] | None) -> tuple[str, ...] | None:
+    if contexts is None:
+        return None
+    return tuple(name for name, index in pattern.groupindex.items() if index in contexts)
+
+
+def _witness_names(pattern: re.Pattern[str], contexts: dict[int, int] | None) -> tuple[str, ...] | None:
     if contexts is None:
         return None
     witnesses: dict[int, str] = {}
@@ -144,8 +150,9 @@ class RegexpParser(BaseParser):
         # matching uses the possessive variant (same matches, less backtracking state); everything
         # else sees `expression` as configured
         tree = sre_tree(expression)
-        optional = optional_groups(expression, tree=tree)
-        witnesses = unset_witnesses(expression, tree=tree)
+        contexts = _optional_contexts(expression, tree)       # one walk for both analyses
+        optional = _optional_names(expression, contexts)
+        witnesses = _witness_names(expression, contexts)
         # The time group is matched unnamed and read by number when the time leaves the record
         # anyway, in every match (not optional), on parse_batch's path (a subclass with its own
         # matching keeps it named).
@@ -223,8 +230,12 @@ def parse_each(parser: BaseParser, texts: Sequence[str], matches: Sequence[Any],
         if fix is not None:
             fix(record)
         time = None
-        src = m.group(time_group) if time_group is not None else \
-            record.get(key) if keep else record.pop(key, None) if key is not None else None
+        if time_group is not None:
+            src = m.group(time_group)
+        elif key is None:
+            src = None
+        else:
+            src = record.get(key) if keep else record.pop(key, None)
         if src is not None:
             time = times.get(src)
             if time is None:

@@ -195,7 +195,8 @@ class Follower:
         return True
 
     def _read_batch(self, host: "TailInput", reader: LineReader, now: float) -> "tuple[list[Any], ReadResult] | None":
-        """Read and parse the next batch (about read_lines_limit lines): its events and the read. None when there is nothing to read now (no complete line, back-pressure,
+        """Read and parse the next batch (about read_lines_limit lines): its events and the read.
+        None when there is nothing to read now (no complete line, back-pressure,
         read_bytes_limit_per_second)."""
         if self._over_unsettled():
             if not self.blocked:
