@@ -90,14 +90,28 @@ def instructions(src: Path, input_path: Path, kept: int, run: Path, timeout: flo
     return int(summary.group(1)), out_file
 
 
-def top_functions(out_file: Path, count: int) -> str:
-    """callgrind_annotate's self-cost table, first `count` functions."""
-    text = subprocess.run(["callgrind_annotate", str(out_file)], capture_output=True, text=True).stdout
-    rows = [line for line in text.splitlines() if re.match(r"\s*[\d,]+ \(\s*[\d.]+%\)\s+\S", line)
-            and "PROGRAM TOTALS" not in line]
+def self_costs(out_file: Path) -> dict[str, int]:
+    """callgrind_annotate's self cost per function, keyed by a short name ("sre_lib.h:sre_ucs1_match")."""
+    text = subprocess.run(["callgrind_annotate", "--threshold=100", str(out_file)],
+                          capture_output=True, text=True).stdout
+    costs: dict[str, int] = {}
     # "   94,124,468 ( 5.92%)  /build/.../Modules/_sre/sre_lib.h:sre_ucs1_match [libpython3.11.so]"
-    # -> "   94,124,468 ( 5.92%)  sre_lib.h:sre_ucs1_match"
-    return "\n".join(re.sub(r"\S*/", "", re.sub(r" \[[^\]]*\]$", "", row))[:140] for row in rows[:count])
+    for m in re.finditer(r"^\s*([\d,]+) \(\s*[\d.]+%\)\s+(\S.*)$", text, re.M):
+        if "PROGRAM TOTALS" in m.group(2):
+            continue
+        name = re.sub(r"\S*/", "", re.sub(r" \[[^\]]*\]$", "", m.group(2)))[:100]
+        costs[name] = costs.get(name, 0) + int(m.group(1).replace(",", ""))
+    return costs
+
+
+def top_per_line(one_file: Path, many_file: Path, extra_lines: int, count: int) -> str:
+    """The `count` functions that cost the most per input line: the long run's self cost less the
+    1-line run's (start-up and shutdown), divided by the extra lines."""
+    one, many = self_costs(one_file), self_costs(many_file)
+    rows = sorted(((cost - one.get(name, 0)) / extra_lines, name) for name, cost in many.items())
+    rows.reverse()
+    total = sum(cost for cost, _ in rows if cost > 0)
+    return "\n".join(f"{cost:9,.0f} ({100 * cost / total:5.2f}%)  {name}" for cost, name in rows[:count])
 
 
 def main() -> int:
@@ -105,7 +119,7 @@ def main() -> int:
     p.add_argument("--output", choices=sorted(TARGETS), default="file", help="where the pipeline delivers")
     p.add_argument("--lines", type=int, default=30_000, help="lines in the measured input")
     p.add_argument("--src", default=str(REPO / "src"), help="the source tree to run (PYTHONPATH)")
-    p.add_argument("--top", type=int, default=0, help="also print the N costliest functions of the long run")
+    p.add_argument("--top", type=int, default=0, help="also print the N functions that cost the most per line")
     p.add_argument("--timeout", type=float, default=900)
     args = p.parse_args()
     if shutil.which("valgrind") is None:
@@ -123,7 +137,7 @@ def main() -> int:
         many_kept = generate(many, args.lines, seed=1)
         if one_kept != 1:       # the first generated line must not be a /healthcheck (dropped)
             raise RuntimeError("the 1-line input has no line that passes the filter")
-        base, _ = instructions(src, one, one_kept, work / "one", args.timeout, args.output)
+        base, one_file = instructions(src, one, one_kept, work / "one", args.timeout, args.output)
         total, out_file = instructions(src, many, many_kept, work / "many", args.timeout, args.output)
         per_line = (total - base) / (args.lines - 1)
         print(f"source: {src}; output: {args.output}")
@@ -131,8 +145,8 @@ def main() -> int:
         print(f"{args.lines:,} lines ({many_kept:,} written): {total / 1e6:,.1f} M instructions")
         print(f"per input line: {per_line:,.0f} instructions")
         if args.top:
-            print(f"\ncostliest functions of the {args.lines:,}-line run (self cost, start-up included):")
-            print(top_functions(out_file, args.top))
+            print("\ncostliest functions per input line (self cost: the long run's less the 1-line run's):")
+            print(top_per_line(one_file, out_file, args.lines - 1, args.top))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0
