@@ -1,5 +1,6 @@
 """File buffer with flush_mode immediate: each chunk is written once, already queued (.q + .meta, no
-rename, no .tmp), resumes after a restart, and leaves no file behind when the disk is full."""
+rename, no .tmp), resumes after a restart, and leaves no file behind when the disk is full. The
+newest chunks hand the text they were written with to their first read."""
 
 from __future__ import annotations
 
@@ -7,10 +8,13 @@ import asyncio
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from kawa.errors import BufferOverflowError
+from kawa.engine.registry import register
+from kawa.errors import BufferOverflowError, RetryableError
+from kawa.plugins.buffers.file import frame_formatted
 from kawa.testing.drivers import OutputDriver
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -64,3 +68,82 @@ def test_disk_full_leaves_no_chunk_files(tmp_path: Path) -> None:
     asyncio.run(run())
     assert list(buf.iterdir()) == []
     assert not d.instance.buffer.queue
+
+
+class TextOutput(RecordingOutput):
+    """Formats at emit time, as out_file does: its chunks hold text; `texts` gets what each write read."""
+
+    def __init__(self, options: Any, ctx: Any) -> None:
+        super().__init__(options, ctx)
+        self.texts: list[bytes] = []
+
+    def format_events(self, tag: str, events: list[Any]) -> bytes:
+        return b"".join(f"{tag} {r['n']}\n".encode() for _, r in events)
+
+    async def write(self, chunk: Any) -> None:
+        self.calls += 1
+        exc = self.fail(chunk)
+        if exc is not None:
+            raise exc
+        self.texts.append(chunk.read())
+
+
+register("output", "test_recording_text")(TextOutput)
+
+
+def test_a_new_chunk_hands_its_text_to_the_first_read_without_reading_its_file(tmp_path: Path) -> None:
+    buf = tmp_path / "buf"
+    d = OutputDriver("test_recording_text", _conf(buf))
+
+    async def run() -> None:
+        await d.feed_batch("a", [(T0, {"n": 1}), (T0, {"n": 2})])     # not started: stays queued
+        chunk: Any = d.instance.buffer.queue[0]
+        assert chunk.written == b"a 1\na 2\n"
+        # the file changed behind the chunk's back: only a read of the file would see it
+        Path(chunk.path).write_bytes(frame_formatted(b"other\n", 1))
+        assert chunk.read() == b"a 1\na 2\n"
+        assert chunk.written is None                # the first read took it
+        assert chunk.read() == b"other\n"           # later reads read the file
+        await d.instance.buffer.stop()
+
+    asyncio.run(run())
+
+
+def test_a_retried_chunk_reads_its_file(tmp_path: Path) -> None:
+    buf = tmp_path / "buf"
+    d = OutputDriver("test_recording_text", _conf(buf).replace("</buffer>", "retry_wait 0.01\n</buffer>"))
+    d.instance.fail = lambda chunk: RetryableError("not yet") if d.instance.calls == 1 else None
+
+    async def run() -> None:
+        async with d.run():
+            await d.feed_batch("a", [(T0, {"n": 1})])
+            await wait_for(lambda: d.instance.texts != [])
+
+    asyncio.run(run())
+    assert d.instance.calls == 2 and d.instance.texts == [b"a 1\n"]
+    assert list(buf.iterdir()) == []
+
+
+def test_only_the_newest_chunks_keep_their_text_and_within_a_byte_bound(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from kawa.plugins.buffers import file as file_buffer
+
+    buf = tmp_path / "buf"
+    d = OutputDriver("test_recording_text", _conf(buf))
+
+    async def run() -> None:
+        for n in range(4):                          # not started: a queue behind an output that is behind
+            await d.feed_batch("a", [(T0, {"n": n})])
+        queue: Any = d.instance.buffer.queue      # a deque
+        assert [c.written for c in queue] == [None] * (4 - file_buffer.KEEP_WRITTEN_CHUNKS) + \
+            [b"a 2\n", b"a 3\n"][-file_buffer.KEEP_WRITTEN_CHUNKS:]
+        assert [c.read() for c in queue] == [b"a 0\n", b"a 1\n", b"a 2\n", b"a 3\n"]   # from files or memory
+        monkeypatch.setattr(file_buffer, "KEEP_WRITTEN_BYTES", 10)
+        await d.feed_batch("a", [(T0, {"n": 10}), (T0, {"n": 11})])     # 10 bytes: kept
+        await d.feed_batch("a", [(T0, {"n": 12})])                       # 15 together: the older one reads its file
+        assert [c.written for c in list(queue)[-2:]] == [None, b"a 12\n"]
+        await d.feed_batch("a", [(T0, {"n": n}) for n in range(100, 103)])   # 18 bytes alone: not kept
+        assert [c.written for c in list(queue)[-2:]] == [b"a 12\n", None]
+        await d.instance.buffer.stop()
+
+    asyncio.run(run())

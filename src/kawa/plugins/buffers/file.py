@@ -33,12 +33,32 @@ META_HEADER = b"\xc1\x00"
 _CHUNK_NAME = re.compile(r"\.(b|q)([0-9a-f]+)\.[^/]*$")
 
 Opener = Callable[[str, int, int], int]
+# A chunk of flush_mode immediate is read again within milliseconds, when its output writes it: its
+# text stays in memory until that first read, instead of being read back from the file and unpacked
+# from its frame (three copies of the chunk, each into freshly faulted memory). Only the newest
+# chunks keep theirs, within a byte bound, so a queue behind a slow or failing output does not hold
+# its data twice; every other read (a retry, an older chunk) reads the file.
+KEEP_WRITTEN_CHUNKS = 2
+KEEP_WRITTEN_BYTES = 4 * 1024 * 1024
 
 
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view):]
+
+
+def _write_pieces(fd: int, pieces: tuple[bytes, ...]) -> None:
+    """`_write_all` of the pieces joined, without joining them: one writev (a formatted batch is
+    written with its frame header in front, not copied behind it), the rest after a short write."""
+    written = os.writev(fd, pieces)
+    total = sum(map(len, pieces))
+    if written < total:
+        _write_all(fd, b"".join(pieces)[written:])
+
+
+def _size(pieces: tuple[bytes, ...]) -> int:
+    return sum(map(len, pieces))
 
 
 def _without(entries: dict[str, Any], key: str) -> dict[str, Any] | None:
@@ -48,10 +68,13 @@ def _without(entries: dict[str, Any], key: str) -> dict[str, Any] | None:
 
 
 def frame_formatted(data: bytes, records: int) -> bytes:
-    """A formatted batch as stored in a file chunk: `[records, bytes]`, so recovery can count records.
+    """A formatted batch as stored in a file chunk: `[records, bytes]`, so recovery can count records."""
+    return frame_head(data, records) + data
 
-    The msgpack bytes of that list, with the headers built here: packb would copy the batch (a few
-    hundred KiB) into its growing buffer several times over, then once more into the result."""
+
+def frame_head(data: bytes, records: int) -> bytes:
+    """The bytes of frame_formatted before `data`: the msgpack headers, built here because packb
+    would copy the batch (a few hundred KiB) into its growing buffer several times over."""
     size = len(data)
     if size < 0x100:
         head = b"\xc4" + size.to_bytes(1, "big")
@@ -59,7 +82,7 @@ def frame_formatted(data: bytes, records: int) -> bytes:
         head = b"\xc5" + size.to_bytes(2, "big")
     else:
         head = b"\xc6" + size.to_bytes(4, "big")   # bin 32 (a chunk is far below 4 GiB)
-    return b"".join((b"\x92", msgpack.packb(records), head, data))
+    return b"\x92" + msgpack.packb(records) + head
 
 
 class FileChunk(Chunk):
@@ -74,6 +97,7 @@ class FileChunk(Chunk):
     # commit (Buffer.sync) leaves a record of which bytes the input will read again; resume drops them.
     pending: dict[str, list[int]] | None = None
     meta_unsynced = False       # .meta written (write_queued, a commit) and not fsync'd yet (sync does it)
+    written: bytes | None = None  # the text write_queued wrote, until the first read (KEEP_WRITTEN_CHUNKS)
 
     def __init__(self, unique_id: bytes, metadata: Metadata, formatted: bool, created_at: int,
                  path: str, opener: Opener, compressed: bool = False) -> None:
@@ -112,7 +136,7 @@ class FileChunk(Chunk):
         self.state = "queued"
         frame = self._frame(data, records)
         if checkpoint is not None:
-            self.pending = {checkpoint[0]: [checkpoint[1], 0, len(frame)]}
+            self.pending = {checkpoint[0]: [checkpoint[1], 0, _size(frame)]}
         try:
             fd = self._open(self.meta_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             try:
@@ -137,15 +161,17 @@ class FileChunk(Chunk):
             os.close(fd)
         os.replace(tmp, self.meta_path)   # atomic: a crash leaves the old or the new meta, never half
 
-    def _frame(self, data: bytes, records: int) -> bytes:
-        return frame_formatted(data, records) if self.formatted and not self.compressed else data
+    def _frame(self, data: bytes, records: int) -> tuple[bytes, ...]:
+        """What one append writes, in pieces: a formatted batch behind its frame header
+        (frame_formatted), else `data` as given (msgpack frames, or a gzip member of them)."""
+        return (frame_head(data, records), data) if self.formatted and not self.compressed else (data,)
 
     def _append(self, data: bytes, records: int, checkpoint: tuple[str, int] | None) -> None:
         frame = self._frame(data, records)
         if checkpoint is not None:
             key, offset = checkpoint
             before = self.pending
-            self.pending = {**(before or {}), key: [offset, self.file_size, self.file_size + len(frame)]}
+            self.pending = {**(before or {}), key: [offset, self.file_size, self.file_size + _size(frame)]}
             self.write_meta()
             try:
                 self._write_frame(frame)
@@ -181,11 +207,11 @@ class FileChunk(Chunk):
         self.checkpoints = _without(self.checkpoints, key)
         return True
 
-    def _write_frame(self, frame: bytes) -> None:
+    def _write_frame(self, frame: tuple[bytes, ...]) -> None:
         if self._fd is None:
             self._fd = self._open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         try:
-            _write_all(self._fd, frame)
+            _write_pieces(self._fd, frame)
         except OSError:
             # ENOSPC/EIO mid-frame: cut the partial frame so the chunk stays readable, then re-raise
             try:
@@ -193,13 +219,14 @@ class FileChunk(Chunk):
             except OSError:
                 pass
             raise
-        self.file_size += len(frame)
+        self.file_size += _size(frame)
 
     def _data_mark(self) -> tuple[int, dict[str, list[int]] | None, dict[str, int] | None]:
         return self.file_size, self.pending, self.checkpoints
 
     def _rollback(self, data_mark: tuple[int, dict[str, list[int]] | None, dict[str, int] | None]) -> None:
         size, pending, checkpoints = data_mark
+        self.written = None
         if checkpoints != self.checkpoints:
             # An emit committed since the mark (Buffer.sync failed after its commit): the .meta goes
             # back first. Data cut under a .meta that still commits it would let a restart skip lines
@@ -231,6 +258,10 @@ class FileChunk(Chunk):
         self.meta_unsynced = True       # the next Buffer.sync makes it durable
 
     def _raw(self) -> bytes:
+        written = self.written
+        if written is not None:
+            self.written = None
+            return written
         with open(self.path, "rb") as f:
             data = f.read()
         if self.compressed:
@@ -275,6 +306,7 @@ class FileChunk(Chunk):
 
     def purge(self) -> None:
         super().purge()
+        self.written = None
         self.close()
         for p in (self.path, self.meta_path):
             try:
@@ -329,6 +361,7 @@ class FileBuffer(Buffer):
         self.symlink_hook: Callable[[Chunk], None] | None = None
         self._latest_timekey = -1
         self.recovered_lost_bytes = 0
+        self._kept: list[FileChunk] = []       # chunks holding the text they were written with
 
     def configure(self, settings: Any, *, formatted: bool, owner: Any = None) -> None:
         super().configure(settings, formatted=formatted, owner=owner)
@@ -398,8 +431,21 @@ class FileBuffer(Buffer):
         except FileNotFoundError:   # the directory is made on the first chunk (and again if removed)
             os.makedirs(os.path.dirname(self.pattern), exist_ok=True)
             chunk.write_queued(data, records, checkpoint)
+        if self.formatted and not self.compress and type(data) is bytes:
+            self._keep_written(chunk, data)
         self._symlink(chunk)
         return chunk
+
+    def _keep_written(self, chunk: FileChunk, data: bytes) -> None:
+        """Let `chunk` hand `data` to its first read; older chunks beyond the bounds read their file."""
+        if len(data) > KEEP_WRITTEN_BYTES:
+            return
+        chunk.written = data
+        kept = [c for c in self._kept if c.written is not None]
+        kept.append(chunk)
+        while len(kept) > KEEP_WRITTEN_CHUNKS or sum(len(c.written or b"") for c in kept) > KEEP_WRITTEN_BYTES:
+            kept.pop(0).written = None
+        self._kept = kept
 
     async def start(self) -> None:
         await super().start()
