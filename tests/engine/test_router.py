@@ -9,7 +9,7 @@ from typing import Any
 
 from kawa.engine.match import TagPattern
 from kawa.engine.router import ERROR_LABEL, ROOT_LABEL, Router
-from kawa.event import Event
+from kawa.event import Event, StrValueEvents
 from kawa.log import LogSink, Logger
 
 T0 = 1_562_746_814_785_411_989     # 2019-07-10 08:20:14.785411989 UTC
@@ -149,3 +149,35 @@ def test_error_event_goes_to_error_label_with_a_notice() -> None:
     text = out.getvalue()
     assert "send an error event to @ERROR: error_class=RuntimeError error=\"broken\"" in text
     assert "dump an error event" not in text and '"k"' not in text
+
+
+class Select:
+    """A filter that only selects events (as grep): keeps the list type it was given."""
+
+    keeps_str_values = True
+
+    def filter_batch(self, tag: str, events: list[Event]) -> list[Event]:
+        return type(events)(e for e in events if not e[1].get("drop"))
+
+
+def test_a_str_value_events_reaches_the_output_only_through_filters_that_keep_records() -> None:
+    def emitted(*filters: Any) -> list:
+        router, _ = _router()
+        sink = Sink()
+        for f in filters:
+            _add(router, ROOT_LABEL, "**", f, True)
+        _add(router, ROOT_LABEL, "**", sink, False)
+        asyncio.run(router.emit(ROOT_LABEL, "app", StrValueEvents([(T0, {"n": "1"}), (T0, {"drop": "x"})])))
+        return sink.got[0][1]
+
+    assert type(emitted()) is StrValueEvents
+    assert type(emitted(Select())) is StrValueEvents
+    after_mark = emitted(Select(), Mark("m"))     # Mark adds a list value: the promise is gone
+    assert type(after_mark) is list and after_mark == [(T0, {"n": "1", "seen": ["m"]})]
+
+    class InPlace(Mark):
+        def filter_batch(self, tag: str, events: list[Event]) -> list[Event]:
+            for _t, record in events:
+                record["n"] = 1                     # changes records, returns the same list
+            return events
+    assert type(emitted(InPlace("i"))) is list

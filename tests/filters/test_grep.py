@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from kawa.errors import ConfigError
+from kawa.event import StrValueEvents
 from kawa.testing.drivers import FilterDriver
 
 CASE_CONF = Path(__file__).resolve().parents[2] / ".." / "shared" / "golden"
@@ -62,6 +63,15 @@ def test_deprecated_exclude1_reference_pipeline() -> None:
               (3, {"code": 200}), (4, {"path": "/healthcheck?full=1"}), (5, {"path": 42})]
     d.feed_batch("nginx.access", events)
     assert [t for _, t, _ in d.filtered_events] == [2, 3, 5]
+
+
+def test_grep_passes_a_str_value_events_on_as_one() -> None:
+    d = FilterDriver("grep", "exclude1 path /healthcheck")
+    events = StrValueEvents([(1, {"path": "/healthcheck"}), (2, {"path": "/api"})])
+    kept = d.instance.filter_batch("nginx.access", events)
+    assert type(kept) is StrValueEvents and kept == [(2, {"path": "/api"})]
+    assert d.instance.keeps_str_values
+    assert type(d.instance.filter_batch("nginx.access", [(2, {"path": "/api"})])) is list
 
 
 def test_deprecated_regexp_n_is_a_raw_pattern_and_ands_with_sections() -> None:

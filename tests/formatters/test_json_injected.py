@@ -111,3 +111,34 @@ def test_each_record_gets_the_tail_of_its_own_time(records: list, times: tuple, 
     assert out is not None
     formatter = FormatterDriver("json").instance
     assert out == _reference(formatter, "app", events, injector)
+
+
+class _NoSearch:
+    """Stands in for the json formatter's number search: fails the test when it runs."""
+
+    def search(self, data: bytes) -> None:
+        raise AssertionError("searched a batch of str values for numbers")
+
+
+# (no injected key: a record holding one takes the copying path, where each record is searched)
+_STR_RECORDS = st.dictionaries((_KEYS | st.text(max_size=6)).filter(lambda k: k not in ("time", "tag", "host", "worker")),
+                               st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=12)
+                               | st.sampled_from(['1e+16', '-0.0', ':1', '":1', "0.00001"]), min_size=1, max_size=6)
+
+
+@pytest.mark.parametrize("inject_settings", [STANDARD, INJECTORS[1], INJECTORS[3]])
+@settings(max_examples=100, deadline=None)
+@given(batch=st.lists(st.tuples(_TIMES, _STR_RECORDS), min_size=1, max_size=8))
+def test_str_value_events_give_the_same_bytes_without_the_number_search(inject_settings: dict, batch: list) -> None:
+    from unittest import mock
+
+    from kawa.event import StrValueEvents
+    from kawa.plugins.formatters import json as json_formatter
+
+    formatter = FormatterDriver("json").instance
+    injector = _injector(**inject_settings)
+    expected = _reference(formatter, "app", batch, injector)
+    with mock.patch.object(json_formatter, "_NON_STRING_VALUE", _NoSearch()):
+        assert formatter.format_batch_injected("app", StrValueEvents(batch), injector) == expected
+        with pytest.raises(AssertionError, match="searched"):      # a plain list is still searched
+            formatter._spliced("app", [(T, {"a": "b"})], injector)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from kawa.errors import BufferOverflowError, ConfigError
+from kawa.event import StrValueEvents
 from kawa.testing.drivers import InputDriver
 
 REGEXP = "@type regexp\nexpression /^(?<time>\\S+) (?<message>.*)$/\ntime_format %Y-%m-%dT%H:%M:%SZ"
@@ -295,3 +296,28 @@ def test_a_refused_group_commit_emit_is_offered_again_whole(tmp_path: Path) -> N
     asyncio.run(scenario())
     assert [r["message"] for r in d.records] == lines            # nothing lost, nothing twice
     assert calls[1] == calls[2] == 3 * 128                       # the same events, offered again
+
+
+def test_a_group_commit_emit_of_regexp_parsed_reads_still_promises_str_values(tmp_path: Path) -> None:
+    # the regexp parser's batches are StrValueEvents (the json formatter then skips its number
+    # search); the reads that group commit joins into one emit must stay one
+    log, pos = tmp_path / "app.log", tmp_path / "app.pos"
+    lines = [f"{i:05d} " + "x" * 1017 for i in range(1000)]
+    log.write_text("".join(line + "\n" for line in lines))
+    d = driver(log, parse="@type regexp\nexpression /^(?<n>\\d+) (?<x>x+)$/", pos=pos,
+               extra="read_from_head true\nread_lines_limit 100")
+    recording = d.emitter.emit
+    kinds = []
+
+    async def note_type(tag: str, events: list) -> None:
+        kinds.append((type(events), len(events)))
+        await recording(tag, events)
+    d.emitter.emit = note_type
+
+    async def scenario() -> None:
+        async with d.run():
+            await d.wait_for(lambda: len(d.records) == len(lines))
+    asyncio.run(scenario())
+    assert [r["n"] for r in d.records] == [f"{i:05d}" for i in range(1000)]
+    assert max(n for _, n in kinds) == 3 * 128                   # reads were joined
+    assert {kind for kind, _ in kinds} == {StrValueEvents}

@@ -12,6 +12,7 @@ import re
 
 import pytest
 
+from kawa.event import StrValueEvents
 from kawa.plugins.parsers._possessive import possessive_variant
 from kawa.plugins.parsers.regexp import _parse_whole_batch, optional_groups, parse_each, unset_witnesses
 from kawa.rubyregex import compile_ruby_regexp
@@ -100,6 +101,17 @@ def test_whole_batch_path_equals_the_per_line_loop(extra: str, source: str) -> N
     whole = _parse_whole_batch(fresh, list(map(fresh._match, texts)), None, fresh._time_group)
     assert whole == loop_events
     assert fresh.parse_batch(texts) == (loop_events, [])
+    # a batch of named groups only (no type conversion) promises str values, and keeps it
+    converted = "types" in extra or "null_value" in extra
+    assert (type(whole) is StrValueEvents) is not converted
+    if not converted:
+        assert all(type(v) is str for _, record in whole for v in record.values())
+
+
+def test_a_batch_with_a_failure_is_a_plain_list() -> None:
+    parser = _parser()
+    events, failures = parser.parse_batch([*nginx_log.lines(5, seed=2), "not an access log line"])
+    assert len(events) == 5 and len(failures) == 1 and type(events) is list
 
 
 @pytest.mark.parametrize("extra,unnamed", [("", True), ("keep_time_key true", False),

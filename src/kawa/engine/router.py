@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from kawa.engine.match import TagPattern
-from kawa.event import Event, Record
+from kawa.event import Event, Record, StrValueEvents
 from kawa.log import Logger
 
 if TYPE_CHECKING:
@@ -78,6 +78,8 @@ class Router:
             events = filt.filter_batch(tag, events)
             if not events:
                 return
+            if type(events) is StrValueEvents and not getattr(filt, "keeps_str_values", False):
+                events = list(events)       # the filter may have changed a record in place
         self.counters["emitted_records"] += len(events)
         if route.output is None:
             self.counters["unmatched_records"] += len(events)

@@ -119,6 +119,10 @@ class Parser(Plugin):
 class Filter(Plugin):
     """Transforms whole batches; returns the events to pass on. Errors become @ERROR events."""
 
+    # True: filter_batch never changes a record, so a kawa.event.StrValueEvents it passes on keeps
+    # its promise (grep keeps the list type when it selects); after other filters the router drops it
+    keeps_str_values: ClassVar[bool] = False
+
     def filter_batch(self, tag: str, events: list[Event]) -> list[Event]:
         out: list[Event] = []
         append = out.append

@@ -94,6 +94,7 @@ class _Expression:
 @register("filter", "grep")
 class GrepFilter(Filter):
     Options = _grep_options()
+    keeps_str_values = True     # it only selects events
 
     def __init__(self, options: Any, ctx: PluginContext) -> None:
         super().__init__(options, ctx)
@@ -189,7 +190,7 @@ class GrepFilter(Filter):
                 values = map(itemgetter(key), map(_RECORD, events))
                 # str.__contains__ raises TypeError for a value that is not a str, as search does
                 found = map(search, values) if literal is None else map(str.__contains__, values, repeat(literal))
-                return list(compress(events, map(not_, found) if is_exclude else found))
+                return type(events)(compress(events, map(not_, found) if is_exclude else found))
             except (KeyError, TypeError):
                 pass
             to_s = ruby_to_s

@@ -15,7 +15,7 @@ import orjson
 
 from kawa.config.schema import Options, option
 from kawa.engine.registry import register
-from kawa.event import Event, Record
+from kawa.event import Event, Record, StrValueEvents
 from kawa.ruby_values import oj_float, ruby_float_to_s
 from kawa.plugins.base import Formatter
 
@@ -221,9 +221,11 @@ class JsonFormatter(Formatter):
             tail_of = self._time_tails(injector, tag, set(times), head + b"," + orjson.dumps(time_key) + b":",
                                        close, format_time)
             data = b"".join(map(add, bodies, map(tail_of.__getitem__, times)))
-        # Oj spells orjson's output the same unless a number is suspect; with only string values
-        # (most log records) one literal-prefix search shows there is none.
-        if _NON_STRING_VALUE.search(data) is not None and not _no_suspect_numbers(data):
+        # Oj spells orjson's output the same unless a number is suspect: none in records of str
+        # values only, which a StrValueEvents promises; else one literal-prefix search shows there is
+        # none when every value is a string (most log records), or the suspects are looked for.
+        if type(events) is not StrValueEvents and _NON_STRING_VALUE.search(data) is not None \
+                and not _no_suspect_numbers(data):
             return None
         return data
 

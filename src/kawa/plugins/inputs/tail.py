@@ -381,10 +381,13 @@ class TailInput(Input):
         """Missing times, unmatched / invalid / incomplete lines (Fluentd's log lines), path_key."""
         o = self.options
         now = self.ctx.clock()
-        # parsers give None for a missing time (rare): rebuild the tuples only then (a time of 0
-        # takes this path too and is kept)
-        events = [(t if t is not None else now, r) for t, r in parsed] \
-            if not all(map(itemgetter(0), parsed)) else parsed
+        events = parsed
+        if not all(map(itemgetter(0), parsed)):
+            # parsers give None for a missing time (rare): rebuild the tuples only then (a time of 0
+            # takes this path too and is kept); the records, and so the list's type, stay
+            events = type(parsed)((t if t is not None else now, r) for t, r in parsed)
+        if failures and type(events) is not list:
+            events = list(events)       # failures add records: no StrValueEvents promise for them
         for failure in failures:
             if failure.kind == "invalid":
                 follower.counters.invalid += 1

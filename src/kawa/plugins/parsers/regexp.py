@@ -12,6 +12,7 @@ from typing import Any, Callable, Sequence
 from kawa.config.schema import option
 from kawa.engine.registry import register
 from kawa.errors import ConfigError, Problem
+from kawa.event import StrValueEvents
 from kawa.plugins.base import ParseFailure, PluginContext
 from kawa.plugins.parsers._common import NOT_MATCHED, BaseParser, ParsedEvent, ParserOptions
 from kawa.plugins.parsers._possessive import possessive_variant
@@ -190,7 +191,8 @@ def parse_with(parser: BaseParser, match: Callable[[str], Any], texts: Sequence[
                time_group: int | None = None) -> tuple[list[ParsedEvent], list[ParseFailure]]:
     """The regexp loop: match -> groupdict (None dropped) -> time (cached per batch) -> types.
 
-    `match(text)` returns a match object or None; `fix` adjusts a record (fast-path variants).
+    `match(text)` returns a match object or None; `fix` adjusts a record (fast-path variants; its
+    values stay str: a batch without failures or type conversion is a StrValueEvents).
     `time_group`: the number of the (unnamed) group holding the time string, when `match` matches
     with the time group unnamed (possessive_variant's `unnamed`; never with `fix`).
     Each line is matched once: the per-line loop takes over the same match objects when the
@@ -297,7 +299,8 @@ def _parse_whole_batch(parser: BaseParser, matches: list[Any], fix: Callable[[di
         convert = parser.convert_values
         for record in records:
             convert(record)
-    return list(zip(times, records))
+        return list(zip(times, records))
+    return StrValueEvents(zip(times, records))      # named groups give str values only
 
 
 def _some_falsy(records: list[dict[str, Any]], witnesses: tuple[str, ...] | None) -> bool:

@@ -11,10 +11,12 @@ import asyncio
 import os
 from collections import deque
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import TYPE_CHECKING, Any
 
 from kawa import delivery
 from kawa.errors import BufferOverflowError
+from kawa.event import StrValueEvents
 from kawa.plugins.inputs._tail.position_file import MemoryPositionEntry
 from kawa.plugins.inputs._tail.reader import LineReader, ReadResult
 
@@ -180,7 +182,7 @@ class Follower:
                     reads += 1
                     if more is None:
                         break
-                    events = events + more[0]      # a new list: the parser may keep the one it gave
+                    events = _joined(events, more[0])
                     result = more[1]
                     size += len(result.data)
             if events:
@@ -376,3 +378,11 @@ class Follower:
 
     def at_end(self) -> bool:
         return self.pending is None and self.reader is not None and self.reader.eof and not self.unsettled
+
+
+def _joined(first: list[Any], second: list[Any]) -> list[Any]:
+    """`first + second` as a new list (a parser may keep the lists it gave), a StrValueEvents when
+    both are (a list's `+` makes a plain list)."""
+    if type(first) is StrValueEvents and type(second) is StrValueEvents:
+        return StrValueEvents(chain(first, second))
+    return first + second
