@@ -64,6 +64,32 @@ def test_build_batch_finds_one_tricky_record_among_string_only_ones(tricky: dict
         assert batch == per_record(b, records)
 
 
+STR_RECORDS = [
+    {"remote": "10.0.0.1", "path": "/a:b", "agent": 'say \\":"x'},
+    {"a": "", "b": "kept"},                         # top-level "" dropped
+    {"only": ""},                                   # everything dropped: "{}"
+    {"text": "e+ e- 0.0000 1e+16 :\"\" in text", "n": "-0.0"},
+    {"k:": "", "x": '":""'},
+    {"ünï": "cödé ✓ 🎉", "ctl": "a\x00b\x1fc\u2028", "q": 'say "hi" \\ back'},
+]
+
+
+def test_build_batch_of_str_values_looks_for_empty_values_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    from kawa.plugins.outputs.cloudwatch_logs import messages
+
+    class NoSearch:
+        def search(self, text: str) -> None:
+            raise AssertionError("searched records of str values for numbers")
+
+    b = plain_builder()
+    expected = per_record(b, STR_RECORDS)
+    monkeypatch.setattr(messages, "_ANY_NON_STRING_OR_EMPTY", NoSearch())
+    batch = b.build_batch("t", list(range(len(STR_RECORDS))), [dict(r) for r in STR_RECORDS], str_values=True)
+    assert batch == expected and batch[1] == '{"b":"kept"}' and batch[2] == "{}"
+    with pytest.raises(AssertionError, match="searched"):
+        b.build_batch("t", [0], [{"a": "x"}])        # without the promise the search runs
+
+
 @pytest.mark.parametrize("odd", [
     {"s": SURROGATE},                       # orjson refuses lone surrogates
     {1: "non-str key"},
@@ -110,6 +136,22 @@ def test_format_events_bytes_match_per_event_packing(count: int) -> None:
     events = [(1_700_000_000_000_000_000 + i, dict(records[i % len(records)])) for i in range(count)]
     expected = per_event_format(out, "app", [(t, dict(r)) for t, r in events])
     assert out.format_events("app", events) == expected
+
+
+def test_format_events_of_str_value_events_give_the_same_bytes_without_the_number_search(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from kawa.event import StrValueEvents
+    from kawa.plugins.outputs.cloudwatch_logs import messages
+
+    out = drive("log_group_name g\nlog_stream_name s\n").instance
+    events = [(1_700_000_000_000_000_000 + i, dict(STR_RECORDS[i % len(STR_RECORDS)])) for i in range(40)]
+    expected = per_event_format(out, "app", [(t, dict(r)) for t, r in events])
+    searched = []
+    monkeypatch.setattr(messages, "_ANY_NON_STRING_OR_EMPTY", type("Spy", (), {
+        "search": lambda self, text: searched.append(text)})())
+    assert out.format_events("app", StrValueEvents(events)) == expected and searched == []
+    out.format_events("app", [(t, dict(r)) for t, r in events])
+    assert len(searched) == 1                          # a plain list is searched
 
 
 def test_format_events_falls_back_per_record_for_surrogates_and_nil() -> None:

@@ -25,6 +25,7 @@ _FLOAT_MISMATCH = re.compile(rb"[:,\[]-?(?:[0-9]+e|0\.0000)")
 # Texts that send a record of a batch through build(): the float pre-checks of yajl_dumps, and `:""`,
 # which every top-level "" value (dropped by build) spells in orjson's output (nested ones too: harmless).
 _SUSPECT_NEEDLES = ("e+", "e-", "0.0000", ':""')
+_EMPTY_VALUE = (':""',)          # the only one of them records of str values can hold
 # Every value in orjson's output follows a key's `":` (values in arrays and nested objects too: the
 # array or object itself does). When each `":` is followed by a non-empty string, the batch holds no
 # number and no "" value, so none of the needles above can matter: one scan instead of four. A `":`
@@ -113,12 +114,14 @@ class MessageBuilder:
         """Messages are the record JSON, nothing removed or cut: what build_batch handles."""
         return self.formatter is None and not self.message_keys and self.max_len is None and not self.remove_keys
 
-    def build_batch(self, tag: str, times: list[int], records: list[Any]) -> list[str] | None:
+    def build_batch(self, tag: str, times: list[int], records: list[Any], str_values: bool = False) -> list[str] | None:
         """build() of every record, in one orjson call and a few C-level scans instead of one Python
         pass per record: the same texts, "" where build() gives "". None when the batch needs the
         per-record path (not plain, a record not a dict, orjson refusing a record: surrogates, other types).
 
         Records whose JSON holds a suspect text (a float spelling or an empty value) go through build().
+        `str_values`: the records are flat with str values only (kawa.event.StrValueEvents), so only
+        an empty value can be suspect.
         """
         if not self.plain or _FRAGMENT is None or not records or set(map(type, records)) != {dict}:
             return None
@@ -132,19 +135,19 @@ class MessageBuilder:
         if len(messages) != len(records):      # cannot happen (see _FRAGMENT); the exact path if it did
             return None
         build = self.build
-        for k in _suspects(text, messages):
+        for k in _suspects(text, messages, _EMPTY_VALUE if str_values else _SUSPECT_NEEDLES):
             messages[k] = build(tag, times[k], records[k])
         return messages
 
 
-def _suspects(text: str, messages: list[str]) -> list[int]:
-    """Indexes of the messages (joined by _SEPARATOR into `text`) holding one of _SUSPECT_NEEDLES:
-    one scan of the batch per needle, then a step per message found."""
-    if _ANY_NON_STRING_OR_EMPTY.search(text) is None:
+def _suspects(text: str, messages: list[str], needles: tuple[str, ...] = _SUSPECT_NEEDLES) -> list[int]:
+    """Indexes of the messages (joined by _SEPARATOR into `text`) holding one of `needles`: one scan
+    of the batch per needle, then a step per message found."""
+    if needles is _SUSPECT_NEEDLES and _ANY_NON_STRING_OR_EMPTY.search(text) is None:
         return []
     starts: list[int] | None = None
     found: set[int] = set()
-    for needle in _SUSPECT_NEEDLES:
+    for needle in needles:
         at = text.find(needle)
         while at >= 0:
             if starts is None:

@@ -18,7 +18,7 @@ from kawa.buffer.chunk import frame_lists, iter_frames
 from kawa.buffer.output import BufferedOutput
 from kawa.engine.registry import register
 from kawa.errors import ConfigError, RetryableError
-from kawa.event import Event
+from kawa.event import Event, StrValueEvents
 from kawa.plugins.inject import Injector
 from kawa.plugins.outputs.cloudwatch_logs import batcher
 from kawa.plugins.outputs.cloudwatch_logs.journal import SentJournal
@@ -139,7 +139,8 @@ class CloudwatchLogsOutput(BufferedOutput):
         if not self.prebuild:
             return b"".join([pack((tag, t, r)) for t, r in events])
         times = list(map(itemgetter(0), events))
-        messages = self.builder.build_batch(tag, times, list(map(itemgetter(1), events)))
+        messages = self.builder.build_batch(tag, times, list(map(itemgetter(1), events)),
+                                            str_values=type(events) is StrValueEvents)
         if messages is not None:
             if "" in messages:
                 kept = list(map(bool, messages))
