@@ -145,6 +145,10 @@ def _suspects(text: str, messages: list[str], needles: tuple[str, ...] = _SUSPEC
     of the batch per needle, then a step per message found."""
     if needles is _SUSPECT_NEEDLES and _ANY_NON_STRING_OR_EMPTY.search(text) is None:
         return []
+    if needles is _EMPTY_VALUE and text.rfind(_EMPTY_VALUE[0]) < 0:
+        # (a backward scan tests the needle's first character, ':', much rarer in JSON than the
+        # quote a forward one tests first: 220 against 490 ns a line of nginx JSON)
+        return []
     starts: list[int] | None = None
     found: set[int] = set()
     for needle in needles:
