@@ -1,7 +1,7 @@
 """The performance benchmark: runs the real `kawa` process on the reference pipeline (tail -> seed regexp ->
 grep exclude /healthcheck -> file / null / CloudWatch output) and prints every figure with its target.
 
-    python bench/run.py [--runs 3] [--quick] [--only file,null,cwl,steady,workers] [--work DIR] [--keep]
+    python bench/run.py [--runs 3] [--quick] [--only file,null,cwl,steady,workers|steady10k,...] [--work DIR] [--keep]
 
 Figures are medians over --runs runs. --quick: 100k lines and 10 s steady windows (a smoke run; the
 burst targets are then scaled to 100k lines). See bench/README.md for what each figure means.
@@ -544,10 +544,14 @@ def main() -> int:
     p.add_argument("--steady-seconds", type=float, help="steady measuring window (default 60; --quick 10)")
     p.add_argument("--warmup", type=float, help="seconds before a steady window starts (default 10; --quick 3)")
     p.add_argument("--timeout", type=float, default=900, help="give up on one burst after this long")
-    p.add_argument("--only", default=",".join(GROUPS), help="comma list of: " + ", ".join(GROUPS))
+    p.add_argument("--only", default=",".join(GROUPS), help="comma list of groups (" + ", ".join(GROUPS)
+                   + ") or single scenarios (" + ", ".join(SCENARIOS) + ")")
     p.add_argument("--work", help="directory for inputs and outputs (default: a new temp dir)")
     p.add_argument("--keep", action="store_true", help="keep the work directory")
     args = p.parse_args()
+    unknown = [g for g in args.only.split(",") if g.strip() not in GROUPS and g.strip() not in SCENARIOS]
+    if unknown:
+        p.error(f"--only: unknown group or scenario {', '.join(unknown)}")
     args.lines = args.lines or (QUICK_LINES if args.quick else FULL_LINES)
     args.steady_seconds = args.steady_seconds or (10.0 if args.quick else 60.0)
     args.warmup = args.warmup if args.warmup is not None else (3.0 if args.quick else 10.0)
@@ -561,7 +565,7 @@ def main() -> int:
     try:
         bench = Bench(args, work)
         print(f"inputs: {bench.input_note} (work dir {work})", file=sys.stderr, flush=True)
-        names = [n for g in args.only.split(",") for n in GROUPS[g.strip()]]
+        names = [n for g in args.only.split(",") for n in GROUPS.get(g.strip(), (g.strip(),))]
         for name in names:
             for i in range(args.runs):
                 run = bench.run_dir()
