@@ -52,8 +52,7 @@ def _write_pieces(fd: int, pieces: tuple[bytes, ...]) -> None:
     """`_write_all` of the pieces joined, without joining them: one writev (a formatted batch is
     written with its frame header in front, not copied behind it), the rest after a short write."""
     written = os.writev(fd, pieces)
-    total = sum(map(len, pieces))
-    if written < total:
+    if written < _size(pieces):
         _write_all(fd, b"".join(pieces)[written:])
 
 
