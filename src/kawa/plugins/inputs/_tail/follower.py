@@ -177,7 +177,7 @@ class Follower:
                 # carries up to GROUP_COMMIT_READS reads instead of one.
                 per_read = host.options.read_lines_limit
                 while not result.eof and size < GROUP_COMMIT_BYTES and reads < max_batches and \
-                        self.counters.lines - lines_before + per_read <= GROUP_COMMIT_READS * per_read:
+                        self.counters.lines - lines_before <= (GROUP_COMMIT_READS - 1) * per_read:
                     more = self._read_batch(host, reader, now)
                     reads += 1
                     if more is None:
