@@ -14,7 +14,8 @@ import pytest
 
 from kawa.event import StrValueEvents
 from kawa.plugins.parsers._possessive import possessive_variant
-from kawa.plugins.parsers.regexp import _parse_whole_batch, optional_groups, parse_each, unset_witnesses
+from kawa.plugins.parsers.regexp import (_parse_whole_batch, optional_groups, parse_each, record_builder,
+                                         unset_witnesses)
 from kawa.rubyregex import compile_ruby_regexp
 from kawa.testing import nginx_log
 from kawa.testing.drivers import ParserDriver
@@ -101,11 +102,45 @@ def test_whole_batch_path_equals_the_per_line_loop(extra: str, source: str) -> N
     whole = _parse_whole_batch(fresh, list(map(fresh._match, texts)), None, fresh._time_group)
     assert whole == loop_events
     assert fresh.parse_batch(texts) == (loop_events, [])
+    # parse_batch builds records from groups() (record_builder): the same keys in the same order
+    # (json output bytes depend on it) as groupdict's, whole batch or line by line
+    assert fresh._build is not None
+    built = _parser(extra, source)
+    by_line, _ = parse_each(built, texts, list(map(built._match, texts)), None, built._time_group, built._build)
+    for got in (_parser(extra, source).parse_batch(texts)[0], by_line):
+        assert _items(got) == _items(loop_events)
     # a batch of named groups only (no type conversion) promises str values, and keeps it
     converted = "types" in extra or "null_value" in extra
     assert (type(whole) is StrValueEvents) is not converted
     if not converted:
         assert all(type(v) is str for _, record in whole for v in record.values())
+
+
+def _items(events: list) -> list:
+    return [(time, list(record.items())) for time, record in events]
+
+
+@pytest.mark.parametrize("source", [
+    SEED,
+    r'^(?<k>[a-z]*)=(?<v>[^ ]*)(?: (?<rest>.*))?$',
+    r'^(\w+) (?<b>\w+)(?: (\w+))? (?<a>\w+)?',        # unnamed groups between named ones
+    r'(?<x>a)|(?<y>b)|(c)',
+    r'^(?:(?<w>[^ ]*) )+(?<last>\w+)',
+])
+def test_record_builder_gives_groupdict_in_its_key_order(source: str) -> None:
+    pattern = compile_ruby_regexp(source)
+    for candidate in (pattern, possessive_variant(pattern)[0], possessive_variant(pattern, "b")[0]):
+        build = record_builder(candidate)
+        assert build is not None
+        for text in [*TEXTS, "ab cd ef gh", "ab cd  gh", "b", "c"]:
+            m = candidate.search(text)
+            if m is not None:
+                assert list(build(*m.groups()).items()) == list(m.groupdict().items()), (source, text)
+
+
+def test_record_builder_needs_named_groups() -> None:
+    assert record_builder(re.compile(r"(a)(b)")) is None
+    assert record_builder(re.compile(r"(?P<n>a)"))("x") == {"n": "x"}
 
 
 def test_a_batch_with_a_failure_is_a_plain_list() -> None:
@@ -134,7 +169,7 @@ def test_the_time_group_is_matched_unnamed_only_when_it_leaves_every_record(extr
             continue
         expected.append((time, record))
     events, failures = parser.parse_batch(texts)
-    assert events == expected
+    assert _items(events) == _items(expected)
     assert [f.text for f in failures] == bad == (texts[-1:] if key != "nothing_named_so" else [])
 
 

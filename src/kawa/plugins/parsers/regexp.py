@@ -5,7 +5,7 @@ Unanchored like Ruby's Regexp#match; groups that did not participate are left ou
 from __future__ import annotations
 
 import re
-from itertools import repeat
+from itertools import repeat, starmap
 from operator import itemgetter
 from typing import Any, Callable, Sequence
 
@@ -50,6 +50,23 @@ def fast_matcher(pattern: re.Pattern[str], fast: re.Pattern[str] | None = None, 
         return runner.match
     match, search = runner.match, runner.search
     return lambda text: match(text) if "\n" not in text else search(text)
+
+
+def record_builder(pattern: re.Pattern[str]) -> Callable[..., dict[str, Any]] | None:
+    """A function of a match's groups() (every capturing group, in order) that returns the record
+    match.groupdict() gives: the named groups, in groupindex order. None when there is nothing to build.
+
+    groupdict looks each name up in groupindex and grows its dict one key at a time; a dict display
+    with constant keys is built presized in one step. On the seed's regexp (10 named groups and the
+    unnamed time), micro-benchmark on 30,000 lines: groupdict 2.2 us a line, groups() and this
+    function 1.6 us; the 1M-line burst took x0.96-0.97 the CPU. The function is generated
+    (as namedtuple and dataclasses do): parameter names are a0..aN, the keys are repr()'d
+    literals, so nothing of the pattern's text reaches the code but its group names as constants."""
+    if not pattern.groupindex or pattern.groups > 10_000:
+        return None
+    params = ", ".join(f"a{i}" for i in range(pattern.groups))
+    items = ", ".join(f"{name!r}: a{index - 1}" for name, index in pattern.groupindex.items())
+    return eval(f"lambda {params}: {{{items}}}", {})      # noqa: S307 - generated from group names only
 
 
 def optional_groups(pattern: re.Pattern[str], *, tree: Any = None) -> tuple[str, ...] | None:
@@ -165,9 +182,12 @@ class RegexpParser(BaseParser):
         self._time_group = expression.groupindex[key] if unnamed is not None and key not in fast.groupindex else None
         self._match = fast_matcher(expression, fast, tree=tree)
         # fast_matcher wraps `match` in a newline check for ^-anchored multiline patterns
+        # every match comes from `fast`, so its groups() build the record
+        self._build = record_builder(fast)
         # the groups whose value may be None (None: any group may be), spelled with the very key
-        # objects of the records (those of `fast`), so a lookup finds them by identity
-        own_keys = {name: name for name in fast.groupindex}
+        # objects of the records (the builder's constants), so a lookup finds them by identity
+        keys = fast.groupindex if self._build is None else self._build(*range(fast.groups))
+        own_keys = {name: name for name in keys}
         self.optional_groups = None if optional is None else tuple(own_keys.get(k, k) for k in optional)
         self.unset_witnesses = None if witnesses is None else tuple(own_keys.get(k, k) for k in witnesses)
         self._line_match = fast.match if getattr(self._match, "__name__", "") == "<lambda>" else None
@@ -178,7 +198,7 @@ class RegexpParser(BaseParser):
         # (one C-level scan of the batch instead of a Python call per line).
         if self._line_match is not None and "\n" not in "\x00".join(texts):
             match = self._line_match
-        return parse_with(self, match, texts, time_group=self._time_group)
+        return parse_with(self, match, texts, time_group=self._time_group, build=self._build)
 
     def parse_into(self, text: str, events: list[ParsedEvent], failures: list[ParseFailure]) -> None:
         got, bad = self.parse_batch((text,))
@@ -188,25 +208,28 @@ class RegexpParser(BaseParser):
 
 def parse_with(parser: BaseParser, match: Callable[[str], Any], texts: Sequence[str],
                fix: Callable[[dict[str, Any]], None] | None = None,
-               time_group: int | None = None) -> tuple[list[ParsedEvent], list[ParseFailure]]:
+               time_group: int | None = None,
+               build: Callable[..., dict[str, Any]] | None = None) -> tuple[list[ParsedEvent], list[ParseFailure]]:
     """The regexp loop: match -> groupdict (None dropped) -> time (cached per batch) -> types.
 
     `match(text)` returns a match object or None; `fix` adjusts a record (fast-path variants; its
     values stay str: a batch without failures or type conversion is a StrValueEvents).
     `time_group`: the number of the (unnamed) group holding the time string, when `match` matches
     with the time group unnamed (possessive_variant's `unnamed`; never with `fix`).
+    `build`: record_builder of the one pattern every match comes from (None: groupdict).
     Each line is matched once: the per-line loop takes over the same match objects when the
     whole-batch path steps aside."""
     matches = list(map(match, texts))
-    whole = _parse_whole_batch(parser, matches, fix, time_group)
+    whole = _parse_whole_batch(parser, matches, fix, time_group, build)
     if whole is not None:
         return whole, []
-    return parse_each(parser, texts, matches, fix, time_group)
+    return parse_each(parser, texts, matches, fix, time_group, build)
 
 
 def parse_each(parser: BaseParser, texts: Sequence[str], matches: Sequence[Any],
                fix: Callable[[dict[str, Any]], None] | None = None,
-               time_group: int | None = None) -> tuple[list[ParsedEvent], list[ParseFailure]]:
+               time_group: int | None = None,
+               build: Callable[..., dict[str, Any]] | None = None) -> tuple[list[ParsedEvent], list[ParseFailure]]:
     """parse_with one line at a time (`matches[i]`: the match of `texts[i]` or None): any batch,
     failures included."""
     events: list[ParsedEvent] = []
@@ -224,7 +247,7 @@ def parse_each(parser: BaseParser, texts: Sequence[str], matches: Sequence[Any],
         if m is None:
             failures.append(ParseFailure(text, NOT_MATCHED, "unmatched"))
             continue
-        record = m.groupdict()
+        record = m.groupdict() if build is None else build(*m.groups())
         # all(): a truth test per value, 3x cheaper than `None in` (a rich compare each); an empty
         # string also takes the filtering path, which drops only the None values
         if optional and not all(record.values()):
@@ -253,7 +276,8 @@ def parse_each(parser: BaseParser, texts: Sequence[str], matches: Sequence[Any],
 
 
 def _parse_whole_batch(parser: BaseParser, matches: list[Any], fix: Callable[[dict[str, Any]], None] | None,
-                       time_group: int | None = None) -> list[ParsedEvent] | None:
+                       time_group: int | None = None,
+                       build: Callable[..., dict[str, Any]] | None = None) -> list[ParsedEvent] | None:
     """parse_with's result for a batch where every line matched and every time parses (nearly every
     batch of a healthy log), one step at a time over the whole batch: each step is one `map` run in
     C instead of a Python loop turn per line, about 0.5 µs a line less. None: some line fails, so
@@ -261,7 +285,12 @@ def _parse_whole_batch(parser: BaseParser, matches: list[Any], fix: Callable[[di
     side effect before that)."""
     if not all(matches):                # a match object is always true; a line that failed is None
         return None
-    records = list(map(_GROUPDICT, matches))
+    groups: list[tuple[Any, ...]] | None = None
+    if build is None:
+        records = list(map(_GROUPDICT, matches))
+    else:
+        groups = list(map(_GROUPS, matches))
+        records = list(starmap(build, groups))
     if _some_falsy(records, getattr(parser, "unset_witnesses", None)):
         # a group that took no part is None: left out of the record, as in the per-line loop
         records = [r if all(r.values()) else {k: v for k, v in r.items() if v is not None} for r in records]
@@ -274,7 +303,8 @@ def _parse_whole_batch(parser: BaseParser, matches: list[Any], fix: Callable[[di
     else:
         sources: list[Any] | None
         if time_group is not None:      # a group every match sets
-            sources = list(map(_GROUP, matches, repeat(time_group)))
+            sources = list(map(_GROUP, matches, repeat(time_group)) if groups is None
+                           else map(itemgetter(time_group - 1), groups))
             if not all(sources):        # an empty time string: the loop reports the line
                 return None
         else:
@@ -313,4 +343,5 @@ def _some_falsy(records: list[dict[str, Any]], witnesses: tuple[str, ...] | None
 
 _GROUPDICT = re.Match.groupdict
 _GROUP = re.Match.group
+_GROUPS = re.Match.groups
 _MISSING = object()
