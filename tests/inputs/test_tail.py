@@ -10,6 +10,7 @@ import pytest
 
 from kawa.errors import BufferOverflowError, ConfigError
 from kawa.event import StrValueEvents
+from kawa.plugins.inputs._tail.follower import GROUP_COMMIT_BYTES, GROUP_COMMIT_READS
 from kawa.testing.drivers import InputDriver
 
 REGEXP = "@type regexp\nexpression /^(?<time>\\S+) (?<message>.*)$/\ntime_format %Y-%m-%dT%H:%M:%SZ"
@@ -250,6 +251,14 @@ def test_modes_follow_appends(tmp_path: Path, extra: str) -> None:
     assert pos_entries(pos) == [(str(log), log.stat().st_size, log.stat().st_ino)]
 
 
+# Group commit in these tests: lines of ~1 KB and read_lines_limit 100, so a read (64 KiB blocks
+# until 100 lines) is 128 lines. Reads are joined while the emit holds at most (GROUP_COMMIT_READS
+# - 1) * read_lines_limit lines (8 reads: 640 <= 700 lines, so a sixth read makes 768), far below
+# GROUP_COMMIT_BYTES and the 8 reads of one pump.
+JOINED_READS = (GROUP_COMMIT_READS - 1) * 100 // 128 + 1
+assert JOINED_READS * 128 * 1024 < GROUP_COMMIT_BYTES and JOINED_READS < 8
+
+
 @pytest.mark.parametrize("durable", [True, False])
 def test_a_backlog_goes_out_in_fewer_emits_when_each_emit_is_made_durable(tmp_path: Path, durable: bool) -> None:
     # Group commit: an emit that is stored when it returns (a file buffer fsyncs a chunk per emit)
@@ -269,7 +278,7 @@ def test_a_backlog_goes_out_in_fewer_emits_when_each_emit_is_made_durable(tmp_pa
     sizes = d.emitter.sizes
     if durable:
         assert sizes[0] == 128                                   # no emit stored yet: one read
-        assert max(sizes) == 3 * 128                             # then up to 400 lines: 3 reads
+        assert max(sizes) == JOINED_READS * 128                  # then reads joined into one emit
         assert len(sizes) < 2000 / 128 / 2
     else:
         assert set(sizes) == {128, 2000 % 128}
@@ -295,7 +304,7 @@ def test_a_refused_group_commit_emit_is_offered_again_whole(tmp_path: Path) -> N
             await d.wait_for(lambda: len(d.records) == len(lines) and pos_entries(pos)[0][1] == log.stat().st_size)
     asyncio.run(scenario())
     assert [r["message"] for r in d.records] == lines            # nothing lost, nothing twice
-    assert calls[1] == calls[2] == 3 * 128                       # the same events, offered again
+    assert calls[1] == calls[2] == JOINED_READS * 128                       # the same events, offered again
 
 
 def test_a_group_commit_emit_of_regexp_parsed_reads_still_promises_str_values(tmp_path: Path) -> None:
@@ -319,5 +328,5 @@ def test_a_group_commit_emit_of_regexp_parsed_reads_still_promises_str_values(tm
             await d.wait_for(lambda: len(d.records) == len(lines))
     asyncio.run(scenario())
     assert [r["n"] for r in d.records] == [f"{i:05d}" for i in range(1000)]
-    assert max(n for _, n in kinds) == 3 * 128                   # reads were joined
+    assert max(n for _, n in kinds) == JOINED_READS * 128                   # reads were joined
     assert {kind for kind, _ in kinds} == {StrValueEvents}

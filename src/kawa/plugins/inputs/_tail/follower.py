@@ -37,12 +37,13 @@ MAX_UNSETTLED = 100_000        # emits; a safety bound on the queue itself
 # Group commit: when an emit is durable by the time it returns (a file buffer: a chunk's .meta and
 # data files created, fsync'd, later written out and unlinked, ~2.5 ms of CPU and ~4 ms of wall a
 # chunk), a file with a backlog goes out in emits of up to this many reads (read_lines_limit lines
-# each) and this many bytes. 1M-line burst, file output (bench/ab.py): x0.92 CPU and x0.89 wall;
-# the burst's peak RSS went from 27.9 to 33.6 MiB, as one emit's events are held together (6 reads
-# / 1.5 MiB: 36.3 MiB; 8 reads / 2 MiB: a further x0.96 CPU). Memory buffers (stored only once
-# delivered) keep one read an emit.
-GROUP_COMMIT_READS = 4
-GROUP_COMMIT_BYTES = 1024 * 1024
+# each) and this many bytes. 1M-line burst, file output (bench/ab.py): 4 reads / 1 MiB against one
+# read an emit: x0.92 CPU and x0.89 wall, peak RSS 27.9 -> 33.6 MiB (one emit's events are held
+# together); 8 reads / 2 MiB against 4 / 1 MiB: x0.96 CPU, x0.94 wall, peak RSS 32.8 -> 37.4-40.2 MiB.
+# The burst's peak stays far below the CloudWatch burst's (a memory buffer: unaffected). Memory
+# buffers (stored only once delivered) keep one read an emit.
+GROUP_COMMIT_READS = 8
+GROUP_COMMIT_BYTES = 2 * 1024 * 1024
 
 
 @dataclass
