@@ -259,14 +259,20 @@ JOINED_READS = (GROUP_COMMIT_READS - 1) * 100 // 128 + 1
 assert JOINED_READS * 128 * 1024 < GROUP_COMMIT_BYTES and JOINED_READS < 8
 
 
+def _kilobyte_lines(tmp_path: Path, count: int) -> tuple[Path, Path, list[str]]:
+    """A log of `count` numbered lines of 1 KB each ("\\n" included), its pos_file path, its lines."""
+    log, pos = tmp_path / "app.log", tmp_path / "app.pos"
+    lines = [f"{i:05d} " + "x" * 1017 for i in range(count)]
+    log.write_text("".join(line + "\n" for line in lines))
+    return log, pos, lines
+
+
 @pytest.mark.parametrize("durable", [True, False])
 def test_a_backlog_goes_out_in_fewer_emits_when_each_emit_is_made_durable(tmp_path: Path, durable: bool) -> None:
     # Group commit: an emit that is stored when it returns (a file buffer fsyncs a chunk per emit)
     # lets the next emits of a backlog carry several reads; one stored later (a memory buffer)
     # keeps one read an emit. Lines of ~1 KB: a read (64 KiB blocks until 100 lines) is 128 lines.
-    log, pos = tmp_path / "app.log", tmp_path / "app.pos"
-    lines = [f"{i:05d} " + "x" * 1017 for i in range(2000)]
-    log.write_text("".join(line + "\n" for line in lines))
+    log, pos, lines = _kilobyte_lines(tmp_path, 2000)
     d = driver(log, extra="read_from_head true\nread_lines_limit 100", pos=pos)
     d.emitter.store_after = None if durable else 0.001
 
@@ -285,9 +291,7 @@ def test_a_backlog_goes_out_in_fewer_emits_when_each_emit_is_made_durable(tmp_pa
 
 
 def test_a_refused_group_commit_emit_is_offered_again_whole(tmp_path: Path) -> None:
-    log, pos = tmp_path / "app.log", tmp_path / "app.pos"
-    lines = [f"{i:05d} " + "x" * 1017 for i in range(1000)]
-    log.write_text("".join(line + "\n" for line in lines))
+    log, pos, lines = _kilobyte_lines(tmp_path, 1000)
     d = driver(log, extra="read_from_head true\nread_lines_limit 100", pos=pos)
     recording = d.emitter.emit
     calls = []
@@ -328,9 +332,7 @@ def _store_slowly(d: InputDriver, seen: list[tuple[int, int]], refuse_at: int | 
 def test_the_next_batch_is_read_while_a_durable_emit_is_stored(tmp_path: Path, durable: bool) -> None:
     # An emit stored when it returns (a file buffer) is awaited only before the next emit: the next
     # batch is read and parsed meanwhile. One stored later (a memory buffer) is not overlapped.
-    log, pos = tmp_path / "app.log", tmp_path / "app.pos"
-    lines = [f"{i:05d} " + "x" * 1017 for i in range(3000)]
-    log.write_text("".join(line + "\n" for line in lines))
+    log, pos, lines = _kilobyte_lines(tmp_path, 3000)
     d = driver(log, extra="read_from_head true\nread_lines_limit 100", pos=pos)
     d.emitter.store_after = None if durable else 0.001
     seen: list[tuple[int, int]] = []
@@ -347,9 +349,7 @@ def test_the_next_batch_is_read_while_a_durable_emit_is_stored(tmp_path: Path, d
 
 
 def test_a_refused_emit_under_way_is_offered_again_with_the_batch_read_meanwhile(tmp_path: Path) -> None:
-    log, pos = tmp_path / "app.log", tmp_path / "app.pos"
-    lines = [f"{i:05d} " + "x" * 1017 for i in range(3000)]
-    log.write_text("".join(line + "\n" for line in lines))
+    log, pos, lines = _kilobyte_lines(tmp_path, 3000)
     d = driver(log, extra="read_from_head true\nread_lines_limit 100", pos=pos)
     seen: list[tuple[int, int]] = []
     _store_slowly(d, seen, refuse_at=2)
@@ -370,9 +370,7 @@ def test_a_refused_emit_under_way_is_offered_again_with_the_batch_read_meanwhile
 def test_a_group_commit_emit_of_regexp_parsed_reads_still_promises_str_values(tmp_path: Path) -> None:
     # the regexp parser's batches are StrValueEvents (the json formatter then skips its number
     # search); the reads that group commit joins into one emit must stay one
-    log, pos = tmp_path / "app.log", tmp_path / "app.pos"
-    lines = [f"{i:05d} " + "x" * 1017 for i in range(1000)]
-    log.write_text("".join(line + "\n" for line in lines))
+    log, pos, lines = _kilobyte_lines(tmp_path, 1000)
     d = driver(log, parse="@type regexp\nexpression /^(?<n>\\d+) (?<x>x+)$/", pos=pos,
                extra="read_from_head true\nread_lines_limit 100")
     recording = d.emitter.emit
