@@ -308,63 +308,7 @@ def test_a_refused_group_commit_emit_is_offered_again_whole(tmp_path: Path) -> N
             await d.wait_for(lambda: len(d.records) == len(lines) and pos_entries(pos)[0][1] == log.stat().st_size)
     asyncio.run(scenario())
     assert [r["message"] for r in d.records] == lines            # nothing lost, nothing twice
-    # offered again whole, with what was read while it was under way (here the rest of the file)
-    assert calls[1] == JOINED_READS * 128 and calls[2] == len(lines) - calls[0]
-
-
-def _store_slowly(d: InputDriver, seen: list[tuple[int, int]], refuse_at: int | None = None) -> None:
-    """The emitter stores each emit 20 ms after taking it (a file buffer's fsync, in a thread) and
-    notes the lines tail had read when the emit began and when it returned; emit number `refuse_at`
-    (0-based) is refused after its wait (an fsync that failed)."""
-    recording = d.emitter.emit
-
-    async def slow(tag: str, events: list) -> None:
-        before = d.instance.read_lines
-        await asyncio.sleep(0.02)
-        seen.append((before, d.instance.read_lines))
-        if refuse_at is not None and len(seen) == refuse_at + 1:
-            raise BufferOverflowError("cannot sync buffer chunk: [Errno 5] Input/output error")
-        await recording(tag, events)
-    d.emitter.emit = slow
-
-
-@pytest.mark.parametrize("durable", [True, False])
-def test_the_next_batch_is_read_while_a_durable_emit_is_stored(tmp_path: Path, durable: bool) -> None:
-    # An emit stored when it returns (a file buffer) is awaited only before the next emit: the next
-    # batch is read and parsed meanwhile. One stored later (a memory buffer) is not overlapped.
-    log, pos, lines = _kilobyte_lines(tmp_path, 3000)
-    d = driver(log, extra="read_from_head true\nread_lines_limit 100", pos=pos)
-    d.emitter.store_after = None if durable else 0.001
-    seen: list[tuple[int, int]] = []
-    _store_slowly(d, seen)
-
-    async def scenario() -> None:
-        async with d.run():
-            await d.wait_for(lambda: len(d.records) == len(lines) and pos_entries(pos)[0][1] == log.stat().st_size)
-    asyncio.run(scenario())
-    assert [r["message"] for r in d.records] == lines            # each line once, in order
-    overlapped = [after > before for before, after in seen]
-    assert overlapped[0] is False                                # the first emit: not known durable yet
-    assert any(overlapped) is durable
-
-
-def test_a_refused_emit_under_way_is_offered_again_with_the_batch_read_meanwhile(tmp_path: Path) -> None:
-    log, pos, lines = _kilobyte_lines(tmp_path, 3000)
-    d = driver(log, extra="read_from_head true\nread_lines_limit 100", pos=pos)
-    seen: list[tuple[int, int]] = []
-    _store_slowly(d, seen, refuse_at=2)
-    positions = []
-
-    async def scenario() -> None:
-        async with d.run():
-            await d.wait_for(lambda: len(seen) >= 3)
-            positions.append(pos_entries(pos)[0][1])
-            await d.wait_for(lambda: len(d.records) == len(lines) and pos_entries(pos)[0][1] == log.stat().st_size)
-    asyncio.run(scenario())
-    assert seen[2][1] > seen[2][0]                                 # refused after the next batch was read
-    assert [r["message"] for r in d.records] == lines              # nothing lost, nothing twice
-    assert d.emitter.sizes[2] > JOINED_READS * 128                 # offered again together with it
-    assert positions[0] <= 1024 * (d.emitter.sizes[0] + d.emitter.sizes[1])   # never past what was stored
+    assert calls[1] == calls[2] == JOINED_READS * 128            # the same events, offered again
 
 
 def test_a_group_commit_emit_of_regexp_parsed_reads_still_promises_str_values(tmp_path: Path) -> None:

@@ -64,14 +64,6 @@ class FileCounters:
 class Pending:
     events: list[Any]
     end_pos: int
-    size: int = 0           # bytes read for it (emit_size, counted once it is emitted)
-
-
-@dataclass
-class Flight:
-    """An emit to a durable output under way while the next batch is read and parsed."""
-    task: "asyncio.Task[bool]"
-    batch: Pending
 
 
 @dataclass
@@ -84,7 +76,6 @@ class Follower:
     fd: int | None = None
     reader: LineReader | None = None
     pending: Pending | None = None
-    flight: Flight | None = None    # the emit pump started and has not seen through yet
     draining: bool = False          # rotated away: read to the end, then release
     rotated_at: float = 0.0
     last_size: int = 0
@@ -146,31 +137,20 @@ class Follower:
     @property
     def idle(self) -> bool:
         r = self.reader
-        return self.pending is None and self.flight is None and (r is None or (not r.partial and not r.skipping))
+        return self.pending is None and (r is None or (not r.partial and not r.skipping))
 
     # -- reading ------------------------------------------------------------------------------
 
     async def pump(self, host: "TailInput", now: float, max_batches: int = 8, *, statted: bool = False) -> bool:
         """Offer a refused batch again, then read up to `max_batches` batches and emit them.
 
-        Returns True when there is more to read right away (the caller comes back soon); an emit to a
-        durable output may then still be under way (`flight`): the next pump reads the next batch
-        while it is stored, and sees it through before emitting again.
+        Returns True when there is more to read right away (the caller comes back soon).
         `statted`: the caller just refreshed `last_size` (a stat), so an unchanged size means nothing
         to read: the idle 1 s watch timer then costs that stat alone, not a read as well.
         """
-        more = await self._pump(host, now, max_batches, statted)
-        if not more:
-            await self.land(host)           # nothing more now: no emit is left under way
-        return more
-
-    async def _pump(self, host: "TailInput", now: float, max_batches: int, statted: bool) -> bool:
         if self.pending is not None:
-            if not await self.land(host):       # emits stay in read order: the one under way first
-                return False
             if now < self.retry_at or not await self._emit(host, self.pending.events, now, self.pending.end_pos):
                 return False
-            host.emit_size += self.pending.size
             self.pending = None
         if statted and self.reader is not None and not self.draining and self.last_size == self.reader.read_offset:
             return False
@@ -184,78 +164,38 @@ class Follower:
         reader = self.reader
         assert reader is not None
         reads = 0
-        batch: Pending | None = None        # read, not yet emitted
-        try:
-            while reads < max_batches:
-                lines_before = self.counters.lines
-                got = self._read_batch(host, reader, now)
-                reads += 1
-                if got is None:
+        while reads < max_batches:
+            lines_before = self.counters.lines
+            batch = self._read_batch(host, reader, now)
+            reads += 1
+            if batch is None:
+                return False
+            events, result = batch
+            size = len(result.data)
+            if self.group_commit:
+                # Group commit: while the file has a backlog, several reads go out as one emit, so
+                # one buffer chunk (its files, fsyncs, write-out and unlinks: ~2.5 ms of CPU each)
+                # carries up to GROUP_COMMIT_READS reads instead of one.
+                per_read = host.options.read_lines_limit
+                while not result.eof and size < GROUP_COMMIT_BYTES and reads < max_batches and \
+                        self.counters.lines - lines_before <= (GROUP_COMMIT_READS - 1) * per_read:
+                    more = self._read_batch(host, reader, now)
+                    reads += 1
+                    if more is None:
+                        break
+                    events = _joined(events, more[0])
+                    result = more[1]
+                    size += len(result.data)
+            if events:
+                if not await self._emit(host, events, now, result.end_pos):
+                    self.pending = Pending(events, result.end_pos)
                     return False
-                events, result = got
-                size = len(result.data)
-                if self.group_commit:
-                    # Group commit: while the file has a backlog, several reads go out as one emit, so
-                    # one buffer chunk (its files, fsyncs, write-out and unlinks: ~2.5 ms of CPU each)
-                    # carries up to GROUP_COMMIT_READS reads instead of one.
-                    per_read = host.options.read_lines_limit
-                    while not result.eof and size < GROUP_COMMIT_BYTES and reads < max_batches and \
-                            self.counters.lines - lines_before <= (GROUP_COMMIT_READS - 1) * per_read:
-                        more = self._read_batch(host, reader, now)
-                        reads += 1
-                        if more is None:
-                            break
-                        events = _joined(events, more[0])
-                        result = more[1]
-                        size += len(more[1].data)
-                batch = Pending(events, result.end_pos, size)
-                # emits stay in read order: the one under way is seen through first
-                if not await self.land(host, batch):
-                    batch = None                # taken into the pending batch
-                    return False
-                batch = None
-                if not events:
-                    self._commit(host, result.end_pos, None)
-                elif self.group_commit and host.joining is None:
-                    # The emit returns once the output stored the batch (a file buffer's fsync, in
-                    # a thread): the next batch is read and parsed meanwhile. It runs up to its
-                    # first wait now, so it takes its position (and the batch) before the next read.
-                    self.flight = Flight(asyncio.ensure_future(self._emit(host, events, now, result.end_pos)),
-                                         Pending(events, result.end_pos, size))
-                    await asyncio.sleep(0)
-                elif await self._emit(host, events, now, result.end_pos):
-                    host.emit_size += size
-                else:
-                    self.pending = Pending(events, result.end_pos, size)
-                    return False
-                if result.eof:
-                    return False
-            return True         # more to read: the emit under way (if any) is seen through next time
-        finally:
-            if batch is not None:
-                # cancelled while the emit under way was seen through (shutdown): what was read
-                # after it is offered by the next pump, after that emit (still `flight`)
-                self.pending = batch
-
-    async def land(self, host: "TailInput", then: Pending | None = None) -> bool:
-        """See the emit under way (if any) through. False when it was refused: its batch, with what
-        was read after it (`then`, or a pending batch left by a cancelled pump) joined to it, becomes
-        the pending batch, offered again later."""
-        flight = self.flight
-        if flight is None:
-            return True
-        # shielded: a pump cancelled here (shutdown) leaves the emit running; the next pump lands it
-        ok = await asyncio.shield(flight.task)
-        self.flight = None
-        if ok:
-            host.emit_size += flight.batch.size
-            return True
-        lost = flight.batch
-        after = then if then is not None else self.pending
-        if after is not None:
-            lost = Pending(_joined(lost.events, after.events), after.end_pos, lost.size + after.size)
-        self.pending = lost
-        return False
+                host.emit_size += size
+            else:
+                self._commit(host, result.end_pos, None)
+            if result.eof:
+                return False
+        return True
 
     def _read_batch(self, host: "TailInput", reader: LineReader, now: float) -> "tuple[list[Any], ReadResult] | None":
         """Read and parse the next batch (about read_lines_limit lines): its events and the read.
@@ -301,7 +241,7 @@ class Follower:
 
     async def flush_partial(self, host: "TailInput", now: float) -> None:
         """multiline_flush_interval passed with an unterminated line held: emit it as a line."""
-        if self.pending is not None or self.flight is not None or self.reader is None:
+        if self.pending is not None or self.reader is None:
             return
         taken = self.reader.take_partial()
         self.partial_since = None
@@ -318,7 +258,7 @@ class Follower:
         """Emit what a stateful parser holds for this file (flush interval, release, shutdown).
 
         False when it could not be emitted now (kept as the pending batch, retried later)."""
-        if self.pending is not None or self.flight is not None:
+        if self.pending is not None:
             return False
         events = host.held_events(self)
         end = self.reader.offset if self.reader is not None else self.pe.pos
@@ -438,8 +378,7 @@ class Follower:
         return max(0, size - self.pe.pos)
 
     def at_end(self) -> bool:
-        return self.pending is None and self.flight is None and self.reader is not None and self.reader.eof \
-            and not self.unsettled
+        return self.pending is None and self.reader is not None and self.reader.eof and not self.unsettled
 
 
 def _joined(first: list[Any], second: list[Any]) -> list[Any]:

@@ -161,7 +161,6 @@ class TailScheduler:
         for f in self.all_followers():
             while time.monotonic() < deadline and await f.pump(self.host, time.monotonic()):
                 pass
-            await f.land(self.host)         # an emit still under way, before the outputs stop
         if self.host.pf is None:
             # Nothing would read held lines again: emit them now, as Fluentd does at shutdown.
             for f in self.all_followers():
@@ -346,13 +345,13 @@ class TailScheduler:
         dirty, self.dirty = self.dirty, set()
         statted: set[int] = set()
         for f in list(self.tails.values()):
-            due = id(f) in dirty or f.flight is not None or (f.pending is not None and now >= f.retry_at)
+            due = id(f) in dirty or (f.pending is not None and now >= f.retry_at)
             if due and self.tails.get(f.path) is f:
                 await self._check_rotation(f, now)
                 if self.tails.get(f.path) is f:
                     statted.add(id(f))
         for f in self.all_followers():
-            due = id(f) in dirty or f.flight is not None or (f.pending is not None and now >= f.retry_at)
+            due = id(f) in dirty or (f.pending is not None and now >= f.retry_at)
             if due:
                 more = await f.pump(self.host, now, statted=id(f) in statted)
                 if more:
@@ -381,7 +380,6 @@ class TailScheduler:
             st = None
         if st is not None and (st.st_dev, st.st_ino) == (f.dev, f.ino):
             if f.truncated(st.st_size):
-                await f.land(self.host)     # its position is of the content before the truncation
                 self.log.info(f"detected rotation of {f.path}")
                 self.host.rotated_files += 1
                 f.counters.rotated += 1
@@ -453,7 +451,7 @@ class TailScheduler:
         keep: list[Follower] = []
         for f in self.draining:
             waited = now - f.rotated_at >= self.o.rotate_wait
-            finished = f.fd is None or (f.pending is None and f.flight is None and f.reader is not None and f.reader.eof)
+            finished = f.fd is None or (f.pending is None and f.reader is not None and f.reader.eof)
             finished = finished and not f.unsettled     # its position must survive until its lines are safe
             if waited and finished and f.held and not await f.flush_held(self.host, now):
                 finished = False                # the parser's last event was refused: retry later
