@@ -59,10 +59,10 @@ def record_builder(pattern: re.Pattern[str]) -> Callable[..., dict[str, Any]] | 
     groupdict looks each name up in groupindex and grows its dict one key at a time; a dict display
     with constant keys is built presized in one step. On the seed's regexp (10 named groups and the
     unnamed time), micro-benchmark on 30,000 lines: groupdict 2.2 us a line, groups() and this
-    function 1.6 us; the 1M-line burst took x0.96-0.97 the CPU. The function is generated
-    (as namedtuple and dataclasses do): parameter names are a0..aN, the keys are repr()'d
+    function 1.6 us; the 1M-line burst took x0.95-0.97 the CPU (bench/ab.py). The function is
+    generated (as namedtuple and dataclasses do): parameter names are a0..aN, the keys are repr()'d
     literals, so nothing of the pattern's text reaches the code but its group names as constants."""
-    if not pattern.groupindex or pattern.groups > 10_000:
+    if not pattern.groupindex or pattern.groups > 10_000:     # thousands of groups: groupdict will do
         return None
     params = ", ".join(f"a{i}" for i in range(pattern.groups))
     items = ", ".join(f"{name!r}: a{index - 1}" for name, index in pattern.groupindex.items())
