@@ -210,7 +210,8 @@ def parse_with(parser: BaseParser, match: Callable[[str], Any], texts: Sequence[
                fix: Callable[[dict[str, Any]], None] | None = None,
                time_group: int | None = None,
                build: Callable[..., dict[str, Any]] | None = None) -> tuple[list[ParsedEvent], list[ParseFailure]]:
-    """The regexp loop: match -> groupdict (None dropped) -> time (cached per batch) -> types.
+    """The regexp loop: match -> record (groupdict, or `build`; None dropped) -> time (cached per
+    batch) -> types.
 
     `match(text)` returns a match object or None; `fix` adjusts a record (fast-path variants; its
     values stay str: a batch without failures or type conversion is a StrValueEvents).
