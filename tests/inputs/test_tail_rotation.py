@@ -359,3 +359,38 @@ def test_a_truncation_found_at_start_drops_the_files_mark_at_once(tmp_path: Path
 
 def assert_no_mark(marks: Path, log: Path) -> None:
     assert str(log).encode() not in marks.read_bytes()
+
+
+def test_a_rotated_file_waiting_for_delivery_does_not_spin_the_loop(tmp_path: Path) -> None:
+    """Past rotate_wait, a rotated file whose lines are not delivered yet (a CloudWatch outage) is
+    kept; the loop must sleep meanwhile (it spun at 100 % of a core: the expired rotate_wait stayed
+    its next deadline), and release the file as soon as its last line is delivered."""
+    log, pos = tmp_path / "app.log", tmp_path / "app.pos"
+    append(log, range(0, 5))
+    d = driver(log, pos, extra="rotate_wait 0.1")
+    d.emitter.store_after = 2.5                     # lines count as delivered 2.5 s after their emit
+    rounds: list[float] = []
+
+    async def scenario() -> None:
+        async with d.run():
+            sched = d.instance.scheduler
+            service = sched._service
+
+            async def counted(now: float) -> None:
+                rounds.append(now)
+                await service(now)
+
+            sched._service = counted
+            await d.wait_for(lambda: len(d.records) == 5)
+            os.rename(log, tmp_path / "app.log.1")
+            append(log, range(5, 7))
+            await d.wait_for(lambda: len(sched.draining) == 1)
+            await asyncio.sleep(0.3)                  # past rotate_wait, still undelivered
+            assert len(sched.draining) == 1
+            before = len(rounds)
+            await asyncio.sleep(1.0)
+            idle_rounds = len(rounds) - before
+            assert idle_rounds <= 5, f"{idle_rounds} loop rounds in 1 s while waiting for delivery"
+            await d.wait_for(lambda: not sched.draining, timeout=5)
+    asyncio.run(scenario())
+    assert sorted(numbers(d)) == list(range(7))

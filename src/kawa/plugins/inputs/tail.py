@@ -266,6 +266,8 @@ class TailInput(Input):
                 self._close_positions()
         elif wake and sched is not None:
             sched.resume_reading(follower)
+        elif sched is not None and follower.draining and not follower.unsettled:
+            sched.wake.set()           # a rotated file whose lines are all delivered: release it now
 
     # -- paths --------------------------------------------------------------------------------
 

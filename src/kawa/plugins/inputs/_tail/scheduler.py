@@ -31,6 +31,9 @@ if TYPE_CHECKING:
 WATCH_TIMER_INTERVAL = 1.0      # Fluentd TimerTrigger.new(1, ...)
 QUIET_SWEEP_INTERVAL = 8.0      # the longest gap between sweeps while inotify is trusted (SweepPacer)
 SHUTDOWN_TIMEOUT = 5.0          # Fluentd IOHandler::SHUTDOWN_TIMEOUT: reading what is left at stop
+# A rotated file past its rotate_wait that cannot be released yet (lines not delivered: an output
+# outage) is looked at again this often; its last delivery also wakes the loop (TailInput.on_settled).
+DRAIN_RECHECK = 1.0
 
 
 class Wake:
@@ -330,11 +333,16 @@ class TailScheduler:
     def _next_deadline(self) -> float:
         """Earliest timer of a file: a retry, a rotate_wait expiry, a multiline flush."""
         soonest = float("inf")
+        now = time.monotonic()
         for f in self.all_followers():
             if f.pending is not None:
                 soonest = min(soonest, f.retry_at)
             if f.draining:
-                soonest = min(soonest, f.rotated_at + self.o.rotate_wait)
+                # Once rotate_wait is over, the expiry stays in the past while the file waits for its
+                # lines to be delivered: as a deadline it would make the loop spin (a core at 100 %
+                # through a CloudWatch outage). A slow recheck instead.
+                expiry = f.rotated_at + self.o.rotate_wait
+                soonest = min(soonest, expiry if expiry > now else now + DRAIN_RECHECK)
             if f.partial_since is not None and self.o.multiline_flush_interval:
                 soonest = min(soonest, f.partial_since + self.o.multiline_flush_interval)
             if f.held_since is not None and self.o.multiline_flush_interval:
