@@ -10,6 +10,7 @@ from typing import Any
 import msgpack
 import pytest
 
+from kawa.buffer.chunk import as_bytes
 from kawa.plugins.outputs.cloudwatch_logs.messages import MessageBuilder
 
 SURROGATE = b"caf\xe9".decode("utf-8", "surrogateescape")     # invalid UTF-8 kept by surrogateescape
@@ -135,7 +136,13 @@ def test_format_events_bytes_match_per_event_packing(count: int) -> None:
     records = tricky_records()
     events = [(1_700_000_000_000_000_000 + i, dict(records[i % len(records)])) for i in range(count)]
     expected = per_event_format(out, "app", [(t, dict(r)) for t, r in events])
-    assert out.format_events("app", events) == expected
+    held = out.format_events("app", events)
+    assert as_bytes(held) == expected
+    # the held batch's size is what its frames take packed, within the estimate's 2 bytes an event
+    # (string headers: 1 byte below 32 characters, 2 up to 255, 3 above; counted as 3) and the
+    # UTF-8 bytes its characters take beyond one
+    extra_utf8 = sum(len(m.encode()) - len(m) for m in held.columns[2])
+    assert len(expected) - extra_utf8 <= len(held) <= len(expected) + 2 * count
 
 
 def test_format_events_of_str_value_events_give_the_same_bytes_without_the_number_search(
@@ -149,7 +156,7 @@ def test_format_events_of_str_value_events_give_the_same_bytes_without_the_numbe
     searched = []
     monkeypatch.setattr(messages, "_ANY_NON_STRING_OR_EMPTY", type("Spy", (), {
         "search": lambda self, text: searched.append(text)})())
-    assert out.format_events("app", StrValueEvents(events)) == expected and searched == []
+    assert as_bytes(out.format_events("app", StrValueEvents(events))) == expected and searched == []
     out.format_events("app", [(t, dict(r)) for t, r in events])
     assert len(searched) == 1                          # a plain list is searched
 
@@ -158,7 +165,7 @@ def test_format_events_falls_back_per_record_for_surrogates_and_nil() -> None:
     out = drive("log_group_name g\nlog_stream_name s\n").instance
     events = [(1, {"a": SURROGATE}), (2, None), (3, {"b": 1e16}), (4, {1: "x"})]
     expected = per_event_format(out, "app", list(events))
-    got = out.format_events("app", events)
+    got = as_bytes(out.format_events("app", events))
     assert got == expected
     messages = [f[2] for f in _frames(got)]
     assert messages == ['{"a":"caf\ufffd"}', '{"b":1.0e+16}', '{"1":"x"}']
@@ -173,7 +180,7 @@ def _frames(data: bytes) -> list[Any]:
 def plans_of(out: Any, chunk: Any) -> list[Any]:
     plans, missing = out._plan_chunk(chunk)
     assert missing == []
-    return [(p.group, p.stream, p.pieces, p.batches, p.source, list(p.records.positions), p.tags, p.retention)
+    return [(p.group, p.stream, p.pieces, p.batches, list(p.source), list(p.records.positions), p.tags, p.retention)
             for p in plans]
 
 
@@ -224,3 +231,52 @@ def test_prebuilt_plan_in_slices_matches_the_general_loop_across_feed_slices() -
     out._plan_prebuilt = lambda *a: None                                 # the general loop
     assert plans_of(out, chunk) == fast
     assert len(fast[0][2]) == 12_000 and fast[0][5] == list(range(12_000))
+
+
+@pytest.mark.parametrize("order", ["in order", "shuffled"])
+def test_held_chunk_plans_as_its_packed_bytes_and_as_the_records(order: str) -> None:
+    """A memory chunk keeps format_events' columns (HeldFrames); _plan_held over them gives the plan
+    that the same chunk read as packed bytes (_plan_prebuilt) and the general loop give. Shuffled
+    timestamps take plan_in_order's sort; several emits make several held pieces."""
+    out = drive("log_group_name g\nlog_stream_name s\nmax_events_per_batch 50\n").instance
+    base = 1_700_000_000_000_000_000
+    step = 1 if order == "in order" else 7919
+    events = [(base + ((i * step) % 977) * 1_000_000, {"n": str(i), "pad": "é" * (i % 5)}) for i in range(900)]
+
+    async def one_chunk() -> Any:
+        for k in range(0, 900, 300):
+            await out.emit("app", [(t, dict(r)) for t, r in events[k:k + 300]])
+        out.buffer.enqueue_all(force=True)
+        return out.buffer.dequeue()
+
+    chunk = asyncio.run(one_chunk())
+    held = chunk.held()
+    assert held is not None and len(held) == 3
+    assert chunk.bytesize == sum(map(len, held))
+    plan = out._plan_held(chunk, held, "g", "s", None)
+    assert plan is not None and len(plan.pieces) == 900
+    from_held = plans_of(out, chunk)
+    chunk.held = lambda: None                                            # read as packed bytes
+    assert out._plan_prebuilt(chunk, "g", "s", None) is not None
+    assert plans_of(out, chunk) == from_held
+    out._plan_prebuilt = lambda *a: None                                 # the general loop
+    assert plans_of(out, chunk) == from_held
+    times = [p[0] for p in from_held[0][2]]
+    assert times == sorted(times) and (order == "in order") == (from_held[0][4] == list(range(900)))
+
+
+def test_held_chunk_without_a_group_name_takes_the_loop_that_routes_its_records() -> None:
+    """A group template that resolves empty: _plan_held gives way to the loop, which sends every
+    record to @ERROR with its reason, the records read back from the held messages."""
+    d = drive("log_group_name ${k}\nlog_stream_name s\n<buffer k>\n</buffer>\n")
+    out = d.instance
+
+    async def one_chunk() -> Any:
+        await out.emit("app", [(1_700_000_000_000_000_000, {"a": "1"})])
+        out.buffer.enqueue_all(force=True)
+        return out.buffer.dequeue()
+
+    chunk = asyncio.run(one_chunk())
+    assert chunk.held() is not None
+    plans, missing = out._plan_chunk(chunk)
+    assert plans == [] and [(m[1], m[3]) for m in missing] == [("app", {"a": "1"})]

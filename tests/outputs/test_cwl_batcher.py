@@ -23,6 +23,7 @@ from kawa.plugins.outputs.cloudwatch_logs.batcher import (
     LogEvent,
     build_batches,
     classify_timestamp,
+    cut_in_order,
     split_by_window,
     split_message,
     truncate_message,
@@ -275,3 +276,28 @@ def test_property_batch_wide_cut_equals_the_event_loop(events: list[LogEvent], m
     slow = build_batches(events + [(0, "")], **kw)  # type: ignore[arg-type]
     assert slow.dropped_empty == 1
     assert [(b.events, b.size_bytes) for b in fast.batches] == [(b.events, b.size_bytes) for b in slow.batches]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    events=st.lists(st.tuples(st.integers(0, 3000), st.text(alphabet="ab\u00e9\u65e5\U0001f642\ud800",
+                                                             max_size=40)), max_size=60),
+    max_events=st.integers(1, 12),
+    extra_batch=st.integers(0, 400),
+    span=st.integers(1, 2000),
+)
+def test_property_cut_in_order_is_build_batches_cut_or_none(events: list[LogEvent], max_events: int,
+                                                            extra_batch: int, span: int) -> None:
+    # Events in order as two columns: the same batches as build_batches, or None exactly when one
+    # event needs a policy (empty, over the event limit, a lone surrogate).
+    kw = {"max_events": max_events, "max_batch_bytes": 186 + extra_batch, "max_event_bytes": 186,
+          "max_span_ms": span}
+    events = sorted(events, key=lambda e: e[0])
+    bounds = cut_in_order([t for t, _ in events], [m for _, m in events], **kw)  # type: ignore[arg-type]
+    needs_policy = any(m == "" or "\ud800" in m or len(m.encode()) > 186 - EVENT_OVERHEAD_BYTES
+                       for _, m in events)
+    assert (bounds is None) == needs_policy
+    if bounds is not None:
+        result = build_batches(events, **kw)  # type: ignore[arg-type]
+        assert [events[s:e] for s, e in bounds] == [b.events for b in result.batches]
+        assert not events or bounds[0][0] == 0 and bounds[-1][1] == len(events)

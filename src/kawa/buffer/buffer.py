@@ -10,7 +10,7 @@ from typing import Any, Callable, ClassVar, Iterable, Iterator
 
 import msgpack
 
-from kawa.buffer.chunk import Chunk, Metadata, new_chunk_id
+from kawa.buffer.chunk import Chunk, HeldFrames, Metadata, new_chunk_id
 from kawa.buffer.compression import compress
 from kawa.buffer.options import BufferOptions, BufferSettings
 from kawa.errors import BufferOverflowError
@@ -73,6 +73,9 @@ class Buffer(Plugin):
 
     Options: ClassVar[type[BufferOptions]] = BufferOptions
     persistent: ClassVar[bool] = False
+    # Chunks may keep an output's HeldFrames as objects (uncompressed memory chunks); others store
+    # their packed bytes.
+    holds_objects: ClassVar[bool] = False
 
     def __init__(self, options: BufferOptions, ctx: Any) -> None:
         super().__init__(options, ctx)
@@ -311,6 +314,8 @@ class Buffer(Plugin):
                 return [(b"".join(group), len(group)) for _, group in groups]
             return [piece for first, group in groups for piece in self._encode_parts(group, first)]
         data = format_fn(tag, events)
+        if data.__class__ is HeldFrames and (self.compress or not self.holds_objects):
+            data = data.packed()  # type: ignore[attr-defined]
         stored = self.encode(data, len(events)) if self.compress else data
         if len(stored) <= limit and (rec_limit is None or len(events) <= rec_limit):
             return [(stored, len(events))]

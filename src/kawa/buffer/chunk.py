@@ -60,6 +60,34 @@ def frame_lists(pieces: Iterable[bytes]) -> Iterator[list[Any]]:
                 yield frames
 
 
+class HeldFrames:
+    """A formatted batch kept as the output's own objects (`columns`) by a buffer that can hold them
+    (memory, uncompressed): the output that made it reads the columns back at write time instead of
+    unpacking msgpack it packed at emit (cloudwatch_logs: ~1.5 µs an event of ~10). Whatever reads the
+    chunk as bytes (backup, @ERROR, a buffer that stores bytes) gets `pack(columns)`, made then.
+
+    `len()` is the size the packed batch would take (an estimate the output gives), so chunk limits
+    cut chunks where they cut packed ones."""
+
+    __slots__ = ("columns", "size", "_pack")
+
+    def __init__(self, columns: Any, size: int, pack: Callable[[Any], bytes]) -> None:
+        self.columns = columns
+        self.size = size
+        self._pack = pack
+
+    def __len__(self) -> int:
+        return self.size
+
+    def packed(self) -> bytes:
+        return self._pack(self.columns)
+
+
+def as_bytes(data: bytes | HeldFrames) -> bytes:
+    """What a piece of chunk data is as bytes (a HeldFrames packed now)."""
+    return data.packed() if data.__class__ is HeldFrames else data  # type: ignore[union-attr,return-value]
+
+
 def _freeze(value: Any) -> Any:
     if isinstance(value, dict):
         return tuple(sorted((k, _freeze(v)) for k, v in value.items()))
@@ -156,6 +184,11 @@ class Chunk:
     def read_pieces(self) -> Iterable[bytes]:
         """`read()` in pieces, without joining them into one copy (outputs that parse a stream)."""
         return self._plain_pieces()
+
+    def held(self) -> list[HeldFrames] | None:
+        """The chunk's data as the HeldFrames its output appended, when all of it is held that way
+        (memory buffers); None otherwise: read it as bytes."""
+        return None
 
     def events(self) -> Iterator[Event]:
         """(time_ns, record) of every event; only for standard (not formatted) chunks."""

@@ -145,9 +145,10 @@ def build_batches(
     result = BatchResult()
     # sorted() is stable: equal timestamps keep their arrival order, which readers rely on.
     ordered = sorted(events, key=itemgetter(0))
-    sizes = _plain_sizes(ordered, max_msg)
+    sizes = _plain_sizes(list(map(itemgetter(1), ordered)), max_msg)
     if sizes is not None:
-        _cut_batches(ordered, sizes, result.batches, max_events, max_batch_bytes, max_span_ms)
+        bounds = _bounds(list(map(itemgetter(0), ordered)), sizes, max_events, max_batch_bytes, max_span_ms)
+        result.batches.extend(Batch(ordered[i:end], size) for i, end, size in bounds)
         return result
     batches = result.batches
 
@@ -218,39 +219,65 @@ def build_batches(
     return result
 
 
-def _plain_sizes(ordered: list[LogEvent], max_msg: int) -> list[int] | None:
-    """UTF-8 sizes when no event needs a policy (empty, oversize, invalid UTF-8), else None."""
-    msgs = list(map(itemgetter(1), ordered))
-    if all(map(str.isascii, msgs)):
-        sizes = list(map(len, msgs))
-    else:
+def cut_in_order(stamps: list[int], messages: list[str], *, max_events: int = MAX_BATCH_EVENTS,
+                 max_batch_bytes: int = MAX_BATCH_BYTES, max_event_bytes: int = MAX_EVENT_BYTES,
+                 max_span_ms: int = MAX_BATCH_SPAN_MS) -> list[tuple[int, int]] | None:
+    """build_batches' cut for events already in timestamp order, given as two columns: the
+    [start, end) positions of each batch, without making the (timestamp, message) pairs or sorting
+    them. None when some event needs a policy (empty, oversize, invalid UTF-8): build_batches
+    handles those. Limits as build_batches'."""
+    if not 1 <= max_events <= MAX_BATCH_EVENTS:
+        raise ValueError(f"max_events must be within 1..{MAX_BATCH_EVENTS}")
+    if not 0 < max_batch_bytes <= MAX_BATCH_BYTES or not 0 < max_event_bytes <= MAX_EVENT_BYTES:
+        raise ValueError("byte limits must be positive and not above AWS's")
+    if not 0 < max_span_ms <= MAX_BATCH_SPAN_MS:
+        raise ValueError(f"max_span_ms must be within 1..{MAX_BATCH_SPAN_MS}")
+    sizes = _plain_sizes(messages, min(max_event_bytes, max_batch_bytes) - EVENT_OVERHEAD_BYTES)
+    if sizes is None:
+        return None
+    return [(i, end) for i, end, _ in _bounds(stamps, sizes, max_events, max_batch_bytes, max_span_ms)]
+
+
+def _plain_sizes(msgs: list[str], max_msg: int) -> list[int] | None:
+    """UTF-8 sizes when no message needs a policy (empty, oversize, invalid UTF-8), else None."""
+    sizes = list(map(len, msgs))
+    if not all(map(str.isascii, msgs)):
+        # isascii() is O(1) (a flag of the str): a C scan finds the few messages to encode
+        ascii_flags = list(map(str.isascii, msgs))
+        k = ascii_flags.index(False)
         try:
-            sizes = [len(m) if m.isascii() else len(m.encode("utf-8")) for m in msgs]
+            while True:
+                sizes[k] = len(msgs[k].encode("utf-8"))
+                k = ascii_flags.index(False, k + 1)
         except UnicodeEncodeError:
             return None
+        except ValueError:
+            pass                                    # no more non-ASCII messages
     if sizes and (min(sizes) == 0 or max(sizes) > max_msg):
         return None
     return sizes
 
 
-def _cut_batches(ordered: list[LogEvent], sizes: list[int], batches: list[Batch], max_events: int,
-                 max_batch_bytes: int, max_span_ms: int) -> None:
-    """The greedy cut of build_batches' loop, found per batch by bisection instead of per event.
+def _bounds(stamps: list[int], sizes: list[int], max_events: int, max_batch_bytes: int,
+            max_span_ms: int) -> list[tuple[int, int, int]]:
+    """The greedy cut of build_batches' loop, found per batch by bisection instead of per event:
+    (start, end, AWS bytes) of each batch.
 
     Each limit is monotone along the sorted events (sizes > 0, timestamps non-decreasing), so a batch
     starting at i ends at the first position any of the three limits would refuse.
     """
-    n = len(ordered)
+    n = len(stamps)
     # sums[k] = AWS bytes of events [0, k)
     sums = list(accumulate(map(add, sizes, repeat(EVENT_OVERHEAD_BYTES)), initial=0))
-    stamps = list(map(itemgetter(0), ordered))
+    out = []
     i = 0
     while i < n:
         end = min(n, i + max_events,
                   bisect_right(sums, sums[i] + max_batch_bytes, i + 1) - 1,
                   bisect_left(stamps, stamps[i] + max_span_ms, i + 1))
-        batches.append(Batch(ordered[i:end], sums[end] - sums[i]))
+        out.append((i, end, sums[end] - sums[i]))
         i = end
+    return out
 
 
 @dataclass(slots=True)

@@ -8,9 +8,9 @@ import re
 from array import array
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
-from itertools import accumulate, repeat
-from operator import add, itemgetter
-from typing import Any, Callable, Iterable
+from itertools import accumulate, count, islice, repeat
+from operator import add, itemgetter, le
+from typing import Any, Callable, Iterable, Sequence
 
 import orjson
 
@@ -185,17 +185,28 @@ class ChunkRecords:
 
     def __init__(self, read_chunk: Callable[[], Iterable[tuple[str, int, Any]]]) -> None:
         self._read_chunk = read_chunk
-        self.positions = array("q")          # record index -> position in the chunk's record stream
+        # record index -> position in the chunk's record stream: a range while the records are one
+        # run of positions (a whole chunk for one destination: no array of 8 bytes a record to fill)
+        self.positions: array[int] | range = range(0)
         self._loaded: list[tuple[str, int, Any]] | None = None
+
+    def _array(self) -> array[int]:
+        if self.positions.__class__ is range:
+            self.positions = array("q", self.positions)
+        return self.positions  # type: ignore[return-value]
 
     def add(self, position: int) -> int:
         """Remember the record at `position` of the chunk; returns its record index."""
-        self.positions.append(position)
-        return len(self.positions) - 1
+        positions = self._array()
+        positions.append(position)
+        return len(positions) - 1
 
     def add_range(self, start: int, stop: int) -> None:
         """add() of every position in [start, stop)."""
-        self.positions.extend(range(start, stop))
+        if not self.positions:
+            self.positions = range(start, stop)
+        else:
+            self._array().extend(range(start, stop))
 
     def __len__(self) -> int:
         return len(self.positions)
@@ -216,7 +227,7 @@ class Plan:
     stream: str
     pieces: list[batcher.LogEvent] = field(default_factory=list)
     batches: list[tuple[int, int]] = field(default_factory=list)    # [start, end) positions
-    source: list[int] = field(default_factory=list)                 # position -> record index
+    source: Sequence[int] = field(default_factory=list)             # position -> record index
     # record index -> (tag, time_ns, original): a list, or ChunkRecords to re-read them only when needed
     records: list[tuple[str, int, dict[str, Any]]] | ChunkRecords = field(default_factory=list)
     tags: dict[str, str] | None = None
@@ -229,7 +240,7 @@ class Plan:
 
     def window(self, now_ms: int, retention_days: int | None, send_anyway: bool) -> tuple[int, int]:
         """[lo, hi): positions AWS would store; the pieces are sorted, so rejects are a prefix/suffix."""
-        ts = [p[0] for p in self.pieces]
+        ts = list(map(itemgetter(0), self.pieces))
         if send_anyway:
             return bisect_left(ts, 0), len(ts)     # negative timestamps fail the whole request
         oldest = now_ms - batcher.TOO_OLD_MS
@@ -243,8 +254,33 @@ def plan_destination(plan: Plan, messages: list[tuple[int, str, int]], *, max_ev
     """Sort (stably) and batch `messages` = (timestamp_ms, message, record index) into `plan`."""
     messages.sort(key=itemgetter(0))
     # map(itemgetter(...)) makes the (timestamp, message) pairs and the sources in C, not in a loop.
-    result = batcher.build_batches(list(map(itemgetter(0, 1), messages)), max_events=max_events,
-                                   oversize=oversize, empty="drop")
+    _batch_into(plan, list(map(itemgetter(0, 1), messages)), list(map(itemgetter(2), messages)),
+                max_events=max_events, oversize=oversize)
+
+
+def plan_in_order(plan: Plan, times_ms: list[int], messages: list[str], *, max_events: int,
+                  oversize: batcher.OversizePolicy) -> None:
+    """plan_destination for events given as two columns, the record index being the position. A
+    chunk's events usually arrive in time order: then one C pass checks it, no sort is needed, and
+    when no event needs a policy the batches are cut over the columns (batcher.cut_in_order)."""
+    if not all(map(le, times_ms, islice(times_ms, 1, None))):
+        plan_destination(plan, list(zip(times_ms, messages, count())), max_events=max_events, oversize=oversize)
+        return
+    bounds = batcher.cut_in_order(times_ms, messages, max_events=max_events)
+    if bounds is None:
+        _batch_into(plan, list(zip(times_ms, messages)), range(len(messages)), max_events=max_events,
+                    oversize=oversize)
+        return
+    plan.result = batcher.BatchResult()             # nothing truncated, split or dropped
+    plan.pieces = list(zip(times_ms, messages))
+    plan.batches = bounds
+    plan.source = range(len(messages))
+
+
+def _batch_into(plan: Plan, events: list[batcher.LogEvent], sources: Sequence[int], *, max_events: int,
+                oversize: batcher.OversizePolicy) -> None:
+    """Batch `events`, sorted, into `plan`; `sources[k]` is the record index of events[k]."""
+    result = batcher.build_batches(events, max_events=max_events, oversize=oversize, empty="drop")
     plan.result = result
     pos = 0
     for b in result.batches:
@@ -252,12 +288,12 @@ def plan_destination(plan: Plan, messages: list[tuple[int, str, int]], *, max_ev
         plan.batches.append((pos, pos + len(b.events)))
         pos += len(b.events)
     if not result.split_extra:
-        plan.source = list(map(itemgetter(2), messages))
+        plan.source = list(sources)
         return
     # Some events were split into several pieces: count pieces per message the way the batcher did.
     max_msg = batcher.MAX_MESSAGE_BYTES
     source: list[int] = []
-    for _, msg, i in messages:
+    for (_, msg), i in zip(events, sources):
         size = batcher.utf8_len(msg.encode("utf-8", "replace").decode("utf-8"))
         n = 1 if size <= max_msg else len(batcher.split_message(msg.encode("utf-8", "replace").decode(), max_msg))
         source.extend([i] * n)

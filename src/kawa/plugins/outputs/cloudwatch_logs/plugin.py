@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterator
 import msgpack
 import orjson
 
-from kawa.buffer.chunk import frame_lists, iter_frames
+from kawa.buffer.chunk import HeldFrames, frame_lists, iter_frames
 from kawa.buffer.output import BufferedOutput
 from kawa.engine.registry import register
 from kawa.errors import ConfigError, RetryableError
@@ -24,7 +24,7 @@ from kawa.plugins.outputs.cloudwatch_logs import batcher
 from kawa.plugins.outputs.cloudwatch_logs.journal import SentJournal
 from kawa.plugins.outputs.cloudwatch_logs.sender import Delivery
 from kawa.plugins.outputs.cloudwatch_logs.messages import (
-    NS_PER_MS, ChunkRecords, MessageBuilder, Plan, pack_frames, plan_destination)
+    NS_PER_MS, ChunkRecords, MessageBuilder, Plan, pack_frames, plan_destination, plan_in_order)
 from kawa.plugins.outputs.cloudwatch_logs.names import BoundedCache, Destinations, NameFixer
 from kawa.plugins.outputs.cloudwatch_logs.options import RETENTION_DAYS, CloudwatchLogsOptions
 from kawa.plugins.outputs.cloudwatch_logs.progress import ProgressStore
@@ -36,6 +36,9 @@ STREAM_SOURCES = ("log_stream_name", "use_tag_as_stream", "log_stream_name_key")
 MISSING_NAME_KEY = "\0missing-name"      # progress key for records without a group/stream name
 # Progress entries kept before pruning those of chunks that left the buffer (dead-lettered, dropped).
 PROGRESS_PRUNE_AT = 256
+# Packed size of a [tag, time, message] frame beyond the tag's and message's characters: array and
+# string headers, a 64-bit time (HeldFrames' size estimate).
+HELD_FRAME_OVERHEAD = 14
 
 
 @register("output", "cloudwatch_logs")
@@ -147,7 +150,9 @@ class CloudwatchLogsOutput(BufferedOutput):
                 for _ in range(kept.count(False)):
                     self._empty_message()
                 times, messages = list(compress(times, kept)), list(compress(messages, kept))
-            return pack_frames(pack, tag, times, messages)
+            # kept as objects by a memory buffer (read back by _plan_held), packed by any other
+            size = sum(map(len, messages)) + len(messages) * (len(tag) + HELD_FRAME_OVERHEAD)
+            return HeldFrames((tag, times, messages), size, _pack_held)  # type: ignore[return-value]
         build = self.builder.build
         out = []
         for t, r in events:
@@ -260,7 +265,9 @@ class CloudwatchLogsOutput(BufferedOutput):
         resolve = self.destinations.resolve
         per_record = self.destinations.per_record
         if self.prebuild and chunk.formatted and not per_record:
-            plan = self._plan_prebuilt(chunk, group_tpl, stream_tpl, tags)
+            held = chunk.held()
+            plan = (self._plan_prebuilt(chunk, group_tpl, stream_tpl, tags) if held is None
+                    else self._plan_held(chunk, held, group_tpl, stream_tpl, tags))
             if plan is not None:
                 return [plan], []
         build = self.builder.build
@@ -330,6 +337,27 @@ class CloudwatchLogsOutput(BufferedOutput):
         plan_destination(plan, pending, max_events=self.max_events, oversize=self.options.oversize_policy)
         return plan
 
+    def _plan_held(self, chunk: Any, held: list[HeldFrames], group_tpl: str | None, stream_tpl: str | None,
+                   tags: dict[str, str] | None) -> Plan | None:
+        """_plan_prebuilt for a memory chunk of HeldFrames: the (tag, times, messages) columns that
+        format_events built, without packing them at emit and unpacking them here (messages there
+        are never empty: format_events dropped those)."""
+        times_ms: list[int] = []
+        messages: list[str] = []
+        for frames in held:
+            _, times, texts = frames.columns
+            times_ms.extend(map(floordiv, times, repeat(NS_PER_MS)))
+            messages.extend(texts)
+        if not messages:
+            return None
+        group, stream = self.destinations.resolve(held[0].columns[0], {}, group_tpl, stream_tpl)
+        if group is None or stream is None:
+            return None
+        plan = self._new_plan(chunk, group, stream, {}, tags)
+        plan.records.add_range(0, len(messages))  # type: ignore[union-attr]
+        plan_in_order(plan, times_ms, messages, max_events=self.max_events, oversize=self.options.oversize_policy)
+        return plan
+
     def _new_plan(self, chunk: Any, group: str, stream: str, record: dict[str, Any], tags: Any) -> Plan:
         # records are read again from the chunk only if one must go to @ERROR: holding the decoded
         # chunk while it is sent cost ~26 MiB per 8 MiB chunk (tracemalloc)
@@ -388,6 +416,12 @@ class CloudwatchLogsOutput(BufferedOutput):
     def stats(self) -> dict[str, Any]:
         return {**super().stats(), **self.counters, "names_fixed": self.fixer.fixed,
                 "known_streams": len(self.known_streams)}
+
+
+def _pack_held(columns: tuple[str, list[int], list[str]]) -> bytes:
+    """The msgpack frames of HeldFrames columns, as format_events packs them for a buffer of bytes."""
+    tag, times, messages = columns
+    return pack_frames(msgpack.Packer(unicode_errors="surrogateescape", default=str).pack, tag, times, messages)
 
 
 def _record_of_message(message: str) -> dict[str, Any]:
