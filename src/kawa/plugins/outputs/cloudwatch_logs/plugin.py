@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from sys import getsizeof
 from concurrent.futures import ThreadPoolExecutor
 from itertools import compress, repeat
 from operator import floordiv, itemgetter
@@ -36,9 +37,9 @@ STREAM_SOURCES = ("log_stream_name", "use_tag_as_stream", "log_stream_name_key")
 MISSING_NAME_KEY = "\0missing-name"      # progress key for records without a group/stream name
 # Progress entries kept before pruning those of chunks that left the buffer (dead-lettered, dropped).
 PROGRESS_PRUNE_AT = 256
-# Packed size of a [tag, time, message] frame beyond the tag's and message's characters: array and
-# string headers, a 64-bit time (HeldFrames' size estimate).
-HELD_FRAME_OVERHEAD = 14
+# Memory a held event takes beyond its message str (HeldFrames' size): its time (an int of 32 bytes)
+# and two list slots. The tag's length is counted per event too, as packed frames repeat it.
+HELD_EVENT_OVERHEAD = 48
 
 
 @register("output", "cloudwatch_logs")
@@ -150,8 +151,9 @@ class CloudwatchLogsOutput(BufferedOutput):
                 for _ in range(kept.count(False)):
                     self._empty_message()
                 times, messages = list(compress(times, kept)), list(compress(messages, kept))
-            # kept as objects by a memory buffer (read back by _plan_held), packed by any other
-            size = sum(map(len, messages)) + len(messages) * (len(tag) + HELD_FRAME_OVERHEAD)
+            # kept as objects by a memory buffer (read back by _plan_held), packed by any other;
+            # sized as the memory they take, so the buffer's byte limits bound the process's memory
+            size = sum(map(getsizeof, messages)) + len(messages) * (len(tag) + HELD_EVENT_OVERHEAD)
             return HeldFrames((tag, times, messages), size, _pack_held)  # type: ignore[return-value]
         build = self.builder.build
         out = []
