@@ -30,13 +30,17 @@ def arun(fn: Any) -> Any:
 
 # -- the file -------------------------------------------------------------------------------------
 
-def test_digests_of_a_call_are_each_event_s_digest_in_the_file_layout() -> None:
-    # the on-disk layout: native int64 timestamps, then native uint64 (UTF-8 length << 32 | CRC-32)
+@pytest.mark.parametrize("surrogates", [True, False])
+def test_digests_of_a_call_are_each_event_s_digest_in_the_file_layout(surrogates: bool) -> None:
+    # the on-disk layout: native int64 timestamps, then native uint64 (UTF-8 length << 32 | CRC-32);
+    # a call with lone surrogates takes the surrogatepass encoding, one without the default one
     import struct
     import zlib
 
     lone = b"caf\xe9".decode("utf-8", "surrogateescape")
     events = [(1_700_000_000_000, '{"a":"b"}'), (-5, ""), (7, "ünï ✓ 🎉"), (8, lone), (9, "\ud800x")]
+    if not surrogates:
+        events[3:] = [(8, "café"), (9, "x")]
     stamps, crcs = journal_mod._pack_digests(events)
     assert journal_mod._pack_digests(iter(events)) == (stamps, crcs)
     want = [(ts, len(m.encode("utf-8", "surrogatepass")), zlib.crc32(m.encode("utf-8", "surrogatepass")))

@@ -56,7 +56,13 @@ def _pack_digests(events: Iterable[LogEvent]) -> tuple[bytes, bytes]:
     """The digests of a call's events as two arrays (timestamps; length << 32 | CRC-32), C-level maps
     over the whole call instead of a Python step per event."""
     events = events if isinstance(events, list) else list(events)
-    data = list(map(str.encode, map(itemgetter(1), events), repeat("utf-8"), repeat("surrogatepass")))
+    messages = list(map(itemgetter(1), events))
+    try:
+        # the default encoding and errors skip the codec lookup of named arguments (~70 ns an event);
+        # the bytes are the same as digest()'s for every message without a lone surrogate
+        data = list(map(str.encode, messages))
+    except UnicodeEncodeError:
+        data = list(map(str.encode, messages, repeat("utf-8"), repeat("surrogatepass")))
     # struct packs a whole call in one go; array() parses each item as a call argument (~1,000
     # instructions an event more, callgrind). The bytes are the same: native int64 / uint64.
     n = len(events)
