@@ -114,6 +114,16 @@ def split_message(message: str, max_message_bytes: int = MAX_MESSAGE_BYTES) -> l
     return pieces
 
 
+def _check_limits(max_events: int, max_batch_bytes: int, max_event_bytes: int, max_span_ms: int) -> None:
+    """The limits default to AWS's and may only be lowered."""
+    if not 1 <= max_events <= MAX_BATCH_EVENTS:
+        raise ValueError(f"max_events must be within 1..{MAX_BATCH_EVENTS}")
+    if not 0 < max_batch_bytes <= MAX_BATCH_BYTES or not 0 < max_event_bytes <= MAX_EVENT_BYTES:
+        raise ValueError("byte limits must be positive and not above AWS's")
+    if not 0 < max_span_ms <= MAX_BATCH_SPAN_MS:
+        raise ValueError(f"max_span_ms must be within 1..{MAX_BATCH_SPAN_MS}")
+
+
 def build_batches(
     events: Iterable[LogEvent],
     *,
@@ -128,12 +138,7 @@ def build_batches(
 
     The limits default to AWS's and may only be lowered (tests use small ones to exercise the rules).
     """
-    if not 1 <= max_events <= MAX_BATCH_EVENTS:
-        raise ValueError(f"max_events must be within 1..{MAX_BATCH_EVENTS}")
-    if not 0 < max_batch_bytes <= MAX_BATCH_BYTES or not 0 < max_event_bytes <= MAX_EVENT_BYTES:
-        raise ValueError("byte limits must be positive and not above AWS's")
-    if not 0 < max_span_ms <= MAX_BATCH_SPAN_MS:
-        raise ValueError(f"max_span_ms must be within 1..{MAX_BATCH_SPAN_MS}")
+    _check_limits(max_events, max_batch_bytes, max_event_bytes, max_span_ms)
     if oversize not in ("truncate", "split") or empty not in ("drop", "space"):
         raise ValueError(f"unknown policy oversize={oversize!r} empty={empty!r}")
     # An event must also fit alone in a batch.
@@ -226,12 +231,7 @@ def cut_in_order(stamps: list[int], messages: list[str], *, max_events: int = MA
     [start, end) positions of each batch, without making the (timestamp, message) pairs or sorting
     them. None when some event needs a policy (empty, oversize, invalid UTF-8): build_batches
     handles those. Limits as build_batches'."""
-    if not 1 <= max_events <= MAX_BATCH_EVENTS:
-        raise ValueError(f"max_events must be within 1..{MAX_BATCH_EVENTS}")
-    if not 0 < max_batch_bytes <= MAX_BATCH_BYTES or not 0 < max_event_bytes <= MAX_EVENT_BYTES:
-        raise ValueError("byte limits must be positive and not above AWS's")
-    if not 0 < max_span_ms <= MAX_BATCH_SPAN_MS:
-        raise ValueError(f"max_span_ms must be within 1..{MAX_BATCH_SPAN_MS}")
+    _check_limits(max_events, max_batch_bytes, max_event_bytes, max_span_ms)
     sizes = _plain_sizes(messages, min(max_event_bytes, max_batch_bytes) - EVENT_OVERHEAD_BYTES)
     if sizes is None:
         return None
