@@ -66,8 +66,8 @@ class HeldFrames:
     unpacking msgpack it packed at emit (cloudwatch_logs: ~1.5 µs an event of ~10). Whatever reads the
     chunk as bytes (backup, @ERROR, a buffer that stores bytes) gets `pack(columns)`, made then.
 
-    `len()` is the size the packed batch would take (an estimate the output gives), so chunk limits
-    cut chunks where they cut packed ones."""
+    `len()` is the size the output gives, what the buffer's byte limits count: cloudwatch_logs gives
+    the memory its columns take, so a memory buffer's limits bound the process's memory."""
 
     __slots__ = ("columns", "size", "_pack")
 
