@@ -117,7 +117,7 @@ class CloudwatchLogsOutput(BufferedOutput):
             "truncated", "split", "empty_skipped", "missing_name", "groups_created", "streams_created",
             "throttled", "failed_calls", "inflight_found", "inflight_found_events", "inflight_missing",
             "inflight_unverified", "inflight_unverified_events", "resent_skipped", "leftovers_expired"), 0)
-        self._packer = msgpack.Packer(unicode_errors="surrogateescape", default=str)
+        self._packer = _new_packer()
         self.delivery: Delivery | None = None
         self._executor: ThreadPoolExecutor | None = None
         self.resume = JournalKeeper(self)       # memory buffers across kill -9 (resume.py, journal.py)
@@ -312,32 +312,22 @@ class CloudwatchLogsOutput(BufferedOutput):
     def _plan_prebuilt(self, chunk: Any, group_tpl: str | None, stream_tpl: str | None,
                        tags: dict[str, str] | None) -> Plan | None:
         """_plan_chunk for the usual chunk: every event a [tag, time, message] frame built at emit, one
-        destination for all. A slice of frames at a time in C (map, zip) instead of a Python step per
-        event: ~3,000 instructions an event. None for anything else (a frame without its tag, an
-        empty message, a name missing): _plan_chunk's loop handles those, with their warnings."""
-        plan: Plan | None = None
-        pending: list[tuple[int, str, int]] = []
-        done = 0
+        destination for all. A slice of frames at a time in C (map) instead of a Python step per
+        event. None for anything else (a frame without its tag, an empty message, a name missing):
+        _plan_chunk's loop handles those, with their warnings."""
+        tag = None
+        times_ms: list[int] = []
+        messages: list[str] = []
         for frames in frame_lists(chunk.read_pieces()):
             if set(map(len, frames)) != {3}:
                 return None
-            messages = list(map(itemgetter(2), frames))
-            if set(map(type, messages)) != {str} or "" in messages:
+            texts = list(map(itemgetter(2), frames))
+            if set(map(type, texts)) != {str} or "" in texts:
                 return None
-            if plan is None:
-                tag = frames[0][0]
-                group, stream = self.destinations.resolve(tag, messages[0], group_tpl, stream_tpl)
-                if group is None or stream is None:
-                    return None
-                plan = self._new_plan(chunk, group, stream, {}, tags)
-            times_ms = map(floordiv, map(itemgetter(1), frames), repeat(NS_PER_MS))
-            pending.extend(zip(times_ms, messages, range(done, done + len(frames))))
-            done += len(frames)
-        if plan is None:
-            return None
-        plan.records.add_range(0, done)  # type: ignore[union-attr]
-        plan_destination(plan, pending, max_events=self.max_events, oversize=self.options.oversize_policy)
-        return plan
+            tag = frames[0][0] if tag is None else tag
+            times_ms.extend(map(floordiv, map(itemgetter(1), frames), repeat(NS_PER_MS)))
+            messages.extend(texts)
+        return self._plan_columns(chunk, tag, times_ms, messages, group_tpl, stream_tpl, tags)
 
     def _plan_held(self, chunk: Any, held: list[HeldFrames], group_tpl: str | None, stream_tpl: str | None,
                    tags: dict[str, str] | None) -> Plan | None:
@@ -350,9 +340,16 @@ class CloudwatchLogsOutput(BufferedOutput):
             _, times, texts = frames.columns
             times_ms.extend(map(floordiv, times, repeat(NS_PER_MS)))
             messages.extend(texts)
+        return self._plan_columns(chunk, held[0].columns[0], times_ms, messages, group_tpl, stream_tpl, tags)
+
+    def _plan_columns(self, chunk: Any, tag: str | None, times_ms: list[int], messages: list[str],
+                      group_tpl: str | None, stream_tpl: str | None, tags: dict[str, str] | None) -> Plan | None:
+        """The one plan of a chunk whose every event is a non-empty message for one destination, given
+        as columns; the record index is the position. None when there is no event or a name is
+        missing (_plan_chunk's loop reports those)."""
         if not messages:
             return None
-        group, stream = self.destinations.resolve(held[0].columns[0], {}, group_tpl, stream_tpl)
+        group, stream = self.destinations.resolve(tag or "", {}, group_tpl, stream_tpl)
         if group is None or stream is None:
             return None
         plan = self._new_plan(chunk, group, stream, {}, tags)
@@ -423,7 +420,12 @@ class CloudwatchLogsOutput(BufferedOutput):
 def _pack_held(columns: tuple[str, list[int], list[str]]) -> bytes:
     """The msgpack frames of HeldFrames columns, as format_events packs them for a buffer of bytes."""
     tag, times, messages = columns
-    return pack_frames(msgpack.Packer(unicode_errors="surrogateescape", default=str).pack, tag, times, messages)
+    return pack_frames(_new_packer().pack, tag, times, messages)   # a Packer of its own: any thread may read
+
+
+def _new_packer() -> msgpack.Packer:
+    """How this output packs its frames (Ruby's msgpack keeps invalid UTF-8: surrogateescape)."""
+    return msgpack.Packer(unicode_errors="surrogateescape", default=str)
 
 
 def _record_of_message(message: str) -> dict[str, Any]:
