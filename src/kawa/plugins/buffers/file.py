@@ -23,6 +23,7 @@ from kawa.buffer.options import BufferOptions
 from kawa.config.schema import option
 from kawa.engine.registry import register
 from kawa.errors import ConfigError
+from kawa.state_lock import LOCK_SUFFIX, acquire, claim_path, release
 from kawa.event import NS_PER_SEC
 
 # buf_file.rb DEFAULT_CHUNK_LIMIT_SIZE / DEFAULT_TOTAL_LIMIT_SIZE
@@ -361,6 +362,8 @@ class FileBuffer(Buffer):
         self._latest_timekey = -1
         self.recovered_lost_bytes = 0
         self._kept: list[FileChunk] = []       # chunks holding the text they were written with
+        self._lock: str | None = None           # state_lock path held from start to stop
+        self._own_directory = False             # `path` names a directory of chunks only (see start)
 
     def configure(self, settings: Any, *, formatted: bool, owner: Any = None) -> None:
         super().configure(settings, formatted=formatted, owner=owner)
@@ -377,7 +380,13 @@ class FileBuffer(Buffer):
                 raise ConfigError("buffer path is not configured. specify 'path' in <buffer>")
             path = os.path.join(root, f"worker{self.ctx.worker_id}", owner_id, "buffer")
             from_root = True
+        owner_type = getattr(owner, "type_name", None) or "file"
+        claim_path(self.ctx, "buffer", path, owner_type,
+                   "Other '{other}' plugin already use same buffer path: "
+                   f"type = {owner_type}, buffer path = {path}")
+        self._own_directory = False
         if os.path.isdir(path) or (not os.path.exists(path) and ".*" not in path):
+            self._own_directory = True
             if from_root or workers <= 1:
                 self.pattern = os.path.join(path, f"buffer.*{suffix}")
             else:
@@ -447,12 +456,24 @@ class FileBuffer(Buffer):
         self._kept = kept
 
     async def start(self) -> None:
+        # before resume: another process on these chunks would flush and purge them too
+        # A directory of kawa's own (`path /x/buf`: buffer.*.log inside) is locked itself, so no
+        # file of kawa's sits among the chunks; a pattern (`path /x/app.*.buf`) shares its directory
+        # with whatever else is there, so it gets a lock file named after its prefix.
+        directory = os.path.dirname(self.pattern)
+        os.makedirs(directory, exist_ok=True)
+        prefix = self.pattern[:self.pattern.index(".*")]
+        self._lock = acquire(directory if self._own_directory else prefix + LOCK_SUFFIX,
+                             f"buffer path {self.pattern}", directory=self._own_directory)
         await super().start()
         delivery.register_store(self)
 
     async def stop(self) -> None:
         delivery.unregister_store(self)
         await super().stop()
+        if self._lock is not None:
+            release(self._lock)
+            self._lock = None
 
     def forget_checkpoint(self, key: str) -> None:
         """kawa.delivery.forget: no chunk may keep an offset for `key` (it names other content now)."""

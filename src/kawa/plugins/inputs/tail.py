@@ -9,7 +9,7 @@ import time
 from operator import itemgetter
 from typing import Any
 
-from kawa import delivery
+from kawa import delivery, state_lock
 from kawa.config.schema import Options, option, section
 from kawa.engine.registry import register
 from kawa.errors import ConfigError
@@ -131,12 +131,17 @@ class TailInput(Input):
         if o.pos_file is None:
             self.log.warn("'pos_file PATH' parameter is not set to a 'tail' source.")
             self.log.warn("this parameter is highly recommended to save the position to resume tailing.")
-        elif not ctx.dry_run:
-            delivery.note_state_dir(os.path.dirname(os.path.abspath(o.pos_file)))
+        else:
+            state_lock.claim_path(ctx, "pos_file", o.pos_file, self.plugin_id,
+                                  "Other 'in_tail' plugin already use same pos_file path: plugin_id = {other}, "
+                                  f"pos_file path = {o.pos_file}")
+            if not ctx.dry_run:
+                delivery.note_state_dir(os.path.dirname(os.path.abspath(o.pos_file)))
         self.parser: Parser = self.build_child(o.parse, "parse")  # type: ignore[assignment]
         # multiline, cri, docker: lines joined per file inside the parser (see parsers/_stateful.py)
         self.joining = self.parser if isinstance(self.parser, StatefulLineParser) else None
         self.pf: PositionFile | None = None
+        self._pos_lock: str | None = None      # state_lock path held while the pos_file is open
         self.rotated: RotatedFiles | None = None
         self.marks: OffsetMarks | None = None
         self.scheduler: TailScheduler | None = None
@@ -192,6 +197,8 @@ class TailInput(Input):
         o = self.options
         if o.pos_file is not None:
             os.makedirs(os.path.dirname(os.path.abspath(o.pos_file)), exist_ok=True)
+            # before the pos_file is read: another process on it would read the same lines
+            self._pos_lock = state_lock.acquire(o.pos_file + state_lock.LOCK_SUFFIX, f"pos_file {o.pos_file}")
             self.pf = PositionFile(o.pos_file, o.follow_inodes, warn=self.log.warn)
             self.pf.load(self._existing_keys())
             self.rotated = RotatedFiles(o.pos_file)
@@ -222,6 +229,9 @@ class TailInput(Input):
         if self.rotated is not None:
             self.rotated.close()
             self.rotated = None
+        if self._pos_lock is not None:
+            state_lock.release(self._pos_lock)
+            self._pos_lock = None
 
     def save_marks(self, *, missing_only: bool = False) -> None:
         """The offset marks of the files followed now (kawa's `.kawa-marks` beside the pos_file);
