@@ -147,3 +147,38 @@ def test_only_the_newest_chunks_keep_their_text_and_within_a_byte_bound(tmp_path
         await d.instance.buffer.stop()
 
     asyncio.run(run())
+
+
+def test_a_chunk_whose_file_was_removed_is_dropped_once_with_an_error(tmp_path: Path) -> None:
+    """Files removed under kawa during an outage (someone freeing a full disk): the chunk is counted
+    and logged as dropped instead of retried for the whole retry_timeout; the others are written."""
+    buf = tmp_path / "buf"
+    d = OutputDriver("test_recording_text", _conf(buf).replace("</buffer>", "retry_wait 0.01\n</buffer>"))
+    removed: list[Any] = []
+
+    async def run() -> None:
+        async with d.run():
+            d.instance.fail = lambda chunk: RetryableError("down")
+            await d.feed_batch("a", [(T0, {"n": 0}), (T0, {"n": 100})])
+            [first] = d.instance.buffer.chunks()
+            removed.append(first)
+            for n in range(1, 4):
+                await d.feed_batch("a", [(T0, {"n": n}), (T0, {"n": n + 100})])
+            await wait_for(lambda: d.instance.calls >= 8)       # each chunk failed at least twice
+            assert first.written is None                        # older than the chunks that keep their text
+            os.unlink(first.path)
+            d.instance.fail = lambda chunk: None
+            await wait_for(lambda: len(d.instance.texts) == 3)
+            await asyncio.sleep(0.1)                # a retry of the removed chunk would have come by now
+
+    asyncio.run(run())
+    assert sorted(d.instance.texts) == [b"a 1\na 101\n", b"a 2\na 102\n", b"a 3\na 103\n"]
+    [first] = removed
+    gone = [i for i, line in enumerate(d.logs) if "file is gone" in line]
+    assert len(gone) == 1
+    assert d.logs[gone[0]].startswith("[error]: #0 the buffer chunk's file is gone (removed outside kawa?): its "
+                                      f"records cannot be sent and are dropped chunk=\"{first.id}\" records=2 "
+                                      "error=[Errno 2] No such file or directory")
+    assert not [line for line in d.logs[gone[0]:] if first.id in line and "failed to flush" in line]
+    assert d.instance.stats()["dropped_records"] == {"chunk_file_gone": 2}
+    assert list(buf.iterdir()) == []                # its .meta went too

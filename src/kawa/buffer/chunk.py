@@ -220,6 +220,11 @@ class Chunk:
         """Forget the data (after commit or when moved to the dead-letter directory)."""
         self.state = "purged"
 
+    def file_gone(self) -> bool:
+        """True when the data lives in a file that no longer exists (removed outside kawa, e.g. to
+        free a full disk): no retry can read it."""
+        return False
+
     def close(self) -> None:
         """Release handles, keep data (persistent backends resume it)."""
 

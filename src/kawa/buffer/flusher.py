@@ -59,6 +59,7 @@ class Flusher:
         self.rollback_count = 0
         self.num_errors = 0
         self.dead_lettered = 0
+        self.lost_records = 0       # in chunks whose file was removed under kawa (_file_gone)
         buffer.on_change = self.wake
         buffer.on_stage = self._staged.set
 
@@ -219,7 +220,9 @@ class Flusher:
         except UNRECOVERABLE as exc:
             await self._unrecoverable(chunk, exc, use_secondary)
         except Exception as exc:
-            if self._failed(chunk, exc, use_secondary):
+            if isinstance(exc, FileNotFoundError) and chunk.file_gone():
+                self._file_gone(chunk, exc)
+            elif self._failed(chunk, exc, use_secondary):
                 await self._dead_letter(chunk, exc)
         else:
             self.retries.pop(chunk.id, None)
@@ -250,6 +253,16 @@ class Flusher:
         self.log.warn(msg, retry_times=state.steps, next_retry_time=_fmt_time(state.next_time),
                       chunk=chunk.id, error=exc)
         return False
+
+    def _file_gone(self, chunk: Chunk, exc: Exception) -> None:
+        """A chunk whose file was removed under kawa: no retry can send it, and retrying would
+        warn about it for the whole retry_timeout (72 h by default). Counted, logged, dropped."""
+        self.num_errors += 1
+        self.retries.pop(chunk.id, None)
+        self.lost_records += chunk.record_count
+        self.log.error("the buffer chunk's file is gone (removed outside kawa?): its records cannot be sent "
+                       "and are dropped", chunk=chunk.id, records=chunk.record_count, error=exc)
+        self.buffer.purge(chunk)
 
     async def _unrecoverable(self, chunk: Chunk, exc: BaseException, using_secondary: bool) -> None:
         self.num_errors += 1

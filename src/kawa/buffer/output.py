@@ -53,6 +53,7 @@ from kawa.config.schema import ENCLOSING_TYPE, Options, PluginSpec, section
 from kawa.engine import registry
 from kawa.errors import BufferOverflowError, ConfigError
 from kawa.event import Event
+from kawa.metrics import catalog as c
 from kawa.plugins.base import Output, PluginContext
 
 __all__ = ["BufferedOutput", "DeliveryAck"]
@@ -288,10 +289,13 @@ class BufferedOutput(Output):
         await self.flusher.flush_all()
 
     def stats(self) -> dict[str, Any]:
-        return {**self.buffer.stats(), "emit_count": self.emit_count, "emit_records": self.emit_records,
-                "write_count": self.flusher.write_count, "rollback_count": self.flusher.rollback_count,
-                "retry_count": self.flusher.num_errors, "dead_letter_count": self.flusher.dead_lettered,
-                "early_flush_count": self.early_flush_count}
+        out = {**self.buffer.stats(), "emit_count": self.emit_count, "emit_records": self.emit_records,
+               "write_count": self.flusher.write_count, "rollback_count": self.flusher.rollback_count,
+               "retry_count": self.flusher.num_errors, "dead_letter_count": self.flusher.dead_lettered,
+               "early_flush_count": self.early_flush_count}
+        if self.flusher.lost_records:
+            out[c.DROPPED_RECORDS] = {"chunk_file_gone": self.flusher.lost_records}
+        return out
 
 
 def _type_name(element: Element | None) -> str | None:

@@ -304,6 +304,9 @@ class FileChunk(Chunk):
             os.close(self._fd)
             self._fd = None
 
+    def file_gone(self) -> bool:
+        return self.written is None and not os.path.exists(self.path)
+
     def purge(self) -> None:
         super().purge()
         self.written = None
