@@ -160,3 +160,29 @@ def test_main_in_process_returns_exit_code(tmp_path: Path, capsys: pytest.Captur
 
     assert main(["--dry-run", "-c", str(write(tmp_path, "<match **>\n  @type file\n</match>\n"))]) == 2
     assert "path: required option is missing" in capsys.readouterr().out
+
+
+def test_a_plugin_that_cannot_start_exits_1_naming_it_without_traceback(tmp_path: Path) -> None:
+    (tmp_path / "not-a-dir").write_text("")
+    (tmp_path / "a.log").write_text("x\n")
+    conf = write(tmp_path, f"""
+<source>
+  @type tail
+  path {tmp_path}/a.log
+  tag a
+  pos_file {tmp_path}/not-a-dir/a.pos
+  <parse>
+    @type none
+  </parse>
+</source>
+<match a>
+  @type file
+  path {tmp_path}/out
+</match>
+""")
+    proc = kawa("-c", str(conf))
+    assert proc.returncode == 1, proc.stdout
+    assert (f'[error]: input plugin type=:tail plugin_id="object:3c5" could not start: FileExistsError: '
+            f"[Errno 17] File exists: '{tmp_path}/not-a-dir'") in proc.stdout
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert "shutting down output plugin type=:file" in proc.stdout     # the output started first is stopped

@@ -98,3 +98,24 @@ def test_sigusr1_flushes_an_interval_buffer_and_sigterm_drains(tmp_path: Path) -
     assert proc.returncode == 0, log.read_text()
     numbers = [r["n"] for r in _records(out, "app")]
     assert numbers == list(range(len(numbers)))        # SIGTERM wrote everything in flight, once
+
+
+def test_a_reload_whose_plugins_cannot_start_exits_1(tmp_path: Path) -> None:
+    """The old pipeline is stopped before the new one starts: a new one that cannot start (its
+    buffer directory cannot be made) leaves nothing running, so kawa exits 1 to be restarted."""
+    out, conf, log = tmp_path / "out", tmp_path / "fluent.conf", tmp_path / "kawa.log"
+    _conf(conf, out, "first")
+    (tmp_path / "not-a-dir").write_text("")
+    proc = _start(conf, log)
+    try:
+        _wait(lambda: len(_records(out, "first")) >= 5)
+        _conf(conf, out, "second", flush_extra=f"@type file\npath {tmp_path}/not-a-dir/buf")
+        proc.send_signal(signal.SIGHUP)
+        assert proc.wait(30) == 1, log.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    text = log.read_text()
+    assert "could not start: NotADirectoryError: [Errno 20] Not a directory:" in text
+    assert "configuration reload failed after the running configuration was stopped: exiting" in text
+    assert "Traceback" not in text

@@ -11,7 +11,7 @@ import os
 import signal
 from typing import Any, Callable
 
-from kawa.errors import ConfigError
+from kawa.errors import ConfigError, KawaError
 
 from kawa.engine import heap
 from kawa.engine.pipeline import Pipeline
@@ -37,6 +37,8 @@ class Agent:
         self._stop = asyncio.Event()
         self._signals = 0
         self._log_events: list[tuple[str, str, dict[str, Any]]] = []
+        self.exit_code = 0
+        self._stopped = False
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
@@ -53,8 +55,9 @@ class Agent:
         await self._stop.wait()
         self.wlog.info("fluentd worker is now stopping", worker=self.worker_id)
         self.log.sink.event_hook = None   # Fluentd's last fluent.* event is "now stopping"
-        await self.stop()
-        return 0
+        if not self._stopped:
+            await self.stop()
+        return self.exit_code
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -72,12 +75,23 @@ class Agent:
             os._exit(1)
 
     async def start(self) -> None:
-        for out in self.pipe.outputs:
-            await out.start()
-        for filt in self.pipe.filters:
-            await filt.start()
-        for inp in self.pipe.inputs:
-            await inp.start()
+        """Outputs, then filters, then inputs. A plugin that cannot start (a pos_file directory that
+        cannot be made, state held by another process) stops the ones started before it and raises
+        one KawaError naming it, which exits 1 without a traceback."""
+        started: list[Any] = []
+        for plugin in (*self.pipe.outputs, *self.pipe.filters, *self.pipe.inputs):
+            try:
+                await plugin.start()
+            except Exception as exc:
+                for done in reversed(started):
+                    self.wlog.info(f"shutting down {done.kind} plugin", type=_Sym(done.type_name),
+                                   plugin_id=done.plugin_id)
+                    await _guard(done.stop(), self.wlog, done.plugin_id)
+                if isinstance(exc, KawaError):
+                    raise
+                raise KawaError(f'{plugin.kind} plugin type={_Sym(plugin.type_name)} plugin_id="{plugin.plugin_id}" '
+                                f"could not start: {type(exc).__name__}: {exc}") from None
+            started.append(plugin)
 
     async def stop(self) -> None:
         self.wlog.info("shutting down fluentd worker", worker=self.worker_id)
@@ -112,7 +126,17 @@ class Agent:
             heap.unsettle()
             await self.stop()
             self.pipe = new
-            await self.start()
+            try:
+                await self.start()
+            except KawaError as exc:
+                # the old pipeline is stopped and the new one cannot run: exit 1 (a supervisor or
+                # the kubelet restarts the process) rather than run with nothing started
+                self.log.error(str(exc))
+                self.log.error("configuration reload failed after the running configuration was stopped: exiting")
+                self.exit_code = 1
+                self._stopped = True            # start() stopped what it had started
+                self._stop.set()
+                return False
             heap.settle()
             if hook is not None:
                 self._route_own_logs()
