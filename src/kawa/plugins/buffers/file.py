@@ -23,8 +23,8 @@ from kawa.buffer.options import BufferOptions
 from kawa.config.schema import option
 from kawa.engine.registry import register
 from kawa.errors import ConfigError
-from kawa.state_lock import LOCK_SUFFIX, acquire, claim_path, release
 from kawa.event import NS_PER_SEC
+from kawa.state_lock import LOCK_SUFFIX, acquire, claim_path, release
 
 # buf_file.rb DEFAULT_CHUNK_LIMIT_SIZE / DEFAULT_TOTAL_LIMIT_SIZE
 FILE_CHUNK_LIMIT_SIZE = 256 * 1024 * 1024
@@ -387,7 +387,6 @@ class FileBuffer(Buffer):
         claim_path(self.ctx, "buffer", path, owner_type,
                    "Other '{other}' plugin already use same buffer path: "
                    f"type = {owner_type}, buffer path = {path}")
-        self._own_directory = False
         if os.path.isdir(path) or (not os.path.exists(path) and ".*" not in path):
             self._own_directory = True
             if from_root or workers <= 1:
@@ -459,10 +458,10 @@ class FileBuffer(Buffer):
         self._kept = kept
 
     async def start(self) -> None:
-        # before resume: another process on these chunks would flush and purge them too
-        # A directory of kawa's own (`path /x/buf`: buffer.*.log inside) is locked itself, so no
-        # file of kawa's sits among the chunks; a pattern (`path /x/app.*.buf`) shares its directory
-        # with whatever else is there, so it gets a lock file named after its prefix.
+        # Locked before resume: another process on these chunks would flush and purge them too. A
+        # directory of kawa's own (`path /x/buf`: buffer.*.log inside) is locked itself, so no file
+        # of kawa's sits among the chunks; a pattern (`path /x/app.*.buf`) may share its directory,
+        # so it gets a lock file named after its prefix.
         directory = os.path.dirname(self.pattern)
         os.makedirs(directory, exist_ok=True)
         prefix = self.pattern[:self.pattern.index(".*")]
