@@ -182,3 +182,56 @@ def test_a_chunk_whose_file_was_removed_is_dropped_once_with_an_error(tmp_path: 
     assert not [line for line in d.logs[gone[0]:] if first.id in line and "failed to flush" in line]
     assert d.instance.stats()["dropped_records"] == {"chunk_file_gone": 2}
     assert list(buf.iterdir()) == []                # its .meta went too
+
+
+def test_a_staged_chunk_whose_file_was_removed_is_written_back_from_its_open_descriptor(tmp_path: Path) -> None:
+    """A staged chunk keeps its file open for appends: removed under kawa, its data is still there,
+    so the enqueue writes it back (with a warning) and every record is delivered, the one appended
+    after the removal too."""
+    buf = tmp_path / "buf"
+    conf = (f"<buffer tag>\n@type file\npath {buf}\nflush_mode interval\nflush_interval 1h\n"
+            "flush_at_shutdown false\n</buffer>")
+    d = OutputDriver("test_recording_text", conf)
+    ids: list[str] = []
+
+    async def run() -> None:
+        async with d.run():
+            await d.feed_batch("a", [(T0, {"n": 1}), (T0, {"n": 2})])
+            [staged] = d.instance.buffer.chunks()
+            ids.append(staged.id)
+            os.unlink(staged.path)
+            await d.feed_batch("a", [(T0, {"n": 3})])       # appended to the removed file
+            await d.instance.flush()
+            await wait_for(lambda: d.instance.texts != [])
+
+    asyncio.run(run())
+    assert d.instance.texts == [b"a 1\na 2\na 3\n"]
+    assert [line for line in d.logs if "removed" in line] == [
+        "[warn]: #0 a staged buffer chunk's file was removed outside kawa; its data, still open, is written back "
+        f'chunk="{ids[0]}" records=3']
+    assert not [line for line in d.logs if "error" in line]
+    assert list(buf.iterdir()) == []
+
+
+def test_a_staged_chunk_removed_with_nothing_open_is_dropped_once_with_an_error(tmp_path: Path) -> None:
+    """Without an open descriptor (a chunk resumed and not appended to since) there is nothing to
+    write back: the enqueue still queues it, and its flush drops it once, counted."""
+    buf = tmp_path / "buf"
+    conf = (f"<buffer tag>\n@type file\npath {buf}\nflush_mode interval\nflush_interval 1h\n"
+            "flush_at_shutdown false\n</buffer>")
+    d = OutputDriver("test_recording_text", conf)
+
+    async def run() -> None:
+        async with d.run():
+            await d.feed_batch("a", [(T0, {"n": 1}), (T0, {"n": 2})])
+            [staged] = d.instance.buffer.chunks()
+            staged.close()                                  # as after a resume
+            os.unlink(staged.path)
+            await d.instance.flush()
+            await wait_for(lambda: any("file is gone" in line for line in d.logs))
+
+    asyncio.run(run())
+    assert d.instance.texts == []
+    assert len([line for line in d.logs if "file is gone" in line]) == 1
+    assert d.instance.stats()["dropped_records"] == {"chunk_file_gone": 2}
+    assert list(buf.iterdir()) == []

@@ -293,11 +293,41 @@ class FileChunk(Chunk):
         new_path = _CHUNK_NAME.sub(lambda m: m.group(0).replace(f".b{self.id}", f".q{self.id}", 1), self.path)
         if new_path != self.path:
             old_meta = self.meta_path
-            os.replace(self.path, new_path)
+            try:
+                os.replace(self.path, new_path)
+            except FileNotFoundError:
+                pass        # removed under kawa and not rescued (FileBuffer.enqueue_chunk): the flush drops it
             self.path = new_path
-            os.replace(old_meta, self.meta_path)
+            try:
+                os.replace(old_meta, self.meta_path)
+            except FileNotFoundError:
+                pass        # written anew below
         self.close()
         self.write_meta()
+
+    def rescue_removed_file(self) -> bool:
+        """The data file of this staged chunk was removed under kawa (someone freeing a full disk):
+        its data is still there through the open append descriptor, so it is written back to its
+        path (read through /proc/self/fd: the descriptor is write-only). False when no descriptor
+        is open (a resumed chunk not appended to since): nothing to rescue it from."""
+        if self._fd is None:
+            return False
+        src = os.open(f"/proc/self/fd/{self._fd}", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            dst = self._open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            try:
+                offset = 0
+                while offset < self.file_size:
+                    sent = os.sendfile(dst, src, offset, self.file_size - offset)
+                    if sent == 0:
+                        break
+                    offset += sent
+                os.fsync(dst)
+            finally:
+                os.close(dst)
+        finally:
+            os.close(src)
+        return True
 
     def close(self) -> None:
         if self._fd is not None:
@@ -427,6 +457,20 @@ class FileBuffer(Buffer):
         if self.symlink_hook is not None and timekey is not None and timekey >= self._latest_timekey:
             self._latest_timekey = timekey
             self.symlink_hook(chunk)
+
+    def enqueue_chunk(self, meta: Metadata) -> None:
+        chunk = self.stage.get(meta)
+        if isinstance(chunk, FileChunk) and chunk.record_count and not os.path.exists(chunk.path):
+            try:
+                rescued = chunk.rescue_removed_file()
+            except OSError as exc:
+                rescued = False
+                self.log.warn("could not write back a buffer chunk whose file was removed", chunk=chunk.id,
+                              error=str(exc))
+            if rescued:
+                self.log.warn("a staged buffer chunk's file was removed outside kawa; its data, still open, "
+                              "is written back", chunk=chunk.id, records=chunk.record_count)
+        super().enqueue_chunk(meta)
 
     def new_queued_chunk(self, metadata: Metadata, data: bytes, records: int,
                          checkpoint: tuple[str, int] | None = None) -> Chunk:
