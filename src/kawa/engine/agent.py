@@ -78,33 +78,34 @@ class Agent:
         """Outputs, then filters, then inputs. A plugin that cannot start (a pos_file directory that
         cannot be made, state held by another process) stops the ones started before it and raises
         one KawaError naming it, which exits 1 without a traceback."""
-        started: list[Any] = []
-        for plugin in (*self.pipe.outputs, *self.pipe.filters, *self.pipe.inputs):
-            try:
-                await plugin.start()
-            except Exception as exc:
-                for done in reversed(started):
-                    self.wlog.info(f"shutting down {done.kind} plugin", type=_Sym(done.type_name),
-                                   plugin_id=done.plugin_id)
-                    await _guard(done.stop(), self.wlog, done.plugin_id)
-                if isinstance(exc, KawaError):
-                    raise
-                raise KawaError(f'{plugin.kind} plugin type={_Sym(plugin.type_name)} plugin_id="{plugin.plugin_id}" '
-                                f"could not start: {type(exc).__name__}: {exc}") from None
-            started.append(plugin)
+        started: list[tuple[str, Any]] = []
+        for kind, plugins in (("output", self.pipe.outputs), ("filter", self.pipe.filters), ("input", self.pipe.inputs)):
+            for plugin in plugins:
+                try:
+                    await plugin.start()
+                except Exception as exc:
+                    for done_kind, done in reversed(started):
+                        await self._stop_plugin(done_kind, done)
+                    if isinstance(exc, KawaError):
+                        raise
+                    raise KawaError(f'{kind} plugin type={_Sym(plugin.type_name)} plugin_id="{plugin.plugin_id}" '
+                                    f"could not start: {type(exc).__name__}: {exc}") from None
+                started.append((kind, plugin))
 
     async def stop(self) -> None:
         self.wlog.info("shutting down fluentd worker", worker=self.worker_id)
         for inp in self.pipe.inputs:
-            self.wlog.info("shutting down input plugin", type=_Sym(inp.type_name), plugin_id=inp.plugin_id)
-            await _guard(inp.stop(), self.wlog, inp.plugin_id)
+            await self._stop_plugin("input", inp)
         for filt in self.pipe.filters:
-            self.wlog.info("shutting down filter plugin", type=_Sym(filt.type_name), plugin_id=filt.plugin_id)
-            await _guard(filt.stop(), self.wlog, filt.plugin_id)
+            await self._stop_plugin("filter", filt)
         await self._drain_log_events()
         for out in self.pipe.outputs:
-            self.wlog.info("shutting down output plugin", type=_Sym(out.type_name), plugin_id=out.plugin_id)
-            await _guard(out.stop(), self.wlog, out.plugin_id)
+            await self._stop_plugin("output", out)
+
+    async def _stop_plugin(self, kind: str, plugin: Any) -> None:
+        """Fluentd's "shutting down <kind> plugin" line, then the plugin's stop (its errors logged)."""
+        self.wlog.info(f"shutting down {kind} plugin", type=_Sym(plugin.type_name), plugin_id=plugin.plugin_id)
+        await _guard(plugin.stop(), self.wlog, plugin.plugin_id)
 
     async def reload(self) -> bool:
         """Swap to a freshly built pipeline. File buffers stay on disk and are resumed by the new
