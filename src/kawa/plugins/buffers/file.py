@@ -436,8 +436,12 @@ class FileBuffer(Buffer):
         # inside a gzip member a formatted batch keeps its frame: recovery still counts its records
         return frame_formatted(data, records) if self.formatted else data
 
+    def _prefix_end(self) -> int:
+        """Where the pattern's `.*` (the chunk id's place) starts."""
+        return self.pattern.index(".*.") if ".*." in self.pattern else self.pattern.rindex(".*")
+
     def _chunk_path(self, unique_id: bytes) -> str:
-        pos = self.pattern.index(".*.") if ".*." in self.pattern else self.pattern.rindex(".*")
+        pos = self._prefix_end()
         return f"{self.pattern[:pos]}.b{unique_id.hex()}.{self.pattern[pos + 3:]}"
 
     def generate_chunk(self, unique_id: bytes, metadata: Metadata) -> Chunk:
@@ -508,7 +512,7 @@ class FileBuffer(Buffer):
         # so it gets a lock file named after its prefix.
         directory = os.path.dirname(self.pattern)
         os.makedirs(directory, exist_ok=True)
-        prefix = self.pattern[:self.pattern.index(".*")]
+        prefix = self.pattern[:self._prefix_end()]
         self._lock = acquire(directory if self._own_directory else prefix + LOCK_SUFFIX,
                              f"buffer path {self.pattern}", directory=self._own_directory)
         await super().start()
