@@ -73,6 +73,7 @@ TABLE = (
     ("onewrite.cpu_pct", "CPU % at 1,000 lines/s, one line per write()", 29.6, 20.7, 5.0, "%", False),
 )
 EXTRA = (
+    ("bare.cpu", "CPU seconds, the bare Python loop over the burst (no kawa; the machine's yardstick)", "s"),
     ("null.cpu", "CPU seconds, null output", "s"), ("null.wall", "wall time, null output (pos_file at end)", "s"),
     ("file.lines_per_cpu_s", "lines per CPU-second, file output", ""),
     ("membuf.cpu", "CPU seconds, file output with <buffer> @type memory", "s"),
@@ -341,6 +342,16 @@ class Bench:
         return {f"{key}.cpu": cpu, f"{key}.wall": wall, f"{key}.lines_per_cpu_s": self.lines / cpu,
                 f"{key}.peak_rss": hwm}
 
+    def bare_loop(self, run: Path) -> dict[str, float]:
+        """bench/_bare_loop.py over the burst's input: how fast this machine runs the pipeline's work
+        right now, with nothing of kawa (see its docstring)."""
+        out = subprocess.run([sys.executable, str(BENCH / "_bare_loop.py"), str(self.input), str(run / "bare.out")],
+                             capture_output=True, check=True, timeout=self.timeout).stdout
+        figures = orjson.loads(out)
+        if figures["written"] != self.kept:
+            raise RuntimeError(f"the bare loop wrote {figures['written']} lines, expected {self.kept}")
+        return {"bare.cpu": figures["cpu"]}
+
     def null_burst(self, run: Path) -> dict[str, float]:
         kawa = Kawa(null_conf(run), run, file_env(run, self.input))
         size = self.input.stat().st_size
@@ -452,6 +463,7 @@ class Bench:
 
 
 SCENARIOS: dict[str, Callable[[Bench, Path], dict[str, float]]] = {
+    "bare": Bench.bare_loop,
     "file": Bench.file_burst,
     "membuf": Bench.membuf_burst,
     "null": Bench.null_burst,
@@ -461,7 +473,7 @@ SCENARIOS: dict[str, Callable[[Bench, Path], dict[str, float]]] = {
     "onewrite": lambda b, run: b.steady(run, "onewrite", 1000, True),
     "workers": Bench.workers,
 }
-GROUPS = {"file": ("file", "membuf"), "null": ("null",), "cwl": ("cwl",), "steady": ("steady", "steady10k", "onewrite"),
+GROUPS = {"file": ("bare", "file", "membuf"), "null": ("null",), "cwl": ("cwl",), "steady": ("steady", "steady10k", "onewrite"),
           "workers": ("workers",)}
 
 
@@ -501,6 +513,11 @@ def report(results: dict[str, list[float]], errors: dict[str, str], bench: Bench
         rows.append((label, _fmt(statistics.median(values), unit) if values else "not measured",
                      ", ".join(_fmt(v, unit) for v in values or ())))
     out += _table(rows)
+    if results.get("bare.cpu") and results.get("file.cpu"):
+        b_cpu, f_cpu = statistics.median(results["bare.cpu"]), statistics.median(results["file.cpu"])
+        target = next(row[4] for row in TABLE if row[0] == "file.cpu") * scale
+        out.append(f"file output vs the bare loop (same input, same run): CPU x{f_cpu / b_cpu:.2f}; the file "
+                   f"CPU target ({_fmt(target, 's')}) is x{target / b_cpu:.2f} the bare loop")
     if results.get("workers.cpu") and results.get("file.cpu"):
         w_cpu, w_wall = statistics.median(results["workers.cpu"]), statistics.median(results["workers.wall"])
         f_cpu, f_wall = statistics.median(results["file.cpu"]), statistics.median(results["file.wall"])
