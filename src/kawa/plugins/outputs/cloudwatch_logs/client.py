@@ -108,7 +108,7 @@ def resolve_credentials(settings: CredentialSettings) -> Any:
     """A botocore credentials object (refreshing where the source expires), by the Ruby plugin's
     precedence: aws_use_sts, <web_identity_credentials>, aws_ecs_authentication, static keys, then
     the default chain (env, shared files/profile, web identity = IRSA, container, IMDS): awscrt's when
-    crt_client.crt_usable(settings), else botocore's."""
+    crt_client.crt_usable(settings), else botocore's. Sets settings.method to the source used."""
     from kawa.plugins.outputs.cloudwatch_logs import crt_client
 
     crt_failure = ""
@@ -128,41 +128,10 @@ def resolve_credentials(settings: CredentialSettings) -> Any:
     from botocore import credentials as bc
 
     session = _session(settings)
-    region = settings.region or session.get_config_variable("region")
     if settings.use_sts:
-        if settings.aws_key_id and settings.aws_sec_key:
-            source = bc.Credentials(settings.aws_key_id, settings.aws_sec_key)
-        else:
-            source = session.get_credentials()
-        if source is None:
-            raise RuntimeError("aws_use_sts: no source credentials found to call sts:AssumeRole with")
-        extra: dict[str, Any] = {"RoleSessionName": settings.sts_session_name}
-        if settings.sts_external_id:
-            extra["ExternalId"] = settings.sts_external_id
-        if settings.sts_policy:
-            extra["Policy"] = settings.sts_policy
-        if settings.sts_duration_seconds:
-            extra["DurationSeconds"] = int(settings.sts_duration_seconds)
-        fetcher = bc.AssumeRoleCredentialFetcher(_sts_client_creator(session, settings, region), source,
-                                                 settings.sts_role_arn, extra_args=extra)
-        settings.method = "assume-role"
-        return bc.DeferredRefreshableCredentials(fetcher.fetch_credentials, "assume-role")
+        return _assume_role(bc, session, settings)
     if settings.web_identity is not None:
-        wi = settings.web_identity
-        token_file = wi.get("web_identity_token_file") or os.environ.get("AWS_WEB_IDENTITY_TOKEN_FILE")
-        if not token_file:
-            raise RuntimeError("<web_identity_credentials>: web_identity_token_file is required")
-        extra = {"RoleSessionName": wi["role_session_name"]}
-        if wi.get("policy"):
-            extra["Policy"] = wi["policy"]
-        if wi.get("duration_seconds"):
-            extra["DurationSeconds"] = int(wi["duration_seconds"])
-        # The token file is re-read on every refresh, so a rotated projected token is picked up.
-        fetcher = bc.AssumeRoleWithWebIdentityCredentialFetcher(
-            _sts_client_creator(session, settings, region), bc.FileWebIdentityTokenLoader(token_file),
-            wi["role_arn"], extra_args=extra)
-        settings.method = "assume-role-with-web-identity"
-        return bc.DeferredRefreshableCredentials(fetcher.fetch_credentials, "assume-role-with-web-identity")
+        return _web_identity(bc, session, settings)
     if settings.ecs_authentication:
         # Unlike the Ruby plugin (a one-time snapshot), botocore's container provider refreshes.
         creds = bc.ContainerProvider().load()
@@ -173,6 +142,54 @@ def resolve_credentials(settings: CredentialSettings) -> Any:
     if settings.aws_key_id and settings.aws_sec_key:
         settings.method = "static"
         return bc.Credentials(settings.aws_key_id, settings.aws_sec_key)
+    return _botocore_default_chain(session, settings, crt_failure)
+
+
+def _assume_role(bc: Any, session: Any, settings: CredentialSettings) -> Any:
+    """aws_use_sts: sts:AssumeRole with the static keys (or the default chain's) as the source."""
+    if settings.aws_key_id and settings.aws_sec_key:
+        source = bc.Credentials(settings.aws_key_id, settings.aws_sec_key)
+    else:
+        source = session.get_credentials()
+    if source is None:
+        raise RuntimeError("aws_use_sts: no source credentials found to call sts:AssumeRole with")
+    extra: dict[str, Any] = {"RoleSessionName": settings.sts_session_name}
+    if settings.sts_external_id:
+        extra["ExternalId"] = settings.sts_external_id
+    if settings.sts_policy:
+        extra["Policy"] = settings.sts_policy
+    if settings.sts_duration_seconds:
+        extra["DurationSeconds"] = int(settings.sts_duration_seconds)
+    region = settings.region or session.get_config_variable("region")
+    fetcher = bc.AssumeRoleCredentialFetcher(_sts_client_creator(session, settings, region), source,
+                                             settings.sts_role_arn, extra_args=extra)
+    settings.method = "assume-role"
+    return bc.DeferredRefreshableCredentials(fetcher.fetch_credentials, "assume-role")
+
+
+def _web_identity(bc: Any, session: Any, settings: CredentialSettings) -> Any:
+    """<web_identity_credentials>: sts:AssumeRoleWithWebIdentity with the section's role and token file."""
+    wi = settings.web_identity or {}
+    token_file = wi.get("web_identity_token_file") or os.environ.get("AWS_WEB_IDENTITY_TOKEN_FILE")
+    if not token_file:
+        raise RuntimeError("<web_identity_credentials>: web_identity_token_file is required")
+    extra: dict[str, Any] = {"RoleSessionName": wi["role_session_name"]}
+    if wi.get("policy"):
+        extra["Policy"] = wi["policy"]
+    if wi.get("duration_seconds"):
+        extra["DurationSeconds"] = int(wi["duration_seconds"])
+    region = settings.region or session.get_config_variable("region")
+    # The token file is re-read on every refresh, so a rotated projected token is picked up.
+    fetcher = bc.AssumeRoleWithWebIdentityCredentialFetcher(
+        _sts_client_creator(session, settings, region), bc.FileWebIdentityTokenLoader(token_file),
+        wi["role_arn"], extra_args=extra)
+    settings.method = "assume-role-with-web-identity"
+    return bc.DeferredRefreshableCredentials(fetcher.fetch_credentials, "assume-role-with-web-identity")
+
+
+def _botocore_default_chain(session: Any, settings: CredentialSettings, crt_failure: str) -> Any:
+    """botocore's default chain; `crt_failure`: why awscrt's chain failed first ("" if not tried),
+    joined to botocore's own reason when this one fails too."""
     try:
         creds = session.get_credentials()
         if creds is not None and crt_failure:
