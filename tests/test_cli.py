@@ -186,3 +186,22 @@ def test_a_plugin_that_cannot_start_exits_1_naming_it_without_traceback(tmp_path
             f"[Errno 17] File exists: '{tmp_path}/not-a-dir'") in proc.stdout
     assert "Traceback" not in proc.stdout + proc.stderr
     assert "shutting down output plugin type=:file" in proc.stdout     # the output started first is stopped
+
+
+def test_the_config_parser_warnings_are_logged_before_parsing_succeeded(tmp_path: Path) -> None:
+    """Fluentd's parser logs `include` without '@' itself; kawa collected such warnings and dropped
+    them. A plain @include path that does not exist includes nothing (as in Fluentd) but now says so;
+    a pattern matching nothing (an empty conf.d/) stays quiet."""
+    (tmp_path / "out.conf").write_text("<match demo.**>\n  @type null\n</match>\n")
+    (tmp_path / "conf.d").mkdir()
+    conf = write(tmp_path, "<source>\n  @type sample\n  tag demo\n</source>\n"
+                           "include out.conf\n@include missing.conf\n@include conf.d/*.conf\n")
+    proc = kawa("--dry-run", "-c", str(conf))
+    assert proc.returncode == 0, proc.stdout
+    lines = proc.stdout.splitlines()
+    warned = [line.split(" [warn]: ", 1)[1] for line in lines if " [warn]: " in line]
+    assert warned == ["'include' is deprecated. Use '@include' instead",
+                      f"@include missing.conf at {conf}:6: {tmp_path}/missing.conf does not exist, so nothing "
+                      "was included (Fluentd includes nothing either)"]
+    succeeded = next(i for i, line in enumerate(lines) if "parsing config file is succeeded" in line)
+    assert all(i < succeeded for i, line in enumerate(lines) if " [warn]: " in line)

@@ -99,13 +99,22 @@ def _config_path(args: argparse.Namespace) -> str:
 
 
 def _run(args: argparse.Namespace, log: Logger, argv: Sequence[str]) -> int:
-    from kawa.config.parser import parse_config_file
+    from kawa.config.parser import parse_config_file, parse_config_file_with_warnings
     from kawa.engine.pipeline import PipelineBuilder
 
     path = _config_path(args)
     if not os.path.exists(path):
         raise ConfigError(f"config file not found: {path}")
-    root = parse_config_file(path)
+
+    def parse() -> "Element":
+        # Fluentd's parser logs these itself ('include' is deprecated, '@' reserved prefix, ...),
+        # before "parsing config file is succeeded", and again on each reload.
+        root, warnings = parse_config_file_with_warnings(path)
+        for warning in warnings:
+            log.warn(warning.message)
+        return root
+
+    root = parse()
     log.info("parsing config file is succeeded", path=path)
     workers = _workers(root)
     if workers > 1 and args.worker_id is None and not (args.dry_run or args.show_config):
@@ -137,7 +146,7 @@ def _run(args: argparse.Namespace, log: Logger, argv: Sequence[str]) -> int:
     from kawa.engine.agent import Agent
 
     def reload() -> "Pipeline":
-        new_root = parse_config_file(path)
+        new_root = parse()
         return PipelineBuilder(new_root, log, worker_id=worker_id, log_level_fixed=fixed).build()
 
     agent = Agent(pipeline, log, worker_id=worker_id, reload=reload)

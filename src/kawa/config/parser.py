@@ -214,7 +214,14 @@ class _FileParser:
                                    f"{MAX_INCLUDE_DEPTH} levels (does a file include itself?)",
                                    location)
         # A glob matching nothing (or a missing plain file) includes nothing, as in Fluentd.
-        for entry in sorted(glob.glob(pattern, recursive=True)):
+        entries = sorted(glob.glob(pattern, recursive=True))
+        if not entries and not glob.has_magic(pattern):
+            # Fluentd says nothing here; a mistyped path would silently drop part of the pipeline.
+            # A pattern (conf.d/*.conf) matching nothing is a normal empty directory: no warning.
+            self.state.warnings.append(Problem(
+                f"@include {uri} at {location}: {pattern} does not exist, so nothing was included "
+                "(Fluentd includes nothing either)", location))
+        for entry in entries:
             text = _read_config(entry, lambda msg: ConfigParseError(f"include error {uri} - {msg}",
                                                                     location))
             sub = _FileParser(text, entry, os.path.dirname(entry), self.state, self.depth + 1)
