@@ -240,6 +240,45 @@ async def test_5xx_retry_resumes_after_accepted_batches_without_duplicates(cw_ou
     assert len(got) == 50 and len(set(got)) == 50
 
 
+def refused_endpoint() -> str:
+    """An http endpoint on 127.0.0.1 where nothing listens (a port just bound and closed)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+@pytest.mark.parametrize("crt", [True, False], ids=["awscrt", "http.client"])
+@arun
+async def test_a_refused_connection_is_not_a_call_in_flight(cw_output, cwl_proxy, make_stream, monkeypatch, crt):
+    """Connection refused: nothing left kawa, so the retry neither reads the stream back nor warns that
+    events may be doubled (before: "got no answer (it may have been stored...)", then "could not tell
+    whether CloudWatch Logs stored a PutLogEvents call ... may be duplicated" at every retry)."""
+    from kawa.plugins.outputs.cloudwatch_logs import client, crt_client, sender
+
+    if not crt:
+        monkeypatch.setenv("KAWA_AWS_CLIENT", "botocore")     # botocore credentials, the stdlib pool
+    group, stream = make_stream()
+    refused = refused_endpoint()
+    d = cw_output(conf(group), endpoint=refused)
+    chunk = await one_chunk(d, "app", [(now_ns() - NS, {"i": i}) for i in range(5)])
+    with pytest.raises(RetryableError, match=f"PutLogEvents was not sent: cannot connect to {refused[7:]}"):
+        await d.instance.write(chunk)
+    assert d.instance.counters["failed_calls"] == 1
+    pool = d.instance.delivery.client.pool
+    assert isinstance(pool, crt_client.CrtHttpPool if crt else client.StdlibHttpPool)
+    # the same output, its endpoint back: the retry sends at once, with no GetLogEvents check first
+    checks = []
+    monkeypatch.setattr(sender.verify, "check_stored", lambda *a, **k: checks.append(a))
+    pool.endpoint = type(pool.endpoint).parse(cwl_proxy.endpoint)
+    await d.instance.write(chunk)
+    assert checks == []
+    assert sorted(messages(cwl_proxy.endpoint, group)) == sorted(f'{{"i":{i}}}' for i in range(5))
+    assert not any("may have been stored" in line or "could not tell" in line for line in d.logs)
+
+
 @arun
 async def test_accept_then_fail_duplicates_only_that_batch(cw_output, cwl_proxy, make_stream):
     group, stream = make_stream()

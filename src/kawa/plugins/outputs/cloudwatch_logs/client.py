@@ -388,10 +388,15 @@ class StdlibHttpPool:
         if self.proxy is not None and self._context is None:
             target = self.endpoint.url   # plain-HTTP proxy: absolute URI
             headers = {**headers, **getattr(conn, "_kawa_proxy_headers", {})}
-        try:
-            if conn.sock is None:
-                conn.connect()
+        if conn.sock is None:
+            try:
+                conn.connect()      # through a proxy: its CONNECT tunnel too
                 conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except (OSError, http.client.HTTPException) as exc:
+                conn.close()
+                raise TransportError(f"cannot connect to {conn.host}:{conn.port}: {type(exc).__name__}: {exc}",
+                                     sent=False) from exc
+        try:
             conn.sock.settimeout(self.read_timeout)
             conn.request("POST", target, body=body, headers=headers)
             resp = conn.getresponse()

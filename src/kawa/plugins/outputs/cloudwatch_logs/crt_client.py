@@ -242,17 +242,19 @@ class CrtHttpPool:
 
         if not any(k.lower() == "content-length" for k in headers):
             headers = {**headers, "Content-Length": str(len(body))}
-        conn = None
         try:
             conn = self._take()
+        except (AwsCrtError, FutureTimeout, OSError) as exc:
+            raise TransportError(f"cannot connect to {self.endpoint.host}:{self.endpoint.port}: "
+                                 f"{type(exc).__name__}: {exc}", sent=False) from exc
+        try:
             request = HttpRequest("POST", self.endpoint.path, HttpHeaders(list(headers.items())), io.BytesIO(body))
             stream = conn.request(request, on_response=on_response, on_body=on_body)
             stream.activate()
             stream.completion_future.result(self.read_timeout)
             status = stream.response_status_code
         except (AwsCrtError, FutureTimeout, OSError) as exc:
-            if conn is not None:
-                conn.close()
+            conn.close()
             raise TransportError(f"{type(exc).__name__}: {exc}") from exc
         if conn.is_open() and resp_headers.get("connection", "").lower() != "close":
             with self._lock:

@@ -87,7 +87,13 @@ class AwsApiError(Exception):
 
 
 class TransportError(Exception):
-    """No usable answer: connect/read timeout, reset, malformed response. Retry; it may have landed."""
+    """No usable answer: connect/read timeout, reset, malformed response. Retry; it may have landed,
+    unless `sent` is False: the connection could not be made (refused, DNS, TLS handshake, connect
+    timeout), so no byte of the request left and nothing needs to be checked before resending."""
+
+    def __init__(self, message: str, *, sent: bool = True) -> None:
+        super().__init__(message)
+        self.sent = sent
 
 
 class SigningError(Exception):

@@ -191,14 +191,15 @@ class Delivery:
                 failures.append(Failure(f"PutLogEvents failed: {err}", slow_down=err.status == 429))
                 return False
             except SigningError as err:
-                # never sent: not in flight (a restart need not read the stream back for it)
-                self._journal_outcome(progress.inflight.pop(plan.key, None), progress, stored=False)
-                if out.progress.durable:
-                    await self._call(out.progress.save, progress)
+                await self._not_sent(progress, plan)
                 failures.append(Failure(str(err)))
                 return False
             except TransportError as err:
                 counters["failed_calls"] += 1
+                if not err.sent:
+                    await self._not_sent(progress, plan)
+                    failures.append(Failure(f"PutLogEvents was not sent: {err}"))
+                    return False
                 progress.inflight[plan.key]["at"] = time.time()    # outcome unknown since now: verified next
                 failures.append(Failure(f"PutLogEvents got no answer (it may have been stored; checked "
                                         f"before resending): {err}"))
@@ -220,6 +221,13 @@ class Delivery:
             self.log.debug("Called PutLogEvents API", group=plan.group, stream=plan.stream, events_count=e - s,
                            request_sec=round(time.monotonic() - t0, 3))
         return True
+
+    async def _not_sent(self, progress: ChunkProgress, plan: Plan) -> None:
+        """The call never left (no credentials to sign it, no connection): it is not in flight, so
+        neither a retry nor a restart reads the stream back for it."""
+        self._journal_outcome(progress.inflight.pop(plan.key, None), progress, stored=False)
+        if self.out.progress.durable:
+            await self._call(self.out.progress.save, progress)
 
     # -- a call whose answer was lost ------------------------------------------------------------
     async def _settle_inflight(self, plan: Plan, pending: dict[str, Any], progress: ChunkProgress) -> None:
@@ -364,7 +372,8 @@ class Delivery:
                 self._abort = True
             return False
         except TransportError as err:
-            failures.append(Failure(f"creating log group/stream {group}/{stream} got no answer: {err}"))
+            failures.append(Failure(f"creating log group/stream {group}/{stream} "
+                                    f"{'got no answer' if err.sent else 'was not sent'}: {err}"))
             return False
         return True
 
