@@ -280,6 +280,26 @@ async def test_a_refused_connection_is_not_a_call_in_flight(cw_output, cwl_proxy
 
 
 @arun
+async def test_access_denied_names_the_missing_iam_permission(cw_output, cwl_proxy, make_stream):
+    """AccessDeniedException is the IAM policy, not stale credentials: the error line says which
+    permission to grant and where the credentials came from; the chunk is kept and retried."""
+    group, stream = make_stream()
+    d = cw_output(conf(group))
+    chunk = await one_chunk(d, "app", [(now_ns() - NS, {"i": i}) for i in range(3)])
+    cwl_proxy.faults.access_denied(1)
+    with pytest.raises(RetryableError, match="access denied: AccessDeniedException: User: .* is not authorized "
+                                             "to perform: logs:PutLogEvents"):
+        await d.instance.write(chunk)
+    denied = [line for line in d.logs if "denied PutLogEvents" in line]
+    assert len(denied) == 1
+    assert "must allow logs:PutLogEvents on the log group" in denied[0]
+    assert f'group="{group}"' in denied[0] and 'credentials="env"' in denied[0]      # cw_env's keys
+    assert not any("refused the credentials" in line for line in d.logs)
+    await d.instance.write(chunk)        # the policy fixed: the same chunk goes out
+    assert sorted(messages(cwl_proxy.endpoint, group)) == sorted(f'{{"i":{i}}}' for i in range(3))
+
+
+@arun
 async def test_accept_then_fail_duplicates_only_that_batch(cw_output, cwl_proxy, make_stream):
     group, stream = make_stream()
     d = cw_output(conf(group, extra="max_events_per_batch 10"))

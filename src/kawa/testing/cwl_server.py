@@ -53,6 +53,8 @@ MSG_ORDER = "Log events in a single PutLogEvents request must be in chronologica
 MSG_SPAN = "The batch of log events in a single PutLogEvents request cannot span more than 24 hours."
 MSG_THROTTLED = "Rate exceeded"
 MSG_UNAVAILABLE = "The service is unavailable. Please try again later."
+MSG_ACCESS_DENIED = ("User: arn:aws:sts::123456789012:assumed-role/kawa-test/kawa is not authorized to perform: "
+                     "logs:{action} because no identity-based policy allows the logs:{action} action")
 
 FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -201,7 +203,8 @@ class MotoServer:
 
 # --- fault injection ---------------------------------------------------------------------------------
 
-FAULT_KINDS = ("throttle", "unavailable", "delay", "drop", "drop_after_forward", "accept_then_fail")
+FAULT_KINDS = ("throttle", "unavailable", "delay", "drop", "drop_after_forward", "accept_then_fail",
+               "access_denied")
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,6 +224,7 @@ class FaultInjector:
     drop            close the socket with no response, request not forwarded
     drop_after_forward  forward (events stored), then close the socket with no response
     accept_then_fail    forward (events stored), then answer 500: the client must expect duplicates
+    access_denied   400 AccessDeniedException (the IAM policy lacks the action), request not forwarded
     """
 
     def __init__(self) -> None:
@@ -249,6 +253,9 @@ class FaultInjector:
 
     def accept_then_fail(self, n: int = 1, *, action: str = "PutLogEvents") -> None:
         self._push(action, Fault("accept_then_fail"), n)
+
+    def access_denied(self, n: int = 1, *, action: str = "PutLogEvents") -> None:
+        self._push(action, Fault("access_denied"), n)
 
     def random_failures(self, fraction: float, *, seed: int = 0,
                         kinds: Iterable[str] = ("throttle", "unavailable"),
@@ -596,6 +603,9 @@ class _ProxyHandler(BaseHTTPRequestHandler):
                 return
             if fault.kind == "unavailable":
                 self._send_error(_AwsError(500, "ServiceUnavailableException", MSG_UNAVAILABLE))
+                return
+            if fault.kind == "access_denied":
+                self._send_error(_AwsError(400, "AccessDeniedException", MSG_ACCESS_DENIED.format(action=action)))
                 return
             if fault.kind == "drop":
                 self._drop()

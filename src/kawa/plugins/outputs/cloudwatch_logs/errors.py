@@ -25,6 +25,8 @@ CREDENTIAL_CODES = frozenset({
     "ExpiredToken", "InvalidClientTokenId", "InvalidSignatureException", "SignatureDoesNotMatch",
     "IncompleteSignature", "RequestExpired", "MissingAuthenticationToken",
 })
+# Of those: the identity is fine, its IAM policy lacks the action (a refresh does not help).
+ACCESS_DENIED_CODES = frozenset({"AccessDeniedException", "AccessDenied"})
 # The request itself is wrong (a client bug or data AWS will never take): never resend it as is.
 INVALID_REQUEST_CODES = frozenset({
     "InvalidParameterException", "SerializationException", "ValidationException",
@@ -66,6 +68,11 @@ class AwsApiError(Exception):
     @property
     def credentials(self) -> bool:
         return self.code in CREDENTIAL_CODES
+
+    @property
+    def access_denied(self) -> bool:
+        """The credentials are valid but their IAM policy does not allow the action."""
+        return self.code in ACCESS_DENIED_CODES
 
     @property
     def invalid_request(self) -> bool:

@@ -77,6 +77,7 @@ class Delivery:
         self.client = client
         self.executor = executor
         self.stale = False          # credentials refused: re-resolve before the next chunk
+        self.credentials = ""       # where they came from (static, env, assume-role-with-web-identity, ...)
         self._abort = False
 
     @classmethod
@@ -87,7 +88,9 @@ class Delivery:
                          "(about 20 MiB more memory)", credentials=settings.method, awscrt_error=settings.crt_failure)
         out.log.info("CloudWatch Logs client ready", endpoint=endpoint, region=settings.region,
                      credentials=settings.method)
-        return cls(out, client, executor)
+        delivery = cls(out, client, executor)
+        delivery.credentials = settings.method or ""
+        return delivery
 
     def close(self) -> None:
         self.client.close()
@@ -179,6 +182,16 @@ class Delivery:
                     return False
                 if err.credentials:
                     self.stale = True
+                    if err.access_denied:
+                        # the identity is known but its IAM policy lacks the action: no credential
+                        # refresh fixes that; say which permission to grant
+                        self.log.error("CloudWatch Logs denied PutLogEvents: the IAM policy of these credentials "
+                                       "must allow logs:PutLogEvents on the log group (and logs:CreateLogStream, "
+                                       "logs:CreateLogGroup for auto_create_stream); retried with backoff",
+                                       group=plan.group, stream=plan.stream, credentials=self.credentials,
+                                       error=str(err))
+                        failures.append(Failure(f"access denied: {err}"))
+                        return False
                     self.log.error("CloudWatch Logs refused the credentials; they are re-resolved before the "
                                    "next attempt", error=str(err))
                     failures.append(Failure(f"credentials refused: {err}"))
