@@ -68,6 +68,11 @@ def test_disk_full_leaves_no_chunk_files(tmp_path: Path) -> None:
     asyncio.run(run())
     assert list(buf.iterdir()) == []
     assert not d.instance.buffer.queue
+    # the log names the file system's error and the buffer path, not Fluentd's "by buffer overflow"
+    # (which points at total_limit_size)
+    [line] = [line for line in d.logs if "failed to write data into buffer" in line]
+    assert "[error]" in line and "its file system refused the write" in line
+    assert f'path="{buf}"' in line and "[Errno 28] No space left on device" in line
 
 
 class TextOutput(RecordingOutput):

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import os
 from contextvars import ContextVar
 from typing import Any, ClassVar
 
@@ -244,7 +245,16 @@ class BufferedOutput(Output):
 
     async def _overflow(self, exc: BufferOverflowError) -> None:
         action = self.buffer_settings.overflow_action
-        self.log.warn("failed to write data into buffer by buffer overflow", action=action)
+        cause = exc.__cause__
+        if isinstance(cause, OSError):
+            # Not the buffer's limits but its file system (disk full, EIO): Fluentd's "by buffer
+            # overflow" would send whoever reads it at 3 a.m. to total_limit_size.
+            pattern = getattr(self.buffer, "pattern", "")
+            self.log.error("failed to write data into buffer: its file system refused the write; the events "
+                           "were not buffered", **({"path": os.path.dirname(pattern)} if pattern else {}),
+                           action=action, error=f"{type(cause).__name__}: {cause}")
+        else:
+            self.log.warn("failed to write data into buffer by buffer overflow", action=action)
         if action == "throw_exception" or self._stopping:
             raise exc
         if action == "block":
