@@ -1,8 +1,9 @@
-"""Signals on the real `kawa` process: SIGTERM drains and exits 0, SIGHUP reloads (a bad new config is
-refused and the old one keeps running), SIGUSR1 flushes buffers now."""
+"""Signals on the real `kawa` process: SIGTERM drains and exits 0, SIGHUP and SIGUSR2 reload (a bad new
+config is refused and the old one keeps running), SIGUSR1 flushes buffers now, SIGCONT writes a sigdump."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -52,9 +53,9 @@ def _wait(cond, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
         time.sleep(0.05)
 
 
-def _start(conf: Path, log: Path) -> subprocess.Popen:
+def _start(conf: Path, log: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "kawa", "-c", str(conf)], stdout=log.open("w"),
-                            stderr=subprocess.STDOUT)
+                            stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
 
 
 def test_sighup_reloads_and_refuses_a_bad_config(tmp_path: Path) -> None:
@@ -119,3 +120,50 @@ def test_a_reload_whose_plugins_cannot_start_exits_1(tmp_path: Path) -> None:
     assert "could not start: NotADirectoryError: [Errno 20] Not a directory:" in text
     assert "configuration reload failed after the running configuration was stopped: exiting" in text
     assert "Traceback" not in text
+
+
+def test_sigusr2_reloads_as_fluentd_1_9_does(tmp_path: Path) -> None:
+    """Fluentd's documented reload signal since 1.9. Left to Python's default it ended the process
+    at once, with no drain (rc -12)."""
+    out, conf, log = tmp_path / "out", tmp_path / "fluent.conf", tmp_path / "kawa.log"
+    _conf(conf, out, "first")
+    proc = _start(conf, log)
+    try:
+        _wait(lambda: len(_records(out, "first")) >= 10)
+        _conf(conf, out, "second")
+        proc.send_signal(signal.SIGUSR2)
+        _wait(lambda: len(_records(out, "second")) >= 10)
+        assert proc.poll() is None
+        assert "reloading configuration (SIGUSR2)" in log.read_text()
+        assert "configuration reloaded" in log.read_text()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+    assert proc.returncode == 0, log.read_text()
+    first = [r["n"] for r in _records(out, "first")]
+    assert first == list(range(len(first)))
+
+
+def test_sigcont_writes_a_sigdump_and_keeps_running(tmp_path: Path) -> None:
+    """`kill -CONT` is how Fluentd users get a stuck collector's state (sigdump)."""
+    out, conf, log, dump = tmp_path / "out", tmp_path / "fluent.conf", tmp_path / "kawa.log", tmp_path / "dump.log"
+    _conf(conf, out, "app")
+    proc = _start(conf, log, env={"SIGDUMP_PATH": str(dump)})
+    try:
+        _wait(lambda: len(_records(out, "app")) >= 5)
+        proc.send_signal(signal.SIGCONT)
+        _wait(lambda: "sigdump written" in log.read_text())
+        text = dump.read_text()
+        assert text.startswith("Sigdump at ") and f"process {proc.pid} " in text
+        assert "  Thread MainThread" in text and "in sigdump" in text        # the main thread's own stack
+        assert "  asyncio tasks: " in text
+        assert '"write_count":' in text and '"queue_length":' in text         # the file output's counters
+        assert "  memory: VmHWM" in text or "  memory: VmRSS" in text
+        assert f'sigdump written path="{dump}"' in log.read_text()
+        before = len(_records(out, "app"))
+        _wait(lambda: len(_records(out, "app")) > before + 5)                  # still running
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+    assert proc.returncode == 0, log.read_text()
+    assert "Traceback" not in log.read_text()

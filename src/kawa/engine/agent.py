@@ -1,7 +1,8 @@
 """Runs one worker: starts outputs, filters, inputs; handles signals; stops in reverse order.
 
 SIGTERM/SIGINT stop cleanly (inputs stop, everything in flight is written, exit 0); a second
-signal forces exit. SIGUSR1 flushes every buffer now. One asyncio loop owns all I/O.
+signal forces exit. SIGUSR1 flushes every buffer now; SIGHUP and SIGUSR2 reload the configuration;
+SIGCONT writes a sigdump (kawa.engine.sigdump). One asyncio loop owns all I/O.
 """
 
 from __future__ import annotations
@@ -45,8 +46,11 @@ class Agent:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_stop_signal, sig)
         loop.add_signal_handler(signal.SIGUSR1, lambda: loop.create_task(self.flush_all()))
-        if self._reload is not None:
-            loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(self.reload()))
+        # SIGUSR2 is Fluentd's graceful reload since 1.9 (SIGHUP the older one): both reload here.
+        # Left to Python's default, SIGUSR2 would end the process on the spot, without a drain.
+        for sig in (signal.SIGHUP, signal.SIGUSR2):
+            loop.add_signal_handler(sig, lambda sig=sig: loop.create_task(self.reload(sig)))
+        loop.add_signal_handler(signal.SIGCONT, self.sigdump)
         self._route_own_logs()
         await self.start()
         heap.settle()
@@ -107,15 +111,18 @@ class Agent:
         self.wlog.info(f"shutting down {kind} plugin", type=_Sym(plugin.type_name), plugin_id=plugin.plugin_id)
         await _guard(plugin.stop(), self.wlog, plugin.plugin_id)
 
-    async def reload(self) -> bool:
+    async def reload(self, sig: int = signal.SIGHUP) -> bool:
         """Swap to a freshly built pipeline. File buffers stay on disk and are resumed by the new
         outputs; memory buffers are flushed by the old outputs' stop(); tail positions are saved by
         the old inputs' stop() and resumed by the new ones."""
-        if self._reload is None or self._reloading or self._stop.is_set():
+        if self._reload is None:
+            self.log.warn(f"{signal.Signals(sig).name}: this worker cannot reload its configuration; ignored")
+            return False
+        if self._reloading or self._stop.is_set():
             return False
         self._reloading = True
         try:
-            self.log.info("reloading configuration (SIGHUP)")
+            self.log.info(f"reloading configuration ({signal.Signals(sig).name})")
             try:
                 new = self._reload()
             except ConfigError as exc:
@@ -145,6 +152,18 @@ class Agent:
             return True
         finally:
             self._reloading = False
+
+    def sigdump(self) -> None:
+        """SIGCONT: threads, tasks, plugin counters and memory into /tmp/sigdump-<pid>.log (or
+        SIGDUMP_PATH), as Fluentd's sigdump does (kawa.engine.sigdump)."""
+        from kawa.engine import sigdump
+
+        try:
+            path = sigdump.write(self.pipe.plugins)
+        except OSError as exc:
+            self.log.warn("could not write the sigdump", error=f"{type(exc).__name__}: {exc}")
+            return
+        self.log.info("sigdump written", path=path)
 
     async def flush_all(self) -> None:
         self.wlog.info("force flushing buffered events")

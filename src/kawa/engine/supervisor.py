@@ -1,9 +1,9 @@
 """`<system> workers N`: a small supervisor process that runs N worker processes, as Fluentd does.
 
 The supervisor imports no asyncio and no plugin: it starts `kawa --worker-id i` children, forwards
-SIGTERM/SIGINT/SIGHUP/SIGUSR1 to them, restarts a worker that dies unexpectedly (with a growing
-delay), and exits when every worker has stopped after a stop signal. With one worker there is no
-supervisor at all: the worker is the process (Fluentd always runs two).
+SIGTERM/SIGINT/SIGHUP/SIGUSR1/SIGUSR2/SIGCONT to them, restarts a worker that dies unexpectedly
+(with a growing delay), and exits when every worker has stopped after a stop signal. With one worker
+there is no supervisor at all: the worker is the process (Fluentd always runs two).
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ class Supervisor:
                 proc.send_signal(signum)
 
     def run(self) -> int:
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGCONT):
             signal.signal(sig, self._forward)
         for worker_id in range(self.workers):
             self._spawn(worker_id)
