@@ -3,7 +3,9 @@ no traceback on config errors, --show-config secret masking, log levels, -o, plu
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -205,3 +207,31 @@ def test_the_config_parser_warnings_are_logged_before_parsing_succeeded(tmp_path
                       "was included (Fluentd includes nothing either)"]
     succeeded = next(i for i, line in enumerate(lines) if "parsing config file is succeeded" in line)
     assert all(i < succeeded for i, line in enumerate(lines) if " [warn]: " in line)
+
+
+def test_system_log_section_sets_format_time_format_and_path_from_the_first_line(tmp_path: Path) -> None:
+    """`<system><log>` was accepted and ignored: kawa logged text to stdout whatever it said."""
+    log_file = tmp_path / "logs" / "kawa.log"
+    conf = write(tmp_path, f"""<system>
+  <log>
+    format json
+    time_format %Y-%m-%dT%H:%M:%S.%L%z
+    path {log_file}
+  </log>
+</system>
+<source>
+  @type sample
+  tag demo
+</source>
+<match demo.**>
+  @type null
+</match>
+""")
+    proc = kawa("--dry-run", "-c", str(conf))
+    assert proc.returncode == 0, proc.stdout
+    assert proc.stdout == ""                                  # everything went to <log> path
+    records = [json.loads(line) for line in log_file.read_text().splitlines()]
+    assert records[0]["message"] == f'parsing config file is succeeded path="{conf}"'
+    assert records[-1]["message"] == "finished dry run mode"
+    assert all(set(r) == {"time", "level", "message"} for r in records)      # a dry run has no worker
+    assert all(re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}[+-]\d{4}$", r["time"]) for r in records)

@@ -46,11 +46,24 @@ def test_levels_and_child_log_level() -> None:
     assert "hidden" not in text and "[warn]: shown" in text and "[debug]: plugin debug" in text
 
 
-def test_json_format() -> None:
+def test_json_format_is_fluentds() -> None:
+    """Fluentd's `<log> format json`: time, level, the message with its fields as in text, and the
+    worker's id as `worker_id` instead of the "#0 " prefix (lib/fluent/log.rb)."""
     out = io.StringIO()
-    Logger(LogSink(out, fmt="json"), prefix="#0 ").info("hello", worker=0)
-    record = json.loads(out.getvalue())
-    assert record["level"] == "info" and record["message"] == "#0 hello" and record["worker"] == 0
+    Logger(LogSink(out, fmt="json"), prefix="#0 ").info("hello", worker=0, path="/a b")
+    Logger(LogSink(out, fmt="json")).warn("supervisor line")
+    first, second = map(json.loads, out.getvalue().splitlines())
+    assert list(first) == ["time", "level", "message", "worker_id"]
+    assert first["level"] == "info" and first["message"] == 'hello worker=0 path="/a b"' and first["worker_id"] == 0
+    assert second == {"time": second["time"], "level": "warn", "message": "supervisor line"}
+
+
+def test_time_format_takes_rubys_strftime() -> None:
+    out = io.StringIO()
+    sink = LogSink(out)
+    sink.set_time_format("%Y-%m-%dT%H:%M:%S.%L%:z")
+    Logger(sink).info("x")
+    assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}[+-]\d\d:\d\d \[info\]: x$", out.getvalue())
 
 
 def test_event_hook_sees_only_worker_lines() -> None:

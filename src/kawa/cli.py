@@ -106,15 +106,18 @@ def _run(args: argparse.Namespace, log: Logger, argv: Sequence[str]) -> int:
     if not os.path.exists(path):
         raise ConfigError(f"config file not found: {path}")
 
-    def parse() -> "Element":
+    def parse(first: bool = False) -> "Element":
         # Fluentd's parser logs these itself ('include' is deprecated, '@' reserved prefix, ...),
-        # before "parsing config file is succeeded", and again on each reload.
+        # before "parsing config file is succeeded", and again on each reload; at start, in the
+        # log format <system><log> asks for.
         root, warnings = parse_config_file_with_warnings(path)
+        if first:
+            _apply_system_log(root, log, args)
         for warning in warnings:
             log.warn(warning.message)
         return root
 
-    root = parse()
+    root = parse(first=True)
     log.info("parsing config file is succeeded", path=path)
     workers = _workers(root)
     if workers > 1 and args.worker_id is None and not (args.dry_run or args.show_config):
@@ -151,6 +154,26 @@ def _run(args: argparse.Namespace, log: Logger, argv: Sequence[str]) -> int:
 
     agent = Agent(pipeline, log, worker_id=worker_id, reload=reload)
     return asyncio.run(agent.run())
+
+
+def _apply_system_log(root: "Element", log: Logger, args: argparse.Namespace) -> None:
+    """`<system><log>` format, time_format and path, before anything else is logged: Fluentd also
+    parses the config once quietly to set its logger up first. Values are checked later with the rest
+    of `<system>` (a wrong one is a config error); here only valid ones are applied."""
+    system = next(iter(root.children("system")), None)
+    section = next(iter(system.children("log")), None) if system is not None else None
+    if section is None:
+        return
+    values = {key: attr.value for key, attr in section.attrs.items()}
+    if values.get("format") in ("text", "json"):
+        log.sink.format = values["format"]
+    if values.get("time_format"):
+        log.sink.set_time_format(values["time_format"])
+    target = values.get("path")
+    if target and target != "-" and not args.log and not args.show_config:
+        # -o wins over the config, as Fluentd's --log over <log> path
+        os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
+        log.sink.stream = open(target, "a", buffering=1)
 
 
 def _check_aws(pipeline: "Pipeline", log: Logger) -> bool:

@@ -56,26 +56,47 @@ def ruby_inspect(s: str) -> str:
     return "".join(out)
 
 
+DEFAULT_TIME_FORMAT = "%Y-%m-%d %H:%M:%S %z"
+
+
 class LogSink:
     """Where log lines go: one stream (stdout by default, `-o PATH`), text or JSON, a level threshold."""
 
     def __init__(self, stream: TextIO | None = None, level: str = "info", fmt: str = "text",
-                 time_format: str = "%Y-%m-%d %H:%M:%S %z") -> None:
+                 time_format: str = DEFAULT_TIME_FORMAT) -> None:
         self.stream = stream or sys.stdout
         self.level = LEVELS[level]
         self.format = fmt
-        self.time_format = time_format
         self.event_hook: Callable[[str, str, dict[str, Any]], None] | None = None
         self._lock = threading.Lock()
+        self._stamp: Callable[[float], str] = _local_stamp
+        self.set_time_format(time_format)
+
+    def set_time_format(self, time_format: str) -> None:
+        """`<system><log> time_format`: Ruby's strftime (%N, %L, %:z ...) through kawa.timeformat,
+        loaded only when a format other than Fluentd's default is configured."""
+        self.time_format = time_format
+        if time_format == DEFAULT_TIME_FORMAT:
+            self._stamp = _local_stamp
+            return
+        from kawa.timeformat import TimeFormatter
+
+        formatter = TimeFormatter(time_format)
+        self._stamp = lambda now: str(formatter.format(int(now * 1_000_000_000)))
 
     def write(self, level: str, prefix: str, message: str, fields: dict[str, Any]) -> None:
-        now = time.time()
-        stamp = time.strftime(self.time_format, time.localtime(now))
+        stamp = self._stamp(time.time())
+        tail = "".join(f" {k}={_quote(v)}" for k, v in fields.items())
         if self.format == "json":
-            record = {"time": stamp, "level": level, "message": prefix + message, **fields}
+            # Fluentd's JSON line: the fields stay in the message as in text; a worker's "#N " prefix
+            # becomes "worker_id"
+            record: dict[str, Any] = {"time": stamp, "level": level, "message": message + tail}
+            if prefix.startswith("#") and prefix[1:].strip().isdigit():
+                record["worker_id"] = int(prefix[1:])
+            elif prefix:
+                record["message"] = prefix + record["message"]
             line = orjson.dumps(record, default=str).decode()
         else:
-            tail = "".join(f" {k}={_quote(v)}" for k, v in fields.items())
             line = f"{stamp} [{level}]: {prefix}{message}{tail}"
         with self._lock:
             self.stream.write(line + "\n")
@@ -84,8 +105,11 @@ class LogSink:
         # Only the worker's own lines ("#0 ...") become fluent.* events, as in Fluentd where the
         # supervisor's lines never reach a worker's router.
         if hook is not None and prefix:
-            tail = "".join(f" {k}={_quote(v)}" for k, v in fields.items())
             hook(level, message + tail, fields)
+
+
+def _local_stamp(now: float) -> str:
+    return time.strftime(DEFAULT_TIME_FORMAT, time.localtime(now))
 
 
 class Logger:
