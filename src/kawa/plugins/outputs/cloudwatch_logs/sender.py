@@ -71,13 +71,14 @@ def _iso(ms: int) -> str:
 class Delivery:
     """The data path of one output: a client, the executor its blocking calls run in, the counters."""
 
-    def __init__(self, out: "CloudwatchLogsOutput", client: LogsClient, executor: Executor) -> None:
+    def __init__(self, out: "CloudwatchLogsOutput", client: LogsClient, executor: Executor,
+                 credentials: str = "") -> None:
         self.out = out
         self.log = out.log
         self.client = client
         self.executor = executor
         self.stale = False          # credentials refused: re-resolve before the next chunk
-        self.credentials = ""       # where they came from (static, env, assume-role-with-web-identity, ...)
+        self.credentials = credentials     # their source: static, env, assume-role-with-web-identity...
         self._abort = False
 
     @classmethod
@@ -88,9 +89,7 @@ class Delivery:
                          "(about 20 MiB more memory)", credentials=settings.method, awscrt_error=settings.crt_failure)
         out.log.info("CloudWatch Logs client ready", endpoint=endpoint, region=settings.region,
                      credentials=settings.method)
-        delivery = cls(out, client, executor)
-        delivery.credentials = settings.method or ""
-        return delivery
+        return cls(out, client, executor, settings.method or "")
 
     def close(self) -> None:
         self.client.close()
@@ -183,8 +182,8 @@ class Delivery:
                 if err.credentials:
                     self.stale = True
                     if err.access_denied:
-                        # the identity is known but its IAM policy lacks the action: no credential
-                        # refresh fixes that; say which permission to grant
+                        # the identity is known but its IAM policy lacks the action: say which
+                        # permission to grant (the credentials are still re-resolved: a role may change)
                         self.log.error("CloudWatch Logs denied PutLogEvents: the IAM policy of these credentials "
                                        "must allow logs:PutLogEvents on the log group (and logs:CreateLogStream, "
                                        "logs:CreateLogGroup for auto_create_stream); retried with backoff",
