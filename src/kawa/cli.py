@@ -66,8 +66,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return buffer_main(argv[1:])
     args = _parser().parse_args(argv)
     # --show-config prints the configuration on stdout; the log goes to stderr so the two never mix.
-    stream: TextIO = open(args.log, "a", buffering=1) if args.log else (sys.stderr if args.show_config else sys.stdout)
-    sink = LogSink(stream, level=_level(args))
+    sink = LogSink(sys.stderr if args.show_config else sys.stdout, level=_level(args))
+    if args.log:
+        sink.open_file(args.log)
     log = Logger(sink)
     try:
         return _run(args, log, argv)
@@ -173,7 +174,7 @@ def _apply_system_log(root: "Element", log: Logger, args: argparse.Namespace) ->
     if target and target != "-" and not args.log and not args.show_config:
         # -o wins over the config, as Fluentd's --log over <log> path
         os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
-        log.sink.stream = open(target, "a", buffering=1)
+        log.sink.open_file(target)
 
 
 def _check_aws(pipeline: "Pipeline", log: Logger) -> bool:

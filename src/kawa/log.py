@@ -65,12 +65,27 @@ class LogSink:
     def __init__(self, stream: TextIO | None = None, level: str = "info", fmt: str = "text",
                  time_format: str = DEFAULT_TIME_FORMAT) -> None:
         self.stream = stream or sys.stdout
+        self.path: str | None = None        # the file `stream` was opened from (-o, <log> path)
         self.level = LEVELS[level]
         self.format = fmt
         self.event_hook: Callable[[str, str, dict[str, Any]], None] | None = None
         self._lock = threading.Lock()
         self._stamp: Callable[[float], str] = _local_stamp
         self.set_time_format(time_format)
+
+    def open_file(self, path: str) -> None:
+        """Log to `path` (appending), from now on."""
+        stream = open(path, "a", buffering=1)
+        with self._lock:
+            old, self.stream, self.path = self.stream, stream, path
+        if old not in (sys.stdout, sys.stderr):
+            old.close()
+
+    def reopen(self) -> None:
+        """SIGUSR1, as Fluentd: open the log file again by its name, so a logrotate that moved it
+        (then sent the signal) gets a fresh file instead of writes to the moved one."""
+        if self.path is not None:
+            self.open_file(self.path)
 
     def set_time_format(self, time_format: str) -> None:
         """`<system><log> time_format`: Ruby's strftime (%N, %L, %:z ...) through kawa.timeformat,

@@ -167,3 +167,27 @@ def test_sigcont_writes_a_sigdump_and_keeps_running(tmp_path: Path) -> None:
         proc.wait(30)
     assert proc.returncode == 0, log.read_text()
     assert "Traceback" not in log.read_text()
+
+
+def test_sigusr1_reopens_the_log_file_after_logrotate_moved_it(tmp_path: Path) -> None:
+    """Fluentd's SIGUSR1 also reopens its log: logrotate moves the file, then signals. Without the
+    reopen every later line went to the moved file and the new one never appeared."""
+    out, conf, log = tmp_path / "out", tmp_path / "fluent.conf", tmp_path / "kawa.log"
+    _conf(conf, out, "app")
+    own_log = tmp_path / "logs" / "kawa-own.log"
+    own_log.parent.mkdir()
+    proc = subprocess.Popen([sys.executable, "-m", "kawa", "-c", str(conf), "-o", str(own_log)],
+                            stdout=log.open("w"), stderr=subprocess.STDOUT)
+    try:
+        _wait(lambda: own_log.exists() and "fluentd worker is now running" in own_log.read_text())
+        rotated = own_log.with_name("kawa-own.log.1")
+        own_log.rename(rotated)                                  # logrotate's move
+        proc.send_signal(signal.SIGUSR1)                         # its postrotate
+        _wait(lambda: own_log.exists() and "force flushing buffered events" in own_log.read_text())
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+    assert proc.returncode == 0, own_log.read_text()
+    assert "force flushing buffered events" not in rotated.read_text()
+    assert "parsing config file is succeeded" in rotated.read_text()
+    assert "Received graceful stop" in own_log.read_text()       # later lines: the new file
