@@ -159,22 +159,20 @@ def _run(args: argparse.Namespace, log: Logger, argv: Sequence[str]) -> int:
 
 def _apply_system_log(root: "Element", log: Logger, args: argparse.Namespace) -> None:
     """`<system><log>` format, time_format and path, before anything else is logged: Fluentd also
-    parses the config once quietly to set its logger up first. Values are checked later with the rest
-    of `<system>` (a wrong one is a config error); here only valid ones are applied."""
-    system = next(iter(root.children("system")), None)
-    section = next(iter(system.children("log")), None) if system is not None else None
-    if section is None:
+    parses the config once quietly to set its logger up first. Bound here by the same schema as in
+    the pipeline build, which reports any problem (this early bind's are dropped)."""
+    from kawa.config.schema import BindContext
+    from kawa.engine.pipeline import bind_system
+
+    settings = bind_system(root, BindContext()).log
+    if settings is None:
         return
-    values = {key: attr.value for key, attr in section.attrs.items()}
-    if values.get("format") in ("text", "json"):
-        log.sink.format = values["format"]
-    if values.get("time_format"):
-        log.sink.set_time_format(values["time_format"])
-    target = values.get("path")
-    if target and target != "-" and not args.log and not args.show_config:
+    log.sink.format = settings.format
+    log.sink.set_time_format(settings.time_format)
+    if settings.path and settings.path != "-" and not args.log and not args.show_config:
         # -o wins over the config, as Fluentd's --log over <log> path
-        os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
-        log.sink.open_file(target)
+        os.makedirs(os.path.dirname(settings.path) or ".", exist_ok=True)
+        log.sink.open_file(settings.path)
 
 
 def _check_aws(pipeline: "Pipeline", log: Logger) -> bool:

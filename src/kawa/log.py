@@ -136,6 +136,14 @@ class Logger:
         self._level = LEVELS[level] if level else None
         self._limits: dict[str, tuple[float, int]] = {}
 
+    def reopen_file(self) -> None:
+        """SIGUSR1 (worker and supervisor): the sink's file opened again by name; if that fails, say
+        so and keep writing to the file open now."""
+        try:
+            self.sink.reopen()
+        except OSError as exc:
+            self.warn("could not reopen the log file", path=self.sink.path, error=f"{type(exc).__name__}: {exc}")
+
     def child(self, prefix: str | None = None, level: str | None = None) -> "Logger":
         return Logger(self.sink, self.prefix if prefix is None else prefix, level)
 

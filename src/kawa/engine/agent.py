@@ -167,10 +167,7 @@ class Agent:
 
     async def flush_all(self) -> None:
         """SIGUSR1, as Fluentd: reopen the log file (logrotate's postrotate), write every buffer now."""
-        try:
-            self.log.sink.reopen()
-        except OSError as exc:      # keep logging to the old file rather than stop
-            self.log.warn("could not reopen the log file", error=f"{type(exc).__name__}: {exc}")
+        self.log.reopen_file()
         self.wlog.info("force flushing buffered events")
         for out in self.pipe.outputs:
             await out.flush()

@@ -21,14 +21,10 @@ from typing import Any, Iterable, TextIO
 import orjson
 
 
-def dump_path(pid: int | None = None) -> str:
-    return os.environ.get("SIGDUMP_PATH") or f"/tmp/sigdump-{pid or os.getpid()}.log"
-
-
-def write(plugins: Iterable[Any], path: str | None = None) -> str:
+def write(plugins: Iterable[Any]) -> str:
     """Write the snapshot; returns where it went. Appends, as the gem does, so dumps taken a few
     seconds apart can be compared in one file."""
-    target = path or dump_path()
+    target = os.environ.get("SIGDUMP_PATH") or f"/tmp/sigdump-{os.getpid()}.log"
     if target == "-":
         _write(sys.stdout, plugins)
     elif target == "+":

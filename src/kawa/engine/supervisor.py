@@ -45,10 +45,7 @@ class Supervisor:
             self.stopping = True
             self.log.info("Received graceful stop")
         if signum == signal.SIGUSR1:
-            try:
-                self.log.sink.reopen()      # its own log file too (logrotate's postrotate)
-            except OSError as exc:
-                self.log.warn("could not reopen the log file", error=f"{type(exc).__name__}: {exc}")
+            self.log.reopen_file()          # its own log file too (logrotate's postrotate)
         for proc in self.procs.values():
             if proc.poll() is None:
                 proc.send_signal(signum)
