@@ -14,7 +14,7 @@ import sys
 from typing import TYPE_CHECKING, Sequence, TextIO
 
 from kawa import __version__
-from kawa.errors import ConfigError, KawaError
+from kawa.errors import ConfigError, KawaError, Problem
 from kawa.log import LEVELS, LogSink, Logger
 
 DEFAULT_CONFIGS = ("/fluentd/etc/fluent.conf", "/etc/kawa/kawa.conf", "/etc/kawa/fluent.conf",
@@ -123,17 +123,28 @@ def _run(args: argparse.Namespace, log: Logger, argv: Sequence[str]) -> int:
     workers = _workers(root)
     if workers > 1 and args.worker_id is None and not (args.dry_run or args.show_config):
         return _supervise(root, workers, argv, log)
+    # Fluentd's dry run configures every <worker N> section (root_agent.rb); kawa builds each worker
+    # and lists every problem once, those of worker 0 first
+    other_problems: list[Problem] = []
     if args.dry_run and workers > 1 and args.worker_id is None:
-        for other in range(1, workers):      # every worker's <worker N> sections must be valid too
-            PipelineBuilder(parse_config_file(path), Logger(LogSink(io.StringIO())), worker_id=other,
-                            dry_run=True).build()
+        for other in range(1, workers):
+            try:
+                PipelineBuilder(parse_config_file(path), Logger(LogSink(io.StringIO())), worker_id=other,
+                                dry_run=True).build()
+            except ConfigError as exc:
+                other_problems += [p for p in exc.problems if p not in other_problems]
     worker_id = args.worker_id or 0
     fixed = bool(args.verbose or args.quiet)
     builder = PipelineBuilder(root, log, worker_id=worker_id, dry_run=args.dry_run or args.show_config,
                               log_level_fixed=fixed)
     if args.dry_run:
         log.info(f"starting kawa-{__version__} as dry run mode", python=platform.python_version())
-    pipeline = builder.build()
+    try:
+        pipeline = builder.build()
+    except ConfigError as exc:
+        raise ConfigError(exc.problems + [p for p in other_problems if p not in exc.problems]) from None
+    if other_problems:
+        raise ConfigError(other_problems)
     if args.show_config:
         sys.stdout.write(builder.dump() + "\n")
         return 0

@@ -30,7 +30,10 @@ UNKNOWN_LINE = re.compile(r"\[error\]: (?P<where>\S+:\d+): .*Unknown (?P<kind>\w
 POD_ENV = {"KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "443"}
 
 # entry -> why kawa still fails it (a gap in a shipped plugin or in the engine), from the last run
-KNOWN_GAPS: dict[str, str] = {}
+KNOWN_GAPS: dict[str, str] = {
+    "fluent__fluentd__example__in_forward_tls.conf":
+        "forward's <transport tls> is refused: kawa's forward input speaks plain TCP only",
+}
 # entry -> the one problem kawa reports for a config Fluentd 1.18 cannot load either.
 # v1_literal_example is a syntax sample: its `"#{test}"` runs Kernel#test with no arguments while parsing
 # (ArgumentError, Fluentd exits); kawa does not run that Ruby and says so. Its unknown <sectionN> only warn.
@@ -47,21 +50,12 @@ def _entries() -> list[str]:
         return [row["file"] for row in csv.DictReader(f, delimiter="\t") if row["role"] == "entry"]
 
 
-def _worker0(elem: Element) -> bool:
-    lo, _, hi = elem.arg.strip().partition("-")
-    try:
-        return int(lo) <= 0 <= int(hi or lo)
-    except ValueError:
-        return False
-
-
 def _expected_unknown(elem: Element, shipped: dict[str, set[str]], out: Counter[tuple[str, str, str]],
                       top: bool = True) -> None:
     """Unknown plugins kawa reports: those whose enclosing plugin sections are all known."""
     for child in elem.elements:
-        if top and child.name == "worker":
-            if _worker0(child):
-                _expected_unknown(child, shipped, out, top=True)
+        if top and child.name == "worker":     # Fluentd's dry run configures every <worker N> section
+            _expected_unknown(child, shipped, out, top=True)
             continue
         if top and child.name == "label":
             _expected_unknown(child, shipped, out, top=True)
