@@ -1,0 +1,1 @@
+"""The parts of the forward input: the Forward protocol's messages (protocol) and its handshake (security)."""
