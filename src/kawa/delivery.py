@@ -42,7 +42,7 @@ class Ticket:
     """Counts the outstanding shares of one emit; two futures resolve when all shares settle."""
 
     __slots__ = ("_stored_pending", "_delivered_pending", "_sealed", "stored", "delivered", "failed",
-                 "checkpoint", "committed", "_hurry")
+                 "checkpoint", "committed", "_hurry", "_held_stored", "_held_delivered", "_downstream")
 
     def __init__(self, checkpoint: tuple[str, int] | None = None) -> None:
         loop = asyncio.get_running_loop()
@@ -58,6 +58,11 @@ class Ticket:
         # that remember what they sent for a restart (cloudwatch_logs' journal) forget it then.
         self.committed: asyncio.Future[None] = loop.create_future()
         self._hurry: list[Callable[[], None]] | None = None
+        # shares a filter holds on to (concat keeps events for a later emit) and, once asked for,
+        # the futures of the other shares only: what the outputs did with this emit's events
+        self._held_stored = 0
+        self._held_delivered = 0
+        self._downstream: tuple[asyncio.Future[None], asyncio.Future[None]] | None = None
 
     def on_hurry(self, deliver_sooner: Callable[[], None]) -> None:
         """Called by an output whose share waits for a timer: how to deliver it now instead."""
@@ -70,11 +75,24 @@ class Ticket:
         if not self.committed.done():
             self.committed.set_result(None)
 
-    def join(self) -> "Share":
-        """Called by a buffered output that took some of the events."""
+    def join(self, hold: bool = False) -> "Share":
+        """Called by a buffered output that took some of the events; `hold`: by a filter that keeps
+        some of them to pass on in a later emit (settled when that emit's outputs settle)."""
         self._stored_pending += 1
         self._delivered_pending += 1
-        return Share(self)
+        if hold:
+            self._held_stored += 1
+            self._held_delivered += 1
+        return Share(self, hold)
+
+    def downstream(self) -> tuple["asyncio.Future[None]", "asyncio.Future[None]"]:
+        """(stored, delivered) of the outputs' shares alone, leaving out the shares filters hold: a
+        filter that passes held events on in this emit settles their own emits with these."""
+        if self._downstream is None:
+            loop = self.stored.get_loop()
+            self._downstream = (loop.create_future(), loop.create_future())
+            self._check()
+        return self._downstream
 
     def seal(self) -> None:
         self._sealed = True
@@ -87,15 +105,22 @@ class Ticket:
             self.stored.set_result(None)
         if self._delivered_pending == 0 and not self.delivered.done():
             self.delivered.set_result(None)
+        if self._downstream is not None:
+            stored, delivered = self._downstream
+            if self._stored_pending == self._held_stored and not stored.done():
+                stored.set_result(None)
+            if self._delivered_pending == self._held_delivered and not delivered.done():
+                delivered.set_result(None)
 
 
 class Share:
     """One output's part of a ticket. Settle `stored` then `delivered` exactly once each."""
 
-    __slots__ = ("ticket", "_stored", "_delivered")
+    __slots__ = ("ticket", "hold", "_stored", "_delivered")
 
-    def __init__(self, ticket: Ticket) -> None:
+    def __init__(self, ticket: Ticket, hold: bool = False) -> None:
         self.ticket = ticket
+        self.hold = hold
         self._stored = False
         self._delivered = False
 
@@ -103,6 +128,8 @@ class Share:
         if not self._stored:
             self._stored = True
             self.ticket._stored_pending -= 1
+            if self.hold:
+                self.ticket._held_stored -= 1
             self.ticket._check()
 
     def mark_delivered(self) -> None:
@@ -110,6 +137,8 @@ class Share:
         if not self._delivered:
             self._delivered = True
             self.ticket._delivered_pending -= 1
+            if self.hold:
+                self.ticket._held_delivered -= 1
             self.ticket._check()
 
 

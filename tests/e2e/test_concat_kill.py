@@ -1,0 +1,89 @@
+"""tail -> concat (a multiline stack trace) -> cloudwatch_logs, kill -9 while concat holds a group:
+the group's lines are read again after the restart and arrive joined, once; what was delivered before
+the kill is not sent again: the sent journal knows it by its time, the first line's (use_first_timestamp).
+Fluentd's in_tail has moved past the held lines: that group is lost."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+from pathlib import Path
+
+import orjson
+import pytest
+
+from kawa.testing import no_loss
+from kawa.testing.cwl_server import MotoServer, StrictCloudWatchProxy, fake_aws_env, read_all_events
+
+pytestmark = pytest.mark.e2e
+
+GROUP, STREAM = "concat", "app"
+
+CONF = r"""
+<source>
+  @type tail
+  path {log}
+  pos_file {pos}
+  read_from_head true
+  tag app
+  <parse>
+    @type regexp
+    expression /^(?:(?<time>\d{{10}}) )?(?<message>.*)$/
+    time_format %s
+  </parse>
+</source>
+<filter app>
+  @type concat
+  key message
+  multiline_start_regexp /^START/
+  use_first_timestamp true
+</filter>
+<match app>
+  @type cloudwatch_logs
+  endpoint {endpoint}
+  region us-east-1
+  log_group_name {group}
+  log_stream_name {stream}
+  auto_create_stream true
+  <buffer>
+    flush_interval 1s
+  </buffer>
+</match>
+"""
+
+
+def messages(endpoint: str) -> list[str]:
+    try:
+        events = read_all_events(endpoint, GROUP, STREAM)
+    except Exception:               # the group does not exist yet
+        return []
+    return [orjson.loads(e["message"])["message"] for e in events]
+
+
+def test_kill_9_while_concat_holds_a_group(tmp_path: Path) -> None:
+    log, pos = tmp_path / "app.log", tmp_path / "app.pos"
+    now = int(time.time()) - 60          # inside CloudWatch Logs' window
+    log.write_text(f"{now} START 1\n a1\n a2\n{now + 1} START 2\n b1\n")
+    with MotoServer() as moto, StrictCloudWatchProxy(moto.endpoint) as cloudwatch:
+        conf = tmp_path / "fluent.conf"
+        conf.write_text(CONF.format(log=log, pos=pos, endpoint=cloudwatch.endpoint, group=GROUP, stream=STREAM))
+        env = fake_aws_env({k: v for k, v in os.environ.items() if not k.startswith("AWS_")})
+        kawa = no_loss.Kawa(conf, tmp_path / "kawa.log", env)
+        kawa.start()
+        no_loss.wait_until(lambda: len(messages(cloudwatch.endpoint)) >= 1, 60, "the first group", kawa)
+        # "START 2 / b1" is held: the pos_file must not be past it
+        assert no_loss.position(pos) < log.stat().st_size
+        kawa.kill()
+        with log.open("a") as f:
+            f.write(f" b2\n{now + 2} START 3\n c1\n{now + 3} START 4\n")
+        kawa.start()
+        no_loss.wait_until(lambda: len(messages(cloudwatch.endpoint)) >= 3, 60, "the next groups", kawa)
+        rc, _took = kawa.term(60)
+        assert rc == 0, kawa.log.read_text()[-4000:]
+        got = Counter(messages(cloudwatch.endpoint))
+    text = kawa.log.read_text()
+    assert got == {"START 1\n a1\n a2": 1, "START 2\n b1\n b2": 1, "START 3\n c1": 1}, (got, text[-3000:])
+    # the last group, still open at the stop, goes where the plugin sends it: an error event
+    assert "Flush remaining buffer: app:default" in text
+    assert 'record={"message"=>"START 4"}' in text
