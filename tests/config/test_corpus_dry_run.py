@@ -111,3 +111,22 @@ def test_corpus_entry_dry_run(entry: str, capsys: pytest.CaptureFixture[str], mo
     assert others == [], "problems other than unknown plugins:\n" + "\n".join(others)
     assert reported == expected
     assert code == (2 if expected else 0)
+
+
+DAEMONSET_IMAGE = "fluent__fluentd-kubernetes-daemonset/docker-image/v1.19/debian-cloudwatch/conf/fluent.conf"
+
+
+def test_the_cloudwatch_daemonset_images_config_runs_with_systemd_disabled(monkeypatch: pytest.MonkeyPatch,
+                                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """fluent/fluentd-kubernetes-daemonset's debian-cloudwatch configuration, as its README lets one turn
+    journald off (FLUENTD_SYSTEMD_CONF=disable; kawa does not ship the systemd input): every other part,
+    its `kubernetes` glog parser included, configures."""
+    path = CORPUS / DAEMONSET_IMAGE
+    if not path.is_file():
+        pytest.skip("shared/corpus not available")
+    for name, value in {**POD_ENV, "FLUENTD_SYSTEMD_CONF": "disable", "LOG_GROUP_NAME": "/k8s/demo"}.items():
+        monkeypatch.setenv(name, value)
+    code = main(["--dry-run", "-c", str(path)])
+    out = capsys.readouterr()
+    assert code == 0, out.out + out.err
+    assert "finished dry run mode" in out.out + out.err
