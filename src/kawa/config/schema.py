@@ -211,6 +211,12 @@ def _convert(opt: Option, attr: Attr, ctx: BindContext, path: tuple[str, ...], g
     try:
         return opt.convert(raw)
     except ValueError as exc:
+        if opt.no_effect:
+            # the value is never used (`expire_dns_cache nil` in Fluentd's own out_forward example):
+            # say so, and do not refuse a config Fluentd loads for an option kawa only accepts
+            ctx.warnings.append(Problem(f"{given_as}: {exc}; ignored, the option has no effect in kawa "
+                                        f"({opt.no_effect})", attr.location, path))
+            return None if opt.required else opt.default
         ctx.problem(str(exc), attr.location, path, given_as)
         return None if opt.required else opt.default
 

@@ -51,16 +51,18 @@ class _Node:
     users: tuple[str, ...]
 
 
-def _b(value: Any) -> bytes:
+def as_bytes(value: Any) -> bytes:
+    """A handshake value as the bytes hashed (text as UTF-8)."""
     if isinstance(value, bytes):
         return value
     return str(value).encode("utf-8", "surrogateescape")
 
 
-def _sha512_hex(*parts: Any) -> str:
+def sha512_hex(*parts: Any) -> str:
+    """The hex SHA-512 of the parts one after another (both sides of the handshake)."""
     digest = hashlib.sha512()
     for part in parts:
-        digest.update(_b(part))
+        digest.update(as_bytes(part))
     return digest.hexdigest()
 
 
@@ -111,15 +113,15 @@ class Handshake:
             self.log.warn("Anonymous client disallowed", address=address, hostname=hostname)
             return self._refused(f"anonymous source host '{address}' denied")
         shared_key = node.shared_key if node is not None else self.security.shared_key
-        expected = _sha512_hex(key_salt, hostname, nonce, shared_key)
-        if not hmac.compare_digest(_b(key_hex), expected.encode()):
+        expected = sha512_hex(key_salt, hostname, nonce, shared_key)
+        if not hmac.compare_digest(as_bytes(key_hex), expected.encode()):
             self.log.warn("Shared key mismatch", address=address, hostname=hostname)
             return self._refused("shared_key mismatch")
         if self.security.user_auth and not self._user_ok(node, username, password_hex, user_salt):
             self.log.warn("Authentication failed", address=address, hostname=hostname, username=username)
             return self._refused("username/password mismatch")
         return ["PONG", True, "", self.security.self_hostname,
-                _sha512_hex(key_salt, self.security.self_hostname, nonce, shared_key)]
+                sha512_hex(key_salt, self.security.self_hostname, nonce, shared_key)]
 
     def _node_of(self, address: str) -> _Node | None:
         try:
@@ -136,7 +138,7 @@ class Handshake:
         for user in self.security.users:
             if user.username != username or (node is not None and node.users and username not in node.users):
                 continue
-            ok = hmac.compare_digest(_b(password_hex), _sha512_hex(user_salt, username, user.password).encode()) or ok
+            ok = hmac.compare_digest(as_bytes(password_hex), sha512_hex(user_salt, username, user.password).encode()) or ok
         return ok
 
     @staticmethod

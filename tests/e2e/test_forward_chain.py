@@ -1,0 +1,111 @@
+"""A sidecar kawa (tail -> forward, require_ack_response) shipping to an aggregator kawa (forward ->
+file) that is killed with SIGKILL and restarted twice while lines flow: every line reaches the
+aggregator's file (the sidecar keeps each chunk until it is acked, and the aggregator acks only what its
+file buffer fsync'd)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from kawa.testing import no_loss
+
+pytestmark = pytest.mark.e2e
+
+SIDECAR = """
+<source>
+  @type tail
+  path {log}
+  pos_file {root}/sidecar.pos
+  read_from_head true
+  tag app.web
+  <parse>
+    @type none
+  </parse>
+</source>
+<match app.**>
+  @type forward
+  require_ack_response true
+  ack_response_timeout 5s
+  recover_wait 1s
+  <server>
+    host 127.0.0.1
+    port {port}
+  </server>
+  <buffer>
+    flush_interval 0.5s
+    retry_wait 0.5s
+    retry_max_interval 1s
+  </buffer>
+</match>
+"""
+
+AGGREGATOR = """
+<source>
+  @type forward
+  bind 127.0.0.1
+  port {port}
+</source>
+<match app.**>
+  @type file
+  path {root}/out/app
+  append true
+  <format>
+    @type single_value
+  </format>
+  <buffer>
+    @type file
+    path {root}/aggregator-buffer
+    flush_mode immediate
+  </buffer>
+</match>
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def delivered(root: Path) -> Counter[str]:
+    return Counter(line for f in (root / "out").glob("app*.log") for line in f.read_text().splitlines())
+
+
+def test_sidecar_to_aggregator_through_aggregator_kills(tmp_path: Path) -> None:
+    port = free_port()
+    log = tmp_path / "app.log"
+    log.touch()
+    (tmp_path / "sidecar.conf").write_text(SIDECAR.format(log=log, root=tmp_path, port=port))
+    (tmp_path / "aggregator.conf").write_text(AGGREGATOR.format(root=tmp_path, port=port))
+    env = dict(os.environ)
+    sidecar = no_loss.Kawa(tmp_path / "sidecar.conf", tmp_path / "sidecar.log", env)
+    aggregator = no_loss.Kawa(tmp_path / "aggregator.conf", tmp_path / "aggregator.log", env)
+    aggregator.start()
+    sidecar.start()
+    want = [f"line {i:05d}" for i in range(3000)]
+    try:
+        for part in range(3):
+            with log.open("a") as f:
+                f.write("".join(w + "\n" for w in want[part * 1000:(part + 1) * 1000]))
+            time.sleep(0.7)
+            if part < 2:
+                aggregator.kill()
+                time.sleep(0.5)               # the sidecar meets a closed port meanwhile
+                aggregator.start()
+        no_loss.wait_until(lambda: set(want) <= set(delivered(tmp_path)), 90, "every line at the aggregator",
+                           sidecar)
+    finally:
+        for proc in (sidecar, aggregator):
+            if proc.proc is not None and proc.proc.poll() is None:
+                proc.term(60)
+    got = delivered(tmp_path)
+    doubled = sum(n - 1 for n in got.values() if n > 1)
+    print(f"\nsidecar -> aggregator, 2 aggregator kills: {len(want)} lines, all delivered, {doubled} written twice")
+    assert set(got) == set(want)
+    assert "detached forwarding server" in (tmp_path / "sidecar.log").read_text()
