@@ -54,7 +54,10 @@ def apply(cls: type, elem: Element, warnings: list[Problem]) -> None:
     """Rewrite `elem` in place for the compat sections the plugin class asks for."""
     for name in getattr(cls, "compat_sections", ()):
         if name == "parse":
-            _move(elem, "parse", PARSE_PARAMS, _parse_format)
+            # a parameter the plugin has itself stays its own (in_tcp's `delimiter` ends messages;
+            # Fluentd gives a copy to <parse> too, where a regexp parser leaves it unused)
+            own = getattr(getattr(cls, "Options", None), "_options", {})
+            _move(elem, "parse", {k: v for k, v in PARSE_PARAMS.items() if k not in own}, _parse_format)
         elif name == "format":
             _move(elem, "format", FORMAT_PARAMS, _plain_format)
         elif name == "inject":

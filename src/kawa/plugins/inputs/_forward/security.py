@@ -66,6 +66,33 @@ def sha512_hex(*parts: Any) -> str:
     return digest.hexdigest()
 
 
+def client_network(host: str | None, network: str | None) -> Any:
+    """The addresses a <client> section allows (a host resolved now, or a network), with Fluentd's errors."""
+    if host and network:
+        raise ConfigError("both of 'host' and 'network' are specified for client")
+    if not host and not network:
+        raise ConfigError("Either of 'host' and 'network' must be specified for client")
+    source = network
+    if host:
+        try:
+            source = socket.gethostbyname(host)
+        except OSError:
+            raise ConfigError(f"host '{host}' cannot be resolved") from None
+    try:
+        return ipaddress.ip_network(source, strict=False)
+    except ValueError:
+        raise ConfigError(f"network '{network}' address format is invalid") from None
+
+
+def allowed(networks: list[Any], address: str) -> bool:
+    """Whether a client address is in one of the networks."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip.version == n.version and ip in n for n in networks)
+
+
 class Handshake:
     """HELO / PING / PONG for one <security> section."""
 
@@ -80,21 +107,8 @@ class Handshake:
         self.nodes = [self._node(c) for c in security.clients]
 
     def _node(self, client: ClientSection) -> _Node:
-        if client.host and client.network:
-            raise ConfigError("both of 'host' and 'network' are specified for client")
-        if not client.host and not client.network:
-            raise ConfigError("Either of 'host' and 'network' must be specified for client")
-        source = client.network
-        if client.host:
-            try:
-                source = socket.gethostbyname(client.host)
-            except OSError:
-                raise ConfigError(f"host '{client.host}' cannot be resolved") from None
-        try:
-            network = ipaddress.ip_network(source, strict=False)
-        except ValueError:
-            raise ConfigError(f"network '{client.network}' address format is invalid") from None
-        return _Node(network, client.shared_key or self.security.shared_key, tuple(client.users or ()))
+        return _Node(client_network(client.host, client.network), client.shared_key or self.security.shared_key,
+                     tuple(client.users or ()))
 
     @staticmethod
     def salt() -> bytes:
@@ -124,12 +138,8 @@ class Handshake:
                 sha512_hex(key_salt, self.security.self_hostname, nonce, shared_key)]
 
     def _node_of(self, address: str) -> _Node | None:
-        try:
-            ip = ipaddress.ip_address(address)
-        except ValueError:
-            return None
         for node in self.nodes:
-            if ip.version == node.network.version and ip in node.network:
+            if allowed([node.network], address):
                 return node
         return None
 

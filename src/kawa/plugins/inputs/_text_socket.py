@@ -1,0 +1,89 @@
+"""What the tcp and udp inputs share: a required <parse>, the tag, the client's address and hostname
+put into records, "pattern not matched" warnings, and the port shared by workers."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import Any
+
+from kawa.config.schema import Options, option, section
+from kawa.errors import ConfigError
+from kawa.event import Event
+from kawa.plugins.base import Input, PluginContext
+from kawa.log import ruby_inspect
+
+
+class TextSocketOptions(Options):
+    tag = option(doc="Tag of the events.")
+    bind = option("0.0.0.0", doc="The address to listen on.")
+    source_host_key = option(None, deprecated="use source_hostname_key instead.", doc="Obsolete name of "
+                             "source_hostname_key.")
+    source_hostname_key = option(None, doc="Record key that gets the client's hostname.")
+    source_address_key = option(None, doc="Record key that gets the client's address.")
+    blocking_timeout = option(0.5, "time", no_effect="Cool.io's loop wait; asyncio has none",
+                              doc="Fluentd's event loop wait.")
+    parse = section(plugin_kind="parser", doc="How each message is parsed (required).")
+
+
+class TextSocketInput(Input):
+    """Messages (text) -> parsed events, emitted per batch of messages of one read."""
+
+    multi_workers_ready = True       # the workers share the port (SO_REUSEPORT), as Fluentd's do
+    compat_sections = ("parse",)
+
+    def __init__(self, options: Any, ctx: PluginContext) -> None:
+        super().__init__(options, ctx)
+        if options.parse is None:
+            raise ConfigError("<parse> section is required.")
+        self.parser = self.build_child(options.parse, "parse")
+        self.hostname_key = options.source_hostname_key or options.source_host_key
+        self.counters = {"messages": 0, "events": 0, "unmatched": 0, "dropped_long": 0}
+        self._hostnames: dict[str, str] = {}
+
+    @property
+    def shared_port(self) -> bool:
+        return getattr(self.ctx.system, "workers", 1) > 1
+
+    def stats(self) -> dict[str, Any]:
+        return dict(self.counters)
+
+    async def hostname(self, address: str) -> str:
+        """The client's name (reverse DNS, cached), or its address when it has none."""
+        name = self._hostnames.get(address)
+        if name is None:
+            try:
+                name, _ = await asyncio.get_running_loop().getnameinfo((address, 0), socket.NI_NAMEREQD)
+            except OSError:
+                name = address
+            if len(self._hostnames) > 4096:
+                self._hostnames.clear()
+            self._hostnames[address] = name
+        return name
+
+    async def emit_messages(self, texts: list[str], address: str) -> None:
+        if not texts:
+            return
+        self.counters["messages"] += len(texts)
+        parsed, failures = self.parser.parse_batch(texts)
+        for failure in failures:
+            self.counters["unmatched"] += 1
+            self.log.limited("pattern not matched", "warn", f"pattern not matched message={ruby_inspect(failure.text)}")
+        if not parsed:
+            return
+        now = self.ctx.clock()
+        address_key, hostname_key = self.options.source_address_key, self.hostname_key
+        host = await self.hostname(address) if hostname_key else None
+        events: list[Event] = []
+        for time, record in parsed:
+            if address_key:
+                record[address_key] = address
+            if hostname_key:
+                record[hostname_key] = host
+            events.append((time if time is not None else now, record))
+        self.counters["events"] += len(events)
+        try:
+            await self.emitter.emit(self.options.tag, events)
+        except Exception as exc:     # the sender cannot be told; say what was lost
+            self.log.limited(f"{self.type_name} emit", "warn", f"{self.type_name} input: could not emit events; "
+                             "they are lost", events=len(events), error=f"{type(exc).__name__}: {exc}")
