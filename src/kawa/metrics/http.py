@@ -84,7 +84,7 @@ class HttpServer:
                 return
             except (asyncio.IncompleteReadError, asyncio.TimeoutError, ConnectionError):
                 return
-            request = _parse_head(head)
+            request = parse_head(head)
             if request is None:
                 await self._write(writer, Response(400, "bad request\n"), False)
                 return
@@ -123,7 +123,8 @@ class HttpServer:
         await writer.drain()
 
 
-def _parse_head(head: bytes) -> Request | None:
+def parse_head(head: bytes) -> Request | None:
+    """The request line and headers of `head` (ending with a blank line); None when malformed."""
     try:
         text = head.decode("latin-1")
         request_line, *header_lines = text.split("\r\n")
