@@ -6,7 +6,6 @@ file buffer fsync'd)."""
 from __future__ import annotations
 
 import os
-import socket
 import time
 from collections import Counter
 from pathlib import Path
@@ -14,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from kawa.testing import no_loss
+from kawa.testing.cwl_server import free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -66,11 +66,6 @@ AGGREGATOR = """
 </match>
 """
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def delivered(root: Path) -> Counter[str]:

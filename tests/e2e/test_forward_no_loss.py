@@ -17,7 +17,7 @@ import orjson
 import pytest
 
 from kawa.testing import no_loss
-from kawa.testing.cwl_server import MotoServer, StrictCloudWatchProxy, fake_aws_env, read_all_events
+from kawa.testing.cwl_server import MotoServer, StrictCloudWatchProxy, fake_aws_env, free_port, read_all_events
 
 pytestmark = pytest.mark.e2e
 
@@ -48,11 +48,6 @@ CONF = """
 </match>
 """
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Sender:

@@ -4,22 +4,16 @@ gzip, the <security> handshake, failover, standby servers, an ack that never com
 from __future__ import annotations
 
 import asyncio
-import socket
 from typing import Any, Awaitable, Callable
 
 import pytest
 
 from kawa.errors import ConfigError
+from kawa.testing.cwl_server import free_port
 from kawa.testing.drivers import InputDriver, OutputDriver
 
 NS = 1_000_000_000
 T = 1_700_000_000 * NS + 123_456_789
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def run(server_conf: str, client_conf: str, body: Callable[[InputDriver, OutputDriver], Awaitable[None]],
@@ -103,7 +97,7 @@ def test_a_wrong_shared_key_detaches_the_server_and_the_chunk_is_kept() -> None:
 
 
 def test_a_server_that_is_down_fails_over_to_the_next() -> None:
-    down = closed_port()
+    down = free_port()
 
     def conf(port: int) -> str:
         return (f"<server>\nname first\nhost 127.0.0.1\nport {down}\n</server>\n"
@@ -116,7 +110,7 @@ def test_a_server_that_is_down_fails_over_to_the_next() -> None:
 
 
 def test_a_standby_server_takes_over_only_when_the_others_are_down() -> None:
-    down = closed_port()
+    down = free_port()
 
     def conf(port: int) -> str:
         return (f"<server>\nname main\nhost 127.0.0.1\nport {down}\n</server>\n"

@@ -28,6 +28,7 @@ from kawa.metrics.serving import FreeSection
 from kawa.plugins.base import Input, PluginContext
 from kawa.plugins.inputs._forward import protocol
 from kawa.plugins.inputs._forward.security import Handshake, SecuritySection
+from kawa.plugins.inputs._server import StreamServer, cancel_all
 from kawa.ruby_values import ruby_inspect_value
 
 LISTEN_PORT = 24224
@@ -107,9 +108,8 @@ class ForwardInput(Input):
         self.handshake = Handshake(o.security, not o.deny_keepalive, self.log) if o.security is not None else None
         # a message over chunk_size_limit is read whole, then dropped with Fluentd's warning
         self.message_limit = max(DEFAULT_MESSAGE_LIMIT, 2 * (o.chunk_size_limit or 0))
-        self.server: asyncio.base_events.Server | None = None
+        self.listener = StreamServer(self._serve)
         self.heartbeat: asyncio.DatagramTransport | None = None
-        self._connections: set[asyncio.Task[None]] = set()
         self._acks: set[asyncio.Task[None]] = set()
         self.counters = {"connections": 0, "messages": 0, "events": 0, "acks": 0, "invalid_events": 0,
                          "dropped_messages": 0, "broken_connections": 0, "refused_handshakes": 0}
@@ -118,65 +118,35 @@ class ForwardInput(Input):
     @property
     def port(self) -> int:
         """The TCP port listened on (tests bind port 0)."""
-        if self.server is not None and self.server.sockets:
-            return int(self.server.sockets[0].getsockname()[1])
-        return int(self.options.port)
+        return self.listener.port or int(self.options.port)
 
     async def start(self) -> None:
-        if self.server is not None:
-            return
         o = self.options
         shared = getattr(self.ctx.system, "workers", 1) > 1
         self.log.info("listening port", port=o.port, bind=o.bind)
-        loop = asyncio.get_running_loop()
-        kwargs: dict[str, Any] = {"reuse_address": True, "reuse_port": shared or None}
-        if o.backlog is not None:
-            kwargs["backlog"] = o.backlog
         try:
-            self.server = await asyncio.start_server(self._accept, o.bind, o.port, **kwargs)
+            await self.listener.start(o.bind, o.port, shared=shared,
+                                      **({"backlog": o.backlog} if o.backlog is not None else {}))
         except OSError as exc:
             raise OSError(exc.errno, f"forward input cannot listen on {o.bind}:{o.port}: {exc.strerror}") from None
         try:
-            self.heartbeat, _ = await loop.create_datagram_endpoint(
+            self.heartbeat, _ = await asyncio.get_running_loop().create_datagram_endpoint(
                 lambda: _Heartbeat(self), local_addr=(o.bind, self.port), reuse_port=shared or None)
         except OSError as exc:     # TCP serves the events; a missing heartbeat only makes senders use TCP's
             self.log.warn("forward input: no UDP heartbeat", bind=o.bind, port=self.port, error=str(exc))
 
     async def stop(self) -> None:
-        server, self.server = self.server, None
-        if server is not None:
-            server.close()
         if self.heartbeat is not None:
             self.heartbeat.close()
             self.heartbeat = None
         # Connections end now; acks not yet sent are not sent (their senders resend those chunks).
-        for task in list(self._connections) + list(self._acks):
-            task.cancel()
-        for task in list(self._connections) + list(self._acks):
-            try:
-                await task
-            except (asyncio.CancelledError, Exception):
-                pass
-        if server is not None:
-            await server.wait_closed()
+        await cancel_all(self._acks)
+        await self.listener.stop()
 
     def stats(self) -> dict[str, Any]:
         return dict(self.counters)
 
     # -- one connection -----------------------------------------------------------------------------
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._connections.add(task)
-        try:
-            await self._serve(reader, writer)
-        except asyncio.CancelledError:
-            # stop() ends the connection; asyncio's server callback would log a cancelled task as an error
-            pass
-        finally:
-            self._connections.discard(task)
-            writer.close()
-
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         o = self.options
         peer = writer.get_extra_info("peername") or ("", 0)

@@ -27,6 +27,7 @@ from kawa.errors import ConfigError
 from kawa.event import Event, NS_PER_SEC, Record
 from kawa.metrics.http import parse_head
 from kawa.plugins.base import Input, PluginContext
+from kawa.plugins.inputs._server import StreamServer
 
 MAX_HEAD = 64 * 1024
 EMPTY_GIF = (b"GIF89a\x01\x00\x01\x00\x80\xff\x00\xff\xff\xff\x00\x00\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00"
@@ -74,56 +75,32 @@ class HttpInput(Input):
         if o.add_tag_prefix is not None and o.add_tag_prefix == "":
             raise ConfigError("'add_tag_prefix' parameter must not be empty")
         self.parser = self.build_child(o.parse, "parse") if o.parse is not None else None
-        self.server: asyncio.base_events.Server | None = None
-        self._connections: set[asyncio.Task[None]] = set()
+        self.listener = StreamServer(self._serve)
         self.counters = {"requests": 0, "events": 0, "bad_requests": 0, "emit_failures": 0}
 
     @property
     def port(self) -> int:
-        if self.server is not None and self.server.sockets:
-            return int(self.server.sockets[0].getsockname()[1])
-        return int(self.options.port)
+        return self.listener.port or int(self.options.port)
 
     async def start(self) -> None:
-        if self.server is not None:
-            return
         o = self.options
         self.log.debug("listening http", bind=o.bind, port=o.port)
-        kwargs: dict[str, Any] = {"reuse_address": True, "limit": MAX_HEAD,
-                                  "reuse_port": getattr(self.ctx.system, "workers", 1) > 1 or None}
+        extra: dict[str, Any] = {"limit": MAX_HEAD}
         if o.backlog is not None:
-            kwargs["backlog"] = o.backlog
-        self.server = await asyncio.start_server(self._accept, o.bind, o.port, **kwargs)
+            extra["backlog"] = o.backlog
+        await self.listener.start(o.bind, o.port, shared=getattr(self.ctx.system, "workers", 1) > 1, **extra)
 
     async def stop(self) -> None:
-        server, self.server = self.server, None
-        if server is not None:
-            server.close()
-        for task in list(self._connections):
-            task.cancel()
-        for task in list(self._connections):
-            try:
-                await task
-            except BaseException:
-                pass
+        await self.listener.stop()
 
     def stats(self) -> dict[str, Any]:
         return dict(self.counters)
 
-    # -- connections --------------------------------------------------------------------------------
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._connections.add(task)
-        try:
-            peer = str((writer.get_extra_info("peername") or ("",))[0])
-            while await self._one_request(reader, writer, peer):
-                pass
-        except (asyncio.CancelledError, ConnectionError, asyncio.IncompleteReadError):
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Requests one after another while the client keeps the connection alive."""
+        peer = str((writer.get_extra_info("peername") or ("",))[0])
+        while await self._one_request(reader, writer, peer):
             pass
-        finally:
-            self._connections.discard(task)
-            writer.close()
 
     async def _one_request(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str) -> bool:
         """Serve one request; True when the connection stays open for the next one."""

@@ -17,6 +17,7 @@ from kawa.errors import ConfigError
 from kawa.event import Event
 from kawa.log import ruby_inspect
 from kawa.plugins.base import PluginContext
+from kawa.plugins.inputs._server import DatagramInbox, StreamServer
 from kawa.plugins.inputs._text_socket import TextSocketInput
 
 FACILITIES = ("kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron", "authpriv",
@@ -25,7 +26,6 @@ FACILITIES = ("kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news",
 SEVERITIES = ("emerg", "alert", "crit", "err", "warn", "notice", "info", "debug")
 _PRI = re.compile(r"^<([0-9]+)>(.*)", re.S)
 READ_SIZE = 64 * 1024
-QUEUE_LIMIT = 10_000        # UDP messages waiting for the pipeline
 
 
 class SyslogTransportSection(Options):
@@ -89,68 +89,38 @@ class SyslogInput(TextSocketInput):
         if o.send_keepalive_packet and self.protocol == "udp":
             raise ConfigError("send_keepalive_packet is available for tcp/tls")
         self.parse_priority = bool(getattr(self.parser, "with_priority", False))
-        self.server: Any = None
-        self._connections: set[asyncio.Task[None]] = set()
-        self.queue: asyncio.Queue[tuple[str, str]] | None = None      # UDP: (message, address)
-        self._drainer: asyncio.Task[None] | None = None
-        self.counters["dropped_overflow"] = 0
-
-    def received(self, text: str, address: str) -> None:
-        assert self.queue is not None
-        try:
-            self.queue.put_nowait((text, address))
-        except asyncio.QueueFull:
-            self.counters["dropped_overflow"] += 1
-            self.log.limited("syslog overflow", "warn", "syslog input: the pipeline is behind; a datagram was "
-                             "dropped", queued=QUEUE_LIMIT)
-
-    async def _drain(self) -> None:
-        assert self.queue is not None
-        while True:
-            batch = [await self.queue.get()]
-            while not self.queue.empty() and len(batch) < 1000:
-                batch.append(self.queue.get_nowait())
-            start = 0
-            for i in range(1, len(batch) + 1):        # runs of one client, in arrival order
-                if i == len(batch) or batch[i][1] != batch[start][1]:
-                    await self.handle([text for text, _ in batch[start:i]], batch[start][1])
-                    start = i
+        self.listener = StreamServer(self._serve_tcp)
+        self.inbox = DatagramInbox(self._deliver_udp, self.log, "syslog")
 
     @property
     def port(self) -> int:
-        if self.protocol == "udp" and self.server is not None:
-            return int(self.server.get_extra_info("sockname")[1])
-        if self.server is not None and self.server.sockets:
-            return int(self.server.sockets[0].getsockname()[1])
-        return int(self.options.port)
+        bound = self.inbox.port if self.protocol == "udp" else self.listener.port
+        return bound or int(self.options.port)
+
+    def stats(self) -> dict[str, Any]:
+        return {**super().stats(), "dropped_overflow": self.inbox.dropped}
 
     async def start(self) -> None:
         o = self.options
         self.log.info(f"listening syslog socket on {o.bind}:{o.port} with {self.protocol}")
-        loop = asyncio.get_running_loop()
         if self.protocol == "udp":
-            self.queue = asyncio.Queue(QUEUE_LIMIT)
-            self.server, _ = await loop.create_datagram_endpoint(lambda: _Datagrams(self), local_addr=(o.bind, o.port),
-                                                                 reuse_port=self.shared_port or None)
-            self._drainer = loop.create_task(self._drain())
+            await self.inbox.start(o.bind, o.port, shared=self.shared_port)
         else:
-            self.server = await asyncio.start_server(self._accept, o.bind, o.port, reuse_address=True,
-                                                     reuse_port=self.shared_port or None)
+            await self.listener.start(o.bind, o.port, shared=self.shared_port)
 
     async def stop(self) -> None:
-        server, self.server = self.server, None
-        if server is not None:
-            server.close()
-        if self._drainer is not None:
-            self._connections.add(self._drainer)
-            self._drainer = None
-        for task in list(self._connections):
-            task.cancel()
-        for task in list(self._connections):
-            try:
-                await task
-            except BaseException:
-                pass
+        await self.inbox.stop()
+        await self.listener.stop()
+
+    async def _deliver_udp(self, datagrams: list[bytes], address: str) -> None:
+        limit = self.options.message_length_limit
+        texts = []
+        for data in datagrams:
+            text = data[:limit].decode("utf-8", "surrogateescape")
+            if text.endswith("\n"):
+                text = text[:-2] if text.endswith("\r\n") else text[:-1]
+            texts.append(text)
+        await self.handle(texts, address)
 
     # -- messages -----------------------------------------------------------------------------------
     async def handle(self, messages: list[str], address: str) -> None:
@@ -220,10 +190,7 @@ class SyslogInput(TextSocketInput):
             runs.append((tag, [event]))
 
     # -- TCP ----------------------------------------------------------------------------------------
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._connections.add(task)
+    async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         address = str((writer.get_extra_info("peername") or ("",))[0])
         octet_count = self.options.frame_type == "octet_count"
         delimiter = self.options.delimiter.encode()
@@ -237,16 +204,10 @@ class SyslogInput(TextSocketInput):
                 if octet_count:
                     messages, pending = _octet_frames(pending)
                 else:
-                    *raw, pending = pending.split(delimiter)
-                    messages = raw
+                    *messages, pending = pending.split(delimiter)
                 await self.handle([m.decode("utf-8", "surrogateescape") for m in messages], address)
-        except (asyncio.CancelledError, ConnectionError):
-            pass
         except ValueError as exc:            # an octet count that is not a number
             self.log.warn("syslog input: closing a connection whose framing is broken", host=address, error=str(exc))
-        finally:
-            self._connections.discard(task)
-            writer.close()
 
 
 def _octet_frames(pending: bytes) -> tuple[list[bytes], bytes]:
@@ -264,15 +225,3 @@ def _octet_frames(pending: bytes) -> tuple[list[bytes], bytes]:
         out.append(pending[space + 1:end])
         pos = end
     return out, pending[pos:]
-
-
-class _Datagrams(asyncio.DatagramProtocol):
-    def __init__(self, plugin: SyslogInput) -> None:
-        self.plugin = plugin
-
-    def datagram_received(self, data: bytes, addr: Any) -> None:
-        limit = self.plugin.options.message_length_limit
-        text = data[:limit].decode("utf-8", "surrogateescape")
-        if text.endswith("\n"):
-            text = text[:-2] if text.endswith("\r\n") else text[:-1]
-        self.plugin.received(text, str(addr[0]))

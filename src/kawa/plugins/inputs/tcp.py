@@ -14,6 +14,7 @@ from kawa.config.schema import Options, option, section
 from kawa.engine.registry import register
 from kawa.plugins.base import PluginContext
 from kawa.plugins.inputs._forward.security import allowed, client_network
+from kawa.plugins.inputs._server import StreamServer
 from kawa.plugins.inputs._text_socket import TextSocketInput, TextSocketOptions
 
 READ_SIZE = 64 * 1024
@@ -45,50 +46,19 @@ class TcpInput(TextSocketInput):
         super().__init__(options, ctx)
         self.networks = [client_network(c.host, c.network) for c in options.security.clients] \
             if options.security is not None else None
-        self.server: asyncio.base_events.Server | None = None
-        self._connections: set[asyncio.Task[None]] = set()
+        self.listener = StreamServer(self._serve)
 
     @property
     def port(self) -> int:
-        if self.server is not None and self.server.sockets:
-            return int(self.server.sockets[0].getsockname()[1])
-        return int(self.options.port)
+        return self.listener.port or int(self.options.port)
 
     async def start(self) -> None:
-        if self.server is not None:
-            return
         o = self.options
         self.log.info("listening tcp socket", bind=o.bind, port=o.port)
-        self.server = await asyncio.start_server(self._accept, o.bind, o.port, reuse_address=True,
-                                                 reuse_port=self.shared_port or None)
+        await self.listener.start(o.bind, o.port, shared=self.shared_port)
 
     async def stop(self) -> None:
-        server, self.server = self.server, None
-        if server is not None:
-            server.close()
-        for task in list(self._connections):
-            task.cancel()
-        for task in list(self._connections):
-            try:
-                await task
-            except BaseException:
-                pass
-        if server is not None:
-            await server.wait_closed()
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._connections.add(task)
-        try:
-            await self._serve(reader, writer)
-        except asyncio.CancelledError:
-            pass                  # stop(): asyncio's server callback would log a cancelled task
-        except ConnectionError:
-            pass
-        finally:
-            self._connections.discard(task)
-            writer.close()
+        await self.listener.stop()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         o = self.options

@@ -1,0 +1,132 @@
+"""The listening sockets of the network inputs (forward, tcp, udp, syslog, http): one task per TCP
+connection, all ended by stop(); UDP datagrams queued (bounded) and handed over in batches.
+
+Workers share a port (SO_REUSEPORT) as Fluentd's share the supervisor's socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Awaitable, Callable
+
+from kawa.log import Logger
+
+Serve = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+# (messages of one client in arrival order, its address)
+Deliver = Callable[[list[bytes], str], Awaitable[None]]
+
+
+class StreamServer:
+    """A TCP listener whose connections are served by `serve(reader, writer)`, each in its own task.
+    The writer is closed when `serve` returns; a connection reset or stop() just ends it."""
+
+    def __init__(self, serve: Serve) -> None:
+        self._serve = serve
+        self.server: asyncio.base_events.Server | None = None
+        self._connections: set[asyncio.Task[None]] = set()
+
+    @property
+    def port(self) -> int | None:
+        """The port listened on (tests bind port 0), None before start."""
+        if self.server is None or not self.server.sockets:
+            return None
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def start(self, bind: str, port: int, *, shared: bool, **kwargs: Any) -> None:
+        self.server = await asyncio.start_server(self._accept, bind, port, reuse_address=True,
+                                                 reuse_port=shared or None, **kwargs)
+
+    async def stop(self) -> None:
+        server, self.server = self.server, None
+        if server is not None:
+            server.close()
+        await cancel_all(self._connections)
+        if server is not None:
+            await server.wait_closed()
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._connections.add(task)
+        try:
+            await self._serve(reader, writer)
+        except (asyncio.CancelledError, ConnectionError, asyncio.IncompleteReadError):
+            # stop() or the client: asyncio's server callback would log a cancelled task as an error
+            pass
+        finally:
+            self._connections.discard(task)
+            writer.close()
+
+
+class DatagramInbox:
+    """A UDP socket whose datagrams wait in a bounded queue; `deliver` gets them in batches, one call
+    per run of datagrams from one client. UDP has no back-pressure: past `limit` waiting datagrams,
+    new ones are dropped, counted and logged."""
+
+    def __init__(self, deliver: Deliver, log: Logger, name: str, limit: int = 10_000) -> None:
+        self._deliver = deliver
+        self.log = log
+        self.name = name
+        self.limit = limit
+        self.dropped = 0
+        self.transport: asyncio.DatagramTransport | None = None
+        self._queue: asyncio.Queue[tuple[bytes, str]] = asyncio.Queue(limit)
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def port(self) -> int | None:
+        if self.transport is None:
+            return None
+        return int(self.transport.get_extra_info("sockname")[1])
+
+    async def start(self, bind: str, port: int, *, shared: bool) -> None:
+        loop = asyncio.get_running_loop()
+        self.transport, _ = await loop.create_datagram_endpoint(lambda: _Receiver(self), local_addr=(bind, port),
+                                                                reuse_port=shared or None)
+        self._task = loop.create_task(self._drain())
+
+    async def stop(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+            self.transport = None
+        if self._task is not None:
+            await cancel_all({self._task})
+            self._task = None
+
+    def received(self, data: bytes, address: str) -> None:
+        try:
+            self._queue.put_nowait((data, address))
+        except asyncio.QueueFull:
+            self.dropped += 1
+            self.log.limited(f"{self.name} overflow", "warn", f"{self.name} input: the pipeline is behind; a "
+                             "datagram was dropped", queued=self.limit)
+
+    async def _drain(self) -> None:
+        queue = self._queue
+        while True:
+            batch = [await queue.get()]
+            while not queue.empty() and len(batch) < 1000:
+                batch.append(queue.get_nowait())
+            start = 0
+            for i in range(1, len(batch) + 1):
+                if i == len(batch) or batch[i][1] != batch[start][1]:
+                    await self._deliver([data for data, _ in batch[start:i]], batch[start][1])
+                    start = i
+
+
+class _Receiver(asyncio.DatagramProtocol):
+    def __init__(self, inbox: DatagramInbox) -> None:
+        self.inbox = inbox
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.inbox.received(data, str(addr[0]))
+
+
+async def cancel_all(tasks: set[asyncio.Task[None]]) -> None:
+    for task in list(tasks):
+        task.cancel()
+    for task in list(tasks):
+        try:
+            await task
+        except BaseException:   # noqa: S110 - each ends as it may; nothing is left to report at stop
+            pass
