@@ -41,7 +41,7 @@ import asyncio
 import copy
 import os
 from contextvars import ContextVar
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Iterator
 
 from kawa import delivery
 from kawa.buffer.buffer import Buffer, DeliveryAck
@@ -92,6 +92,7 @@ class BufferedOutput(Output):
         primary = _BUILDING_SECONDARY_OF.get()
         _BUILDING_SECONDARY_OF.set(None)          # only this output is that secondary, not its children
         self.as_secondary = primary is not None
+        self.primary: BufferedOutput | None = primary     # the output whose chunks this secondary writes
         self.buffer_spec_given = getattr(options, "buffer", None) is not None
         self.buffer: Buffer = self._build_buffer(getattr(options, "buffer", None))
         opts: BufferOptions = self.buffer.options  # type: ignore[assignment]
@@ -188,6 +189,14 @@ class BufferedOutput(Output):
 
     def format_events(self, tag: str, events: list[Event]) -> bytes:
         raise NotImplementedError("BUG: not called unless a subclass defines it")
+
+    def chunk_events(self, chunk: Any) -> Iterator[Event] | None:
+        """A chunk's events for a <secondary> that stores events (secondary_file), or None when only
+        its bytes exist (an output's own text, as out_file's). Outputs whose chunks hold their own
+        frames give the events back here (cloudwatch_logs: the records of its messages)."""
+        if chunk.formatted:
+            return None
+        return chunk.events()  # type: ignore[no-any-return]
 
     # -- data path ------------------------------------------------------------------------------
     async def emit(self, tag: str, events: list[Event], ack: DeliveryAck | None = None) -> None:

@@ -179,6 +179,10 @@ class CloudwatchLogsOutput(BufferedOutput):
         for tag, t, r in self._iter_chunk(chunk):
             yield tag, t, (_record_of_message(r) if r.__class__ is str else r)
 
+    def chunk_events(self, chunk: Any) -> Iterator[tuple[int, Any]]:
+        """For <secondary> secondary_file: the chunk's events as records (messages parsed back)."""
+        return ((t, r) for _tag, t, r in self._error_records(chunk))
+
     def _iter_chunk(self, chunk: Any) -> Iterator[tuple[str, int, Any]]:
         if not chunk.formatted:   # a chunk of plain [time, record] frames (other writer): tag from metadata
             tag = chunk.metadata.tag or ""
