@@ -71,17 +71,21 @@ def test_kill_9_while_concat_holds_a_group(tmp_path: Path) -> None:
         env = fake_aws_env({k: v for k, v in os.environ.items() if not k.startswith("AWS_")})
         kawa = no_loss.Kawa(conf, tmp_path / "kawa.log", env)
         kawa.start()
-        no_loss.wait_until(lambda: len(messages(cloudwatch.endpoint)) >= 1, 60, "the first group", kawa)
-        # "START 2 / b1" is held: the pos_file must not be past it
-        assert no_loss.position(pos) < log.stat().st_size
-        kawa.kill()
-        with log.open("a") as f:
-            f.write(f" b2\n{now + 2} START 3\n c1\n{now + 3} START 4\n")
-        kawa.start()
-        no_loss.wait_until(lambda: len(messages(cloudwatch.endpoint)) >= 3, 60, "the next groups", kawa)
-        rc, _took = kawa.term(60)
-        assert rc == 0, kawa.log.read_text()[-4000:]
-        got = Counter(messages(cloudwatch.endpoint))
+        try:
+            no_loss.wait_until(lambda: len(messages(cloudwatch.endpoint)) >= 1, 60, "the first group", kawa)
+            # "START 2 / b1" is held: the pos_file must not be past it
+            assert no_loss.position(pos) < log.stat().st_size
+            kawa.kill()
+            with log.open("a") as f:
+                f.write(f" b2\n{now + 2} START 3\n c1\n{now + 3} START 4\n")
+            kawa.start()
+            no_loss.wait_until(lambda: len(messages(cloudwatch.endpoint)) >= 3, 60, "the next groups", kawa)
+            rc, _took = kawa.term(60)
+            assert rc == 0, kawa.log.read_text()[-4000:]
+            got = Counter(messages(cloudwatch.endpoint))
+        finally:
+            if kawa.proc is not None and kawa.proc.poll() is None:
+                kawa.proc.kill()
     text = kawa.log.read_text()
     assert got == {"START 1\n a1\n a2": 1, "START 2\n b1\n b2": 1, "START 3\n c1": 1}, (got, text[-3000:])
     # the last group, still open at the stop, goes where the plugin sends it: an error event
