@@ -119,32 +119,36 @@ def test_acked_forwarding_through_kill_9_loses_and_doubles_nothing(tmp_path: Pat
         env = fake_aws_env({k: v for k, v in os.environ.items() if not k.startswith("AWS_")})
         kawa = no_loss.Kawa(conf, tmp_path / "kawa.log", env)
         kawa.start()
-        wait_listening(port, kawa)
-        sender = Sender(port)
-        deadline = time.monotonic() + 120
-        for c, events in enumerate(chunks):
-            if c in (5, 11):
-                # CloudWatch stores the call carrying this chunk, kawa dies before its answer: no ack
-                sender.send(f"c{c}", events)
-                assert no_loss.hold_next_call(cloudwatch), "kawa sent no PutLogEvents call"
-                kawa.kill()
-                kawa.start()
-                wait_listening(port, kawa)
-                sender.sock = None
-            elif c == 8:
-                sender.send(f"c{c}", events)             # arrived, not yet delivered: no ack
-                time.sleep(0.1)
-                kawa.kill()
-                kawa.start()
-                wait_listening(port, kawa)
-                sender.sock = None
-            sender.deliver(f"c{c}", events, deadline, sent=c in (5, 8, 11))
-        want = CHUNKS * PER_CHUNK
-        no_loss.wait_until(lambda: len(read_all_events(cloudwatch.endpoint, GROUP, STREAM)) >= want, 60,
-                           "every event in CloudWatch Logs", kawa)
-        rc, _took = kawa.term(60)
-        assert rc == 0, kawa.log.read_text()[-4000:]
-        seen = Counter(orjson.loads(e["message"])["n"] for e in read_all_events(cloudwatch.endpoint, GROUP, STREAM))
+        try:
+            wait_listening(port, kawa)
+            sender = Sender(port)
+            deadline = time.monotonic() + 120
+            for c, events in enumerate(chunks):
+                if c in (5, 11):
+                    # CloudWatch stores the call carrying this chunk, kawa dies before its answer: no ack
+                    sender.send(f"c{c}", events)
+                    assert no_loss.hold_next_call(cloudwatch), "kawa sent no PutLogEvents call"
+                    kawa.kill()
+                    kawa.start()
+                    wait_listening(port, kawa)
+                    sender.sock = None
+                elif c == 8:
+                    sender.send(f"c{c}", events)             # arrived, not yet delivered: no ack
+                    time.sleep(0.1)
+                    kawa.kill()
+                    kawa.start()
+                    wait_listening(port, kawa)
+                    sender.sock = None
+                sender.deliver(f"c{c}", events, deadline, sent=c in (5, 8, 11))
+            want = CHUNKS * PER_CHUNK
+            no_loss.wait_until(lambda: len(read_all_events(cloudwatch.endpoint, GROUP, STREAM)) >= want, 60,
+                               "every event in CloudWatch Logs", kawa)
+            rc, _took = kawa.term(60)
+            assert rc == 0, kawa.log.read_text()[-4000:]
+            seen = Counter(orjson.loads(e["message"])["n"] for e in read_all_events(cloudwatch.endpoint, GROUP, STREAM))
+        finally:
+            if kawa.proc is not None and kawa.proc.poll() is None:
+                kawa.proc.kill()
     log = kawa.log.read_text()
     print(f"\nforward -> cloudwatch_logs, 3 kills: {sender.resent} chunks resent, {sum(seen.values())} events "
           f"stored of {want}")
