@@ -153,3 +153,26 @@ def test_configuration_errors(conf: str, message: str) -> None:
     with pytest.raises(ConfigError) as info:
         OutputDriver("forward", conf)
     assert message in str(info.value)
+
+
+def test_a_kept_connection_the_server_dropped_is_replaced_without_detaching_the_server() -> None:
+    """keepalive: the aggregator restarted between two chunks; the second goes over a new connection."""
+    port = free_port()
+
+    async def go() -> tuple[OutputDriver, list[Any]]:
+        got: list[Any] = []
+        client = OutputDriver("forward", f"<server>\nhost 127.0.0.1\nport {port}\n</server>\n"
+                                         "keepalive true\nrequire_ack_response true")
+        async with client.run():
+            for n in (1, 2):
+                server = InputDriver("forward", f"bind 127.0.0.1\nport {port}")
+                async with server.run():
+                    await client.feed("app", T, {"n": n})
+                    await client.flush()
+                    await server.wait_for(lambda s=server: len(s.events) == 1, 10)
+                    got.extend(server.records)
+        return client, got
+
+    client, got = asyncio.run(go())
+    assert got == [{"n": 1}, {"n": 2}]
+    assert not any("detached forwarding server" in line for line in client.logs), client.logs

@@ -288,14 +288,23 @@ class ForwardOutput(BufferedOutput):
     async def _send(self, node: _Node, message: bytes, ack_id: str | None) -> None:
         o = self.options
         conn = node.conn
-        if conn is not None and o.keepalive_timeout is not None \
-                and _time.monotonic() - node.idle_since > o.keepalive_timeout:
-            self._close(node)
+        if conn is not None and (conn[1].is_closing() or conn[0].at_eof() or (
+                o.keepalive_timeout is not None and _time.monotonic() - node.idle_since > o.keepalive_timeout)):
+            self._close(node)          # the server closed it, or it idled too long
             conn = None
-        if conn is None or conn[1].is_closing():
-            conn = await self._connect(node)
+        if conn is not None:
+            node.conn = None
+            try:
+                await self._exchange(node, conn, message, ack_id)
+                return
+            except _SendFailed:
+                pass                   # a kept connection the server dropped meanwhile: once more, anew
+        await self._exchange(node, await self._connect(node), message, ack_id)
+
+    async def _exchange(self, node: _Node, conn: tuple[asyncio.StreamReader, asyncio.StreamWriter],
+                        message: bytes, ack_id: str | None) -> None:
+        o = self.options
         reader, writer = conn
-        node.conn = None
         try:
             writer.write(message)
             await asyncio.wait_for(writer.drain(), o.send_timeout)
