@@ -13,6 +13,7 @@ from kawa.errors import ConfigError
 from kawa.event import Event
 from kawa.ruby_values import Bare
 from kawa.plugins.base import Output, PluginContext
+from kawa.plugins.outputs._multi import MultiOutput
 
 
 class CopyOptions(Options):
@@ -35,7 +36,7 @@ def _copier(mode: str) -> Callable[[list[Event]], list[Event]] | None:
 
 
 @register("output", "copy")
-class CopyOutput(Output):
+class CopyOutput(MultiOutput):
     Options = CopyOptions
 
     def __init__(self, options: Any, ctx: PluginContext) -> None:
@@ -55,18 +56,6 @@ class CopyOutput(Output):
         self.outputs: list[Output] = [self.build_child(spec, f"store{i}")  # type: ignore[misc]
                                       for i, spec in enumerate(specs)]
         self._copy = _copier("shallow" if options.deep_copy else options.copy_mode)
-
-    async def start(self) -> None:
-        for out in self.outputs:
-            await out.start()
-
-    async def stop(self) -> None:
-        for out in self.outputs:
-            await out.stop()
-
-    async def flush(self) -> None:
-        for out in self.outputs:
-            await out.flush()
 
     async def process(self, tag: str, events: list[Event]) -> None:
         success = [False] * len(self.outputs)

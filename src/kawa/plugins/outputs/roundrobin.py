@@ -13,6 +13,7 @@ from kawa.engine.registry import register
 from kawa.errors import ConfigError
 from kawa.event import Event
 from kawa.plugins.base import Output, PluginContext
+from kawa.plugins.outputs._multi import MultiOutput
 
 
 class RoundRobinOptions(Options):
@@ -29,7 +30,7 @@ class RoundRobinOptions(Options):
 
 
 @register("output", "roundrobin")
-class RoundRobinOutput(Output):
+class RoundRobinOutput(MultiOutput):
     Options = RoundRobinOptions
 
     def __init__(self, options: Any, ctx: PluginContext) -> None:
@@ -54,18 +55,6 @@ class RoundRobinOutput(Output):
         if any(w > 1 for w in weights):
             random.shuffle(self.rotation)
         self._next = -1
-
-    async def start(self) -> None:
-        for out in self.outputs:
-            await out.start()
-
-    async def stop(self) -> None:
-        for out in self.outputs:
-            await out.stop()
-
-    async def flush(self) -> None:
-        for out in self.outputs:
-            await out.flush()
 
     async def process(self, tag: str, events: list[Event]) -> None:
         self._next = (self._next + 1) % len(self.rotation)
