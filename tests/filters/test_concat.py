@@ -88,6 +88,7 @@ def test_partial_metadata_sorts_by_ordinal() -> None:
                {"log": "C", "partial_message": "true", "partial_id": "x", "partial_ordinal": "3", "partial_last": "true"}]
     d = run('key log\nuse_partial_metadata true\nseparator ""', "t", records)
     assert d.filtered_records == [{"log": "ABC"}]
+    assert d.instance.streams == {}          # a joined message's stream (its partial_id) is forgotten
 
 
 def test_cri_log_tags() -> None:

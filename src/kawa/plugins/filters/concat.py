@@ -335,6 +335,10 @@ class ConcatFilter(Filter):
         self._settle(stream, ticket)
         stream.events = []
         stream.size = 0
+        if self.mode == "partial_metadata":
+            # every split message is a stream of its own (its partial_id): forget it once joined,
+            # or the streams would pile up when no flush_interval timer sweeps them
+            self.streams.pop(stream.identity, None)
         return first_time, record
 
     def _settle(self, stream: _Stream, ticket: delivery.Ticket | None) -> None:
