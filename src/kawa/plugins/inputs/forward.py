@@ -337,7 +337,9 @@ class ForwardInput(Input):
     async def _ack_when_stored(self, conn: "_Connection", chunk: Any, ticket: delivery.Ticket) -> None:
         await ticket.stored
         self._send_ack(conn, chunk)
-        ticket.commit()               # the sender will not send these again
+        # Past this point a restart of kawa cannot bring these events back (the sender resends what it
+        # got no ack for as a new message), so cloudwatch_logs' journal may forget them.
+        ticket.commit()
         await conn.drain()
 
     def _send_ack(self, conn: "_Connection", chunk: Any) -> None:
