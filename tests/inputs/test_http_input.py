@@ -149,3 +149,19 @@ def test_keep_alive_serves_several_requests_on_one_connection() -> None:
 def test_configuration_errors() -> None:
     with pytest.raises(ConfigError, match="Cannot enable cors_allow_credentials without specific origins"):
         InputDriver("http", "cors_allow_credentials true")
+
+
+def test_malformed_requests_get_a_400_and_the_server_goes_on() -> None:
+    async def body(d: InputDriver, port: int) -> None:
+        for raw in (b"POST /x HTTP/1.1\r\nContent-Length: abc\r\n\r\n",
+                    b"POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(raw)
+            await writer.drain()
+            answer = await asyncio.wait_for(reader.read(200), 5)
+            assert answer.startswith(b"HTTP/1.1 400 Bad Request"), answer
+            writer.close()
+        assert (await call(port, "/ok", b'{"a":1}', {"Content-Type": "application/json"}))[0] == 200
+
+    d = run("", body)
+    assert d.records == [{"a": 1}]

@@ -20,8 +20,10 @@ class StreamServer:
     """A TCP listener whose connections are served by `serve(reader, writer)`, each in its own task.
     The writer is closed when `serve` returns; a connection reset or stop() just ends it."""
 
-    def __init__(self, serve: Serve) -> None:
+    def __init__(self, serve: Serve, log: Logger, name: str) -> None:
         self._serve = serve
+        self.log = log
+        self.name = name
         self.server: asyncio.base_events.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
 
@@ -53,6 +55,10 @@ class StreamServer:
         except (asyncio.CancelledError, ConnectionError, asyncio.IncompleteReadError):
             # stop() or the client: asyncio's server callback would log a cancelled task as an error
             pass
+        except Exception as exc:    # what a client sent broke a case nobody foresaw: say so, no traceback
+            peer = writer.get_extra_info("peername") or ("?",)
+            self.log.limited(f"{self.name} connection error", "warn", f"{self.name} input: closing a connection "
+                             "after an unexpected error", host=str(peer[0]), error=f"{type(exc).__name__}: {exc}")
         finally:
             self._connections.discard(task)
             writer.close()
@@ -110,7 +116,12 @@ class DatagramInbox:
             start = 0
             for i in range(1, len(batch) + 1):
                 if i == len(batch) or batch[i][1] != batch[start][1]:
-                    await self._deliver([data for data, _ in batch[start:i]], batch[start][1])
+                    try:
+                        await self._deliver([data for data, _ in batch[start:i]], batch[start][1])
+                    except Exception as exc:     # one client's datagrams must not end the input
+                        self.log.limited(f"{self.name} datagram error", "warn", f"{self.name} input: datagrams "
+                                         "dropped after an unexpected error", host=batch[start][1],
+                                         datagrams=i - start, error=f"{type(exc).__name__}: {exc}")
                     start = i
 
 

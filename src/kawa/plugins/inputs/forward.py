@@ -108,7 +108,7 @@ class ForwardInput(Input):
         self.handshake = Handshake(o.security, not o.deny_keepalive, self.log) if o.security is not None else None
         # a message over chunk_size_limit is read whole, then dropped with Fluentd's warning
         self.message_limit = max(DEFAULT_MESSAGE_LIMIT, 2 * (o.chunk_size_limit or 0))
-        self.listener = StreamServer(self._serve)
+        self.listener = StreamServer(self._serve, self.log, "forward")
         self.heartbeat: asyncio.DatagramTransport | None = None
         self._acks: set[asyncio.Task[None]] = set()
         self.counters = {"connections": 0, "messages": 0, "events": 0, "acks": 0, "invalid_events": 0,

@@ -75,7 +75,7 @@ class HttpInput(Input):
         if o.add_tag_prefix is not None and o.add_tag_prefix == "":
             raise ConfigError("'add_tag_prefix' parameter must not be empty")
         self.parser = self.build_child(o.parse, "parse") if o.parse is not None else None
-        self.listener = StreamServer(self._serve)
+        self.listener = StreamServer(self._serve, self.log, "http")
         self.counters = {"requests": 0, "events": 0, "bad_requests": 0, "emit_failures": 0}
 
     @property
@@ -123,13 +123,21 @@ class HttpInput(Input):
             keep_alive = False
         elif "keep-alive" in connection:
             keep_alive = True
-        length = int(headers.get("content-length", "0") or 0)
+        try:
+            length = int(headers.get("content-length", "0") or 0)
+        except ValueError:
+            await self._respond(writer, 400, {}, b"400 Bad Request\ninvalid Content-Length\n", close=True)
+            return False
         if headers.get("expect") == "100-continue":
             if length >= o.body_size_limit:
                 await self._respond(writer, 413, {}, b"Too large", close=True)
                 return False
             writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        body = await self._read_body(reader, headers, length)
+        try:
+            body = await self._read_body(reader, headers, length)
+        except ValueError:
+            await self._respond(writer, 400, {}, b"400 Bad Request\ninvalid chunked body\n", close=True)
+            return False
         if body is None:
             await self._respond(writer, 413, {}, b"Too large", close=True)
             return False

@@ -89,7 +89,7 @@ class SyslogInput(TextSocketInput):
         if o.send_keepalive_packet and self.protocol == "udp":
             raise ConfigError("send_keepalive_packet is available for tcp/tls")
         self.parse_priority = bool(getattr(self.parser, "with_priority", False))
-        self.listener = StreamServer(self._serve_tcp)
+        self.listener = StreamServer(self._serve_tcp, self.log, "syslog")
         self.inbox = DatagramInbox(self._deliver_udp, self.log, "syslog")
 
     @property

@@ -46,7 +46,7 @@ class TcpInput(TextSocketInput):
         super().__init__(options, ctx)
         self.networks = [client_network(c.host, c.network) for c in options.security.clients] \
             if options.security is not None else None
-        self.listener = StreamServer(self._serve)
+        self.listener = StreamServer(self._serve, self.log, "tcp")
 
     @property
     def port(self) -> int:
