@@ -33,6 +33,7 @@ from kawa.engine.registry import register
 from kawa.errors import ConfigError
 from kawa.event import Event, Record
 from kawa.plugins.base import Emitter, Filter, PluginContext
+from kawa.plugins.parsers._common import ruby_to_i
 from kawa.ruby_values import ruby_to_s
 from kawa.rubyregex import compile_ruby_regexp
 
@@ -322,7 +323,7 @@ class ConcatFilter(Filter):
         events = stream.events
         if self.mode == "partial_metadata":
             ordinal = self.pm_ordinal
-            events = sorted(events, key=lambda e: _to_i(e[2].get(ordinal)))
+            events = sorted(events, key=lambda e: ruby_to_i(e[2].get(ordinal)))
         values = [r.get(self.key) for _tag, _time, r in events]
         joined = separator.join(v if type(v) is str else ruby_to_s(v) for v in values)
         tag, first_time, first = stream.events[0]
@@ -419,10 +420,3 @@ def _bytesize(record: Record) -> int:
     return sum(len(str(k).encode("utf-8", "surrogateescape")) for k in record) + \
         sum(len((v if type(v) is str else ruby_to_s(v)).encode("utf-8", "surrogateescape")) for v in record.values())
 
-
-def _to_i(value: Any) -> int:
-    """Ruby's to_i of an ordinal (a number, or the leading digits of a string)."""
-    if isinstance(value, int):
-        return value
-    match = re.match(r"\s*[-+]?\d+", ruby_to_s(value))
-    return int(match.group()) if match else 0

@@ -13,7 +13,6 @@ event (health checks), OPTIONS answers CORS preflights.
 from __future__ import annotations
 
 import asyncio
-import re
 import zlib
 from typing import Any
 from urllib.parse import parse_qs
@@ -27,6 +26,7 @@ from kawa.errors import ConfigError
 from kawa.event import Event, NS_PER_SEC, Record
 from kawa.metrics.http import parse_head
 from kawa.plugins.base import Input, PluginContext
+from kawa.plugins.parsers._common import ruby_to_f
 from kawa.plugins.inputs._server import StreamServer
 
 MAX_HEAD = 64 * 1024
@@ -290,7 +290,7 @@ class HttpInput(Input):
         for record_time, record in records:
             record.update(extra)
             if param_time is not None:
-                seconds = _to_f(param_time)
+                seconds = ruby_to_f(param_time)
                 time = now if seconds == 0 else int(seconds * NS_PER_SEC)
             elif record_time is not None:
                 time = record_time
@@ -326,12 +326,6 @@ def _hashes(value: Any) -> list[Record]:
     if isinstance(value, list):
         return [v for v in value if isinstance(v, dict)]     # Fluentd skips the elements that are not hashes
     return []
-
-
-def _to_f(value: Any) -> float:
-    """Ruby's to_f of a time parameter: the leading number, else 0."""
-    match = re.match(r"\s*[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?", str(value))
-    return float(match.group()) if match else 0.0
 
 
 def _numeric_time(value: Any) -> float:
