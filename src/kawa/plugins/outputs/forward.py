@@ -17,7 +17,6 @@ import base64
 import gzip
 import os
 import socket
-import struct
 import time as _time
 from typing import Any
 
@@ -30,11 +29,11 @@ from kawa.errors import ConfigError, RetryableError
 from kawa.event import Event
 from kawa.metrics.serving import FreeSection
 from kawa.plugins.base import PluginContext
+from kawa.plugins.inputs._forward.protocol import pack_entries
+from kawa.plugins.outputs._multi import weighted_rotation
 from kawa.plugins.inputs._forward.security import as_bytes, sha512_hex
 
 LISTEN_PORT = 24224
-NS = 1_000_000_000
-_EVENT_TIME = struct.Struct(">II")
 NO_HEARTBEAT = "kawa notices a failed server when it sends to it and tries it again after recover_wait"
 NO_TLS = "kawa's forward output sends over TCP only (TLS is not supported yet)"
 
@@ -136,31 +135,9 @@ class ForwardOutput(BufferedOutput):
         if o.heartbeat_type == "tcp":
             self.log.warn("'heartbeat_type tcp' is deprecated. use 'transport' instead.")
         self.nodes = [_Node(s) for s in o.servers]
-        self._rotation = self._weighted_rotation()
-        self.counters = {"chunks": 0, "events": 0, "acks": 0, "detached": 0, "recovered": 0}
-
-    def _weighted_rotation(self) -> list[_Node]:
-        """Each active server as many times as its weight (divided by their common divisor), spread."""
-        from math import gcd
-
         active = [n for n in self.nodes if not n.standby and n.weight > 0]
-        if not active:
-            return []
-        divisor = 0
-        for n in active:
-            divisor = gcd(divisor, n.weight)
-        slots: list[_Node] = []
-        for n in active:
-            slots.extend([n] * (n.weight // divisor))
-        # interleave: round-robin over the servers, each until its slots are used
-        order: list[_Node] = []
-        left = {id(n): n.weight // divisor for n in active}
-        while len(order) < len(slots):
-            for n in active:
-                if left[id(n)]:
-                    order.append(n)
-                    left[id(n)] -= 1
-        return order
+        self._rotation = weighted_rotation(active, [n.weight for n in active], interleave=True)
+        self.counters = {"chunks": 0, "events": 0, "acks": 0, "detached": 0, "recovered": 0}
 
     async def start(self) -> None:
         await super().start()
@@ -187,11 +164,7 @@ class ForwardOutput(BufferedOutput):
     # -- data ---------------------------------------------------------------------------------------
     def format_events(self, tag: str, events: list[Event]) -> bytes:
         """The chunk holds the PackedForward entries themselves: [EventTime, record] each."""
-        pack = msgpack.Packer(use_bin_type=True, unicode_errors="surrogateescape").pack
-        if self.options.time_as_integer:
-            return b"".join(pack([t // NS, r]) for t, r in events)
-        ext = msgpack.ExtType
-        return b"".join(pack([ext(0, _EVENT_TIME.pack(*divmod(t, NS))), r]) for t, r in events)
+        return pack_entries(events, self.options.time_as_integer)
 
     async def write(self, chunk: Any) -> None:
         o = self.options

@@ -1,10 +1,8 @@
 """Fluentd's out_roundrobin: each batch goes to the next <store>, in proportion to their `weight`
-(Fluentd spreads a weighted rotation at random once at start; so does kawa)."""
+(Fluentd shuffles the weighted rotation once at start; so does kawa)."""
 
 from __future__ import annotations
 
-import random
-from math import gcd
 from typing import Any
 
 from kawa.config.element import Element
@@ -13,7 +11,7 @@ from kawa.engine.registry import register
 from kawa.errors import ConfigError
 from kawa.event import Event
 from kawa.plugins.base import Output, PluginContext
-from kawa.plugins.outputs._multi import MultiOutput
+from kawa.plugins.outputs._multi import MultiOutput, weighted_rotation
 
 
 class RoundRobinOptions(Options):
@@ -48,12 +46,7 @@ class RoundRobinOutput(MultiOutput):
             weights.append(weight)
         self.outputs: list[Output] = [self.build_child(spec, f"store{i}")  # type: ignore[misc]
                                       for i, spec in enumerate(specs)]
-        divisor = 0
-        for w in weights:
-            divisor = gcd(divisor, w)
-        self.rotation = [out for out, w in zip(self.outputs, weights) for _ in range(w // divisor)]
-        if any(w > 1 for w in weights):
-            random.shuffle(self.rotation)
+        self.rotation = weighted_rotation(self.outputs, weights, interleave=False)
         self._next = -1
 
     async def process(self, tag: str, events: list[Event]) -> None:

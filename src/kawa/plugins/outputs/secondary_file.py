@@ -14,22 +14,18 @@ import fcntl
 import gzip
 import os
 import re
-import struct
 import time as _time
-from typing import Any, Iterator
+from typing import Any
 
-import msgpack
 
 from kawa.buffer.output import BufferedOptions, BufferedOutput
 from kawa.config.schema import option
 from kawa.engine.registry import register
 from kawa.errors import ConfigError
-from kawa.event import Event
 from kawa.plugins.base import PluginContext
+from kawa.plugins.inputs._forward.protocol import pack_entries
 
 _PLACEHOLDER = re.compile(r"\$\{(tag(\[\d+\])?|[\w.@-]+)\}")
-_SECONDS_NANOS = struct.Struct(">II")
-NS = 1_000_000_000
 
 
 class SecondaryFileOptions(BufferedOptions):
@@ -75,7 +71,7 @@ class SecondaryFileOutput(BufferedOutput):
     async def write(self, chunk: Any) -> None:
         primary = self.primary if self.primary is not None else self
         events = primary.chunk_events(chunk)
-        data = _fluentd_msgpack(events) if events is not None else chunk.read()
+        data = pack_entries(events) if events is not None else chunk.read()
         if self.options.compress == "gzip":
             data = gzip.compress(data)
         path_without_suffix = self.extract_placeholders(self.path_without_suffix, chunk)
@@ -105,9 +101,3 @@ class SecondaryFileOutput(BufferedOutput):
             os.close(fd)
         return path
 
-
-def _fluentd_msgpack(events: Iterator[Event]) -> bytes:
-    """Events as Fluentd's chunks hold them: [EventTime (ext 0), record] each."""
-    pack = msgpack.Packer(use_bin_type=True, unicode_errors="surrogateescape").pack
-    ext = msgpack.ExtType
-    return b"".join(pack([ext(0, _SECONDS_NANOS.pack(*divmod(t, NS))), r]) for t, r in events)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import struct
 import zlib
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import msgpack
 
@@ -38,6 +38,16 @@ def _ext_hook(code: int, data: bytes) -> Any:
         seconds, nanos = _SECONDS_NANOS.unpack(data)
         return EventTime(seconds * NS + nanos)
     return msgpack.ExtType(code, data)
+
+
+def pack_entries(events: Iterable[tuple[int, Any]], time_as_integer: bool = False) -> bytes:
+    """Events as a msgpack stream of [EventTime, record] (PackedForward entries, and Fluentd's own
+    buffer chunks); [seconds, record] with `time_as_integer` (Fluentd v0.12)."""
+    pack = msgpack.Packer(use_bin_type=True, unicode_errors="surrogateescape").pack
+    if time_as_integer:
+        return b"".join(pack([t // NS, r]) for t, r in events)
+    ext = msgpack.ExtType
+    return b"".join(pack([ext(EVENT_TIME_EXT, _SECONDS_NANOS.pack(*divmod(t, NS))), r]) for t, r in events)
 
 
 def unpacker(max_buffer_size: int = 0) -> msgpack.Unpacker:
