@@ -7,6 +7,7 @@ Workers share a port (SO_REUSEPORT) as Fluentd's share the supervisor's socket.
 from __future__ import annotations
 
 import asyncio
+import socket
 from typing import Any, Awaitable, Callable
 
 from kawa.log import Logger
@@ -131,6 +132,27 @@ class _Receiver(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
         self.inbox.received(data, str(addr[0]))
+
+
+class HostNames:
+    """Clients' names by reverse DNS, cached (a busy client is looked up once), or the address when it
+    has none."""
+
+    def __init__(self, limit: int = 4096) -> None:
+        self._names: dict[str, str] = {}
+        self._limit = limit
+
+    async def of(self, address: str) -> str:
+        name = self._names.get(address)
+        if name is None:
+            try:
+                name, _ = await asyncio.get_running_loop().getnameinfo((address, 0), socket.NI_NAMEREQD)
+            except OSError:
+                name = address
+            if len(self._names) >= self._limit:
+                self._names.clear()
+            self._names[address] = name
+        return name
 
 
 async def cancel_all(tasks: set[asyncio.Task[None]]) -> None:

@@ -3,14 +3,13 @@ put into records, "pattern not matched" warnings, and the port shared by workers
 
 from __future__ import annotations
 
-import asyncio
-import socket
 from typing import Any
 
 from kawa.config.schema import Options, option, section
 from kawa.errors import ConfigError
 from kawa.event import Event
 from kawa.plugins.base import Input, PluginContext
+from kawa.plugins.inputs._server import HostNames
 from kawa.log import ruby_inspect
 
 
@@ -39,7 +38,7 @@ class TextSocketInput(Input):
         self.parser = self.build_child(options.parse, "parse")
         self.hostname_key = options.source_hostname_key or options.source_host_key
         self.counters = {"messages": 0, "events": 0, "unmatched": 0, "dropped_long": 0}
-        self._hostnames: dict[str, str] = {}
+        self.hostnames = HostNames()
 
     @property
     def shared_port(self) -> bool:
@@ -49,17 +48,7 @@ class TextSocketInput(Input):
         return dict(self.counters)
 
     async def hostname(self, address: str) -> str:
-        """The client's name (reverse DNS, cached), or its address when it has none."""
-        name = self._hostnames.get(address)
-        if name is None:
-            try:
-                name, _ = await asyncio.get_running_loop().getnameinfo((address, 0), socket.NI_NAMEREQD)
-            except OSError:
-                name = address
-            if len(self._hostnames) > 4096:
-                self._hostnames.clear()
-            self._hostnames[address] = name
-        return name
+        return await self.hostnames.of(address)
 
     async def emit_messages(self, texts: list[str], address: str) -> None:
         if not texts:

@@ -28,7 +28,7 @@ from kawa.metrics.serving import FreeSection
 from kawa.plugins.base import Input, PluginContext
 from kawa.plugins.inputs._forward import protocol
 from kawa.plugins.inputs._forward.security import Handshake, SecuritySection
-from kawa.plugins.inputs._server import StreamServer, cancel_all
+from kawa.plugins.inputs._server import HostNames, StreamServer, cancel_all
 from kawa.ruby_values import ruby_inspect_value
 
 LISTEN_PORT = 24224
@@ -109,6 +109,7 @@ class ForwardInput(Input):
         # a message over chunk_size_limit is read whole, then dropped with Fluentd's warning
         self.message_limit = max(DEFAULT_MESSAGE_LIMIT, 2 * (o.chunk_size_limit or 0))
         self.listener = StreamServer(self._serve, self.log, "forward")
+        self.hostnames = HostNames()
         self.heartbeat: asyncio.DatagramTransport | None = None
         self._acks: set[asyncio.Task[None]] = set()
         self.counters = {"connections": 0, "messages": 0, "events": 0, "acks": 0, "invalid_events": 0,
@@ -202,13 +203,7 @@ class ForwardInput(Input):
             await conn.drain()
 
     async def _hostname(self, address: str) -> str:
-        if not self.resolve_hostname:
-            return address
-        try:
-            host, _ = await asyncio.get_running_loop().getnameinfo((address, 0), socket.NI_NAMEREQD)
-            return str(host)
-        except OSError:
-            return address
+        return await self.hostnames.of(address) if self.resolve_hostname else address
 
     async def _on_message(self, conn: "_Connection", message: Any, size: int) -> bool:
         """Take one message; False when the connection must end (handshake refused, deny_keepalive)."""
