@@ -76,3 +76,15 @@ class TextSocketInput(Input):
         except Exception as exc:     # the sender cannot be told; say what was lost
             self.log.limited(f"{self.type_name} emit", "warn", f"{self.type_name} input: could not emit events; "
                              "they are lost", events=len(events), error=f"{type(exc).__name__}: {exc}")
+
+
+def datagram_texts(datagrams: list[bytes], limit: int | None, remove_newline: bool = True) -> list[str]:
+    """UDP messages as text: cut at `limit` bytes (what Fluentd's recvfrom of that size reads), the
+    bytes that are not UTF-8 kept (surrogate-escaped), a trailing newline removed (Ruby's chomp)."""
+    texts = []
+    for data in datagrams:
+        text = (data[:limit] if limit else data).decode("utf-8", "surrogateescape")
+        if remove_newline and text.endswith("\n"):
+            text = text[:-2] if text.endswith("\r\n") else text[:-1]
+        texts.append(text)
+    return texts

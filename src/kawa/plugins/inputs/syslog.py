@@ -18,7 +18,7 @@ from kawa.event import Event
 from kawa.log import ruby_inspect
 from kawa.plugins.base import PluginContext
 from kawa.plugins.inputs._server import DatagramInbox, StreamServer
-from kawa.plugins.inputs._text_socket import TextSocketInput
+from kawa.plugins.inputs._text_socket import TextSocketInput, datagram_texts
 
 FACILITIES = ("kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron", "authpriv",
               "ftp", "ntp", "audit", "alert", "at", "local0", "local1", "local2", "local3", "local4", "local5",
@@ -113,14 +113,7 @@ class SyslogInput(TextSocketInput):
         await self.listener.stop()
 
     async def _deliver_udp(self, datagrams: list[bytes], address: str) -> None:
-        limit = self.options.message_length_limit
-        texts = []
-        for data in datagrams:
-            text = data[:limit].decode("utf-8", "surrogateescape")
-            if text.endswith("\n"):
-                text = text[:-2] if text.endswith("\r\n") else text[:-1]
-            texts.append(text)
-        await self.handle(texts, address)
+        await self.handle(datagram_texts(datagrams, self.options.message_length_limit), address)
 
     # -- messages -----------------------------------------------------------------------------------
     async def handle(self, messages: list[str], address: str) -> None:

@@ -13,7 +13,7 @@ from kawa.config.schema import Options, option, section
 from kawa.engine.registry import register
 from kawa.plugins.base import PluginContext
 from kawa.plugins.inputs._server import DatagramInbox
-from kawa.plugins.inputs._text_socket import TextSocketInput, TextSocketOptions
+from kawa.plugins.inputs._text_socket import TextSocketInput, TextSocketOptions, datagram_texts
 
 
 
@@ -59,12 +59,5 @@ class UdpInput(TextSocketInput):
         await self.inbox.stop()
 
     async def _deliver(self, datagrams: list[bytes], address: str) -> None:
-        limit = self.options.message_length_limit
-        remove_newline = self.options.remove_newline
-        texts = []
-        for data in datagrams:
-            text = (data[:limit] if limit else data).decode("utf-8", "surrogateescape")
-            if remove_newline and text.endswith("\n"):
-                text = text[:-2] if text.endswith("\r\n") else text[:-1]
-            texts.append(text)
-        await self.emit_messages(texts, address)
+        o = self.options
+        await self.emit_messages(datagram_texts(datagrams, o.message_length_limit, o.remove_newline), address)
