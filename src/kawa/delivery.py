@@ -42,9 +42,10 @@ class Ticket:
     """Counts the outstanding shares of one emit; two futures resolve when all shares settle."""
 
     __slots__ = ("_stored_pending", "_delivered_pending", "_sealed", "stored", "delivered", "failed",
-                 "checkpoint", "committed", "_hurry", "_held_stored", "_held_delivered", "_downstream")
+                 "checkpoint", "committed", "_hurry", "_held_stored", "_held_delivered", "_downstream",
+                 "start", "locate")
 
-    def __init__(self, checkpoint: tuple[str, int] | None = None) -> None:
+    def __init__(self, checkpoint: tuple[str, int] | None = None, start: int | None = None) -> None:
         loop = asyncio.get_running_loop()
         self._stored_pending = 0
         self._delivered_pending = 0
@@ -63,6 +64,33 @@ class Ticket:
         self._held_stored = 0
         self._held_delivered = 0
         self._downstream: tuple[asyncio.Future[None], asyncio.Future[None]] | None = None
+        # where this emit's events begin in the input (the checkpoint's key), and, during the emit
+        # only, the input's way to find an event's own offset there (None: not known)
+        self.start = start
+        self.locate: Callable[[Any], int | None] | None = None
+
+    @property
+    def holds(self) -> bool:
+        """A filter keeps some of the events for a later emit."""
+        return self._held_stored > 0
+
+    def offset_of(self, record: Any) -> int | None:
+        """The input offset where a restart reads `record` again (None without a checkpoint): its
+        own line's when the input can tell, else where this emit's events begin (an input without
+        `start`: 0, read again from the beginning rather than skipped)."""
+        if self.checkpoint is None:
+            return None
+        if self.locate is not None:
+            found = self.locate(record)
+            if found is not None:
+                return found
+        return self.start if self.start is not None else 0
+
+    def hold_back(self, offset: int) -> None:
+        """Events from `offset` on are not all stored with this emit (a filter holds some): the
+        checkpoint stored with the outputs' share of it stays before them."""
+        if self.checkpoint is not None and offset < self.checkpoint[1]:
+            self.checkpoint = (self.checkpoint[0], offset)
 
     def on_hurry(self, deliver_sooner: Callable[[], None]) -> None:
         """Called by an output whose share waits for a timer: how to deliver it now instead."""

@@ -91,3 +91,80 @@ def test_kill_9_while_concat_holds_a_group(tmp_path: Path) -> None:
     # the last group, still open at the stop, goes where the plugin sends it: an error event
     assert "Flush remaining buffer: app:default" in text
     assert 'record={"message"=>"START 4"}' in text
+
+
+FILE_CONF = r"""
+<source>
+  @type tail
+  path {log}
+  pos_file {pos}
+  read_from_head true
+  tag app
+  <parse>
+    @type regexp
+    expression /^(?:(?<time>\d{{10}}) )?(?<message>.*)$/
+    time_format %s
+  </parse>
+</source>
+<filter app>
+  @type grep
+  <exclude>
+    key message
+    pattern /DEBUG/
+  </exclude>
+</filter>
+<filter app>
+  @type concat
+  key message
+  multiline_start_regexp /^START/
+  use_first_timestamp true
+</filter>
+<match app>
+  @type file
+  path {out}
+  append true
+  <buffer>
+    {flush}
+  </buffer>
+</match>
+"""
+
+
+def file_messages(folder: Path) -> list[str]:
+    return [orjson.loads(line.split("\t")[2])["message"]
+            for path in sorted(folder.glob("out*.log")) for line in path.read_text().splitlines()]
+
+
+@pytest.mark.parametrize("flush", ["flush_mode immediate", "flush_mode interval\n    flush_interval 3s"],
+                         ids=["written-at-once", "chunk-waits-in-the-buffer"])
+def test_kill_9_while_concat_holds_a_group_into_a_file_buffer(tmp_path: Path, flush: str) -> None:
+    """The file buffer stores each emit's other events with tail's checkpoint, and a restart skips
+    what a chunk already holds: that checkpoint must stay before the held group (the chunk waiting
+    in the buffer lost the group when it did not), and the pos_file moves up to the group's first
+    line (the group written at once was written again when it stayed at the emit's start). A grep
+    before concat drops some lines: tail still finds the held line's offset."""
+    log, pos, out = tmp_path / "app.log", tmp_path / "app.pos", tmp_path / "out"
+    now = int(time.time()) - 60
+    first = f"{now} START 1\n a1\n DEBUG 1\n a2\n DEBUG 2\n"
+    log.write_text(first + f"{now + 1} START 2\n b1\n")
+    conf = tmp_path / "fluent.conf"
+    conf.write_text(FILE_CONF.format(log=log, pos=pos, out=out, flush=flush))
+    kawa = no_loss.Kawa(conf, tmp_path / "kawa.log", dict(os.environ))
+    kawa.start()
+    try:
+        # group 1 is stored (written, or fsync'd in a chunk that waits for its flush), group 2 held
+        no_loss.wait_until(lambda: no_loss.position(pos) == len(first), 30, "the pos_file at group 2", kawa)
+        kawa.kill()
+        assert no_loss.position(pos) == len(first)
+        with log.open("a") as f:
+            f.write(f" b2\n{now + 2} START 3\n c1\n{now + 3} START 4\n")
+        kawa.start()
+        no_loss.wait_until(lambda: len(file_messages(tmp_path)) >= 3, 30, "the next groups", kawa)
+        rc, _took = kawa.term(60)
+        assert rc == 0, kawa.log.read_text()[-4000:]
+    finally:
+        if kawa.proc is not None and kawa.proc.poll() is None:
+            kawa.proc.kill()
+    got = Counter(file_messages(tmp_path))
+    assert got == {"START 1\n a1\n a2": 1, "START 2\n b1\n b2": 1, "START 3\n c1": 1}, \
+        (got, kawa.log.read_text()[-3000:])

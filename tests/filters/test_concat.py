@@ -171,3 +171,57 @@ def test_held_events_keep_their_emit_unsettled_until_the_group_is_stored() -> No
 
     asyncio.run(go())
     assert d.filtered_records == [{"m": "S one\n more"}]
+
+
+def test_the_checkpoint_stored_with_an_emit_stays_before_every_held_line() -> None:
+    """The outputs store an emit's other events with its checkpoint (where a restart resumes): a
+    held line must not be behind it, whether held in this emit or in an earlier one, in any stream."""
+    d = FilterDriver("concat", "key m\nstream_identity_key s\nmultiline_start_regexp /^S/")
+    offsets = {}
+
+    def emit(events: list, start: int, end: int) -> delivery.Ticket:
+        ticket = delivery.Ticket(("app.log", end), start=start)
+        ticket.locate = lambda record: offsets.get(id(record))
+        with delivery.tracking(ticket):
+            d.feed_batch("app", events)
+        ticket.locate = None
+        ticket.seal()
+        return ticket
+
+    async def go() -> None:
+        a1, a2 = {"m": "S a", "s": "out"}, {"m": " a more", "s": "out"}
+        offsets.update({id(a1): 0, id(a2): 10})
+        first = emit([(T, a1), (T, a2)], 0, 20)
+        assert first.checkpoint == ("app.log", 0)          # the whole emit is held
+        b1, c1 = {"m": "S b", "s": "out"}, {"m": "S c", "s": "err"}
+        offsets.update({id(b1): 20, id(c1): 30})
+        second = emit([(T, b1), (T, c1)], 20, 40)          # "a" leaves; "b" and "c" are held
+        assert second.checkpoint == ("app.log", 20)
+        b2 = {"m": "S d", "s": "out"}
+        offsets[id(b2)] = 40
+        third = emit([(T, b2)], 40, 50)                     # "b" leaves; "c" (err) still held
+        assert third.checkpoint == ("app.log", 30)
+        # "e" flushes "c" and is held with no line offset: where its emit began (50) counts
+        unknown = {"m": "S e", "s": "err"}
+        fourth = emit([(T, unknown)], 50, 60)
+        assert d.filtered_records[-1] == {"m": "S c", "s": "err"}
+        assert d.instance.streams["app:err"].resume == {"app.log": 50}
+        assert fourth.checkpoint == ("app.log", 40)         # "d" (out, held at 40) is older
+        d2 = {"m": "S g", "s": "out"}
+        offsets[id(d2)] = 65
+        fifth = emit([(T, d2)], 60, 70)                     # "d" leaves: "e" at 50 is the oldest
+        assert fifth.checkpoint == ("app.log", 50)
+
+    asyncio.run(go())
+
+
+def test_an_emit_without_a_checkpoint_is_left_alone() -> None:
+    d = FilterDriver("concat", "key m\nmultiline_start_regexp /^S/")
+
+    async def go() -> None:
+        ticket = delivery.Ticket(None, start=5)
+        with delivery.tracking(ticket):
+            d.feed_batch("app", [(T, {"m": "S a"})])
+        assert ticket.checkpoint is None
+
+    asyncio.run(go())

@@ -17,7 +17,10 @@ event for flush_interval seconds is flushed to timeout_label's router, else as a
 
 Held lines are not lost to a kill -9: an emit whose events this filter holds stays unsettled
 (kawa.delivery) until the events it became part of are stored downstream, so tail's pos_file stays
-before them and reads them again after a crash (Fluentd's in_tail moves past them at once).
+before them and reads them again after a crash (Fluentd's in_tail moves past them at once). The
+checkpoint the outputs store with the emit's other events (a file buffer skips to it at restart) is
+held back to the oldest held line too, and tail's pos_file moves up to that line once the rest is
+stored: after a crash the lines before the group are not read again.
 """
 
 from __future__ import annotations
@@ -89,7 +92,7 @@ def _slashed(text: str | None) -> re.Pattern[str] | None:
 
 
 class _Stream:
-    __slots__ = ("identity", "events", "size", "shares", "tickets", "seen", "hurry")
+    __slots__ = ("identity", "events", "size", "shares", "tickets", "resume", "seen", "hurry")
 
     def __init__(self, identity: str, hurry: Any) -> None:
         self.identity = identity
@@ -97,6 +100,8 @@ class _Stream:
         self.size = 0
         self.shares: list[delivery.Share] = []              # the emits these events came from
         self.tickets: set[int] = set()
+        # input checkpoint key -> where that input reads the first held event again after a restart
+        self.resume: dict[str, int] = {}
         self.seen = _time.monotonic()
         # an input that stopped reading until this stream's emits settle: flush it now
         self.hurry = lambda: hurry(identity)
@@ -194,6 +199,13 @@ class ConcatFilter(Filter):
             except Exception as exc:   # the plugin: the event goes to the error stream
                 if self.ctx.emitter is not None:
                     self.ctx.emitter.emit_error_event(tag, time, record, exc)
+        if ticket is not None and ticket.checkpoint is not None:
+            # The outputs store this emit's other events with its checkpoint, where a restart
+            # resumes: it must stay before every line still held (from this emit or earlier ones).
+            source = ticket.checkpoint[0]
+            held = [s.resume[source] for s in self.streams.values() if source in s.resume]
+            if held:
+                ticket.hold_back(min(held))
         if self.streams and self._timer is None and self.options.flush_interval > 0 and self._running:
             self._arm()
         return out
@@ -316,6 +328,8 @@ class ConcatFilter(Filter):
             stream.tickets.add(id(ticket))
             stream.shares.append(ticket.join(hold=True))
             ticket.on_hurry(stream.hurry)
+            if ticket.checkpoint is not None and ticket.checkpoint[0] not in stream.resume:
+                stream.resume[ticket.checkpoint[0]] = ticket.offset_of(record)  # type: ignore[assignment]
 
     def _joined(self, stream: _Stream) -> tuple[str, int, Record]:
         """(tag, first time, the first record with the joined value)."""
@@ -346,6 +360,7 @@ class ConcatFilter(Filter):
         """The held events leave with the emit of `ticket` (None: handed over now): their own emits
         settle when that one does."""
         shares, stream.shares, stream.tickets = stream.shares, [], set()
+        stream.resume = {}
         if not shares:
             return
         if ticket is None:

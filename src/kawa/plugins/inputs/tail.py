@@ -357,6 +357,7 @@ class TailInput(Input):
         else:
             parsed, failures = self.joining.parse_batch(lines, stream=follower.key)
             self._track_held(follower, data, start_pos, len(lines), now)
+        follower.lines_in_order = self.joining is None and not failures
         return self._finish_events(follower, parsed, failures)
 
     def held_events(self, follower: Follower) -> list[Any]:

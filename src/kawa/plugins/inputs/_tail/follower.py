@@ -95,6 +95,10 @@ class Follower:
     unsettled: deque[tuple["asyncio.Future[None] | None", int, "delivery.Ticket | None"]] = field(
         default_factory=deque)
     blocked: bool = False           # not read: too much read and emitted is not yet safe
+    # where the next emit's events begin: the safe position of the last emit (None: the position
+    # entry's, nothing emitted since it was set)
+    next_start: int | None = None
+    lines_in_order: bool = False    # the last read's lines became one event each, in order
     group_commit: bool = False      # the last emit was stored when it returned: see GROUP_COMMIT_READS
 
     # -- descriptor ---------------------------------------------------------------------------
@@ -172,6 +176,9 @@ class Follower:
                 return False
             events, result = batch
             size = len(result.data)
+            # the reads of this emit, while each line is one event (concat finds a held line's offset)
+            blocks: list[tuple[int, bytes]] | None = [(result.start_pos, result.data)] \
+                if self.lines_in_order and not result.skipped_long else None
             if self.group_commit:
                 # Group commit: while the file has a backlog, several reads go out as one emit, so
                 # one buffer chunk (its files, fsyncs, write-out and unlinks: ~2.5 ms of CPU each)
@@ -186,8 +193,10 @@ class Follower:
                     events = _joined(events, more[0])
                     result = more[1]
                     size += len(result.data)
+                    blocks = blocks + [(result.start_pos, result.data)] \
+                        if blocks is not None and self.lines_in_order and not result.skipped_long else None
             if events:
-                if not await self._emit(host, events, now, result.end_pos):
+                if not await self._emit(host, events, now, result.end_pos, blocks):
                     self.pending = Pending(events, result.end_pos)
                     return False
                 host.emit_size += size
@@ -269,11 +278,16 @@ class Follower:
             return False
         return True
 
-    async def _emit(self, host: "TailInput", events: list[Any], now: float, end_pos: int) -> bool:
-        """Emit under a delivery ticket; on success the position `end_pos` waits for it to settle."""
+    async def _emit(self, host: "TailInput", events: list[Any], now: float, end_pos: int,
+                    blocks: list[tuple[int, bytes]] | None = None) -> bool:
+        """Emit under a delivery ticket; on success the position `end_pos` waits for it to settle.
+        `blocks`: (file offset, bytes) of the reads whose lines are `events`, one event a line."""
         safe = self._safe_pos(end_pos)
         key = host.checkpoint_key(self.ino)
-        ticket = delivery.Ticket((key, safe) if key is not None else None)
+        start = self.next_start if self.next_start is not None else self.pe.pos
+        ticket = delivery.Ticket((key, safe) if key is not None else None, start=start)
+        if blocks is not None and key is not None:
+            ticket.locate = LineStarts(events, blocks)
         try:
             with delivery.tracking(ticket):
                 await host.emitter.emit(self.tag, events)
@@ -287,10 +301,18 @@ class Follower:
             host.log.limited("tail emit failed", "warn", "emit failed; the lines are kept and retried",
                              path=self.path, error=f"{type(exc).__name__}: {exc}")
             return False
+        finally:
+            ticket.locate = None        # only while the emit runs: it keeps the reads' bytes
         self.counters.emitted += len(events)
         host.emit_records += len(events)
         ticket.seal()
         self.group_commit = ticket.stored.done()
+        if ticket.holds and ticket.checkpoint is not None:
+            # a filter keeps some lines for a later emit: once the outputs stored the rest, the
+            # position may move up to the first held line (the ticket's lowered checkpoint)
+            stored, delivered = ticket.downstream()
+            part = delivered if host.settle_on_delivered else stored
+            part.add_done_callback(lambda _done: self._settled(host))     # (soon, when done already)
         self._commit(host, safe, ticket.delivered if host.settle_on_delivered else ticket.stored, ticket)
         return True
 
@@ -306,6 +328,7 @@ class Follower:
         """Save `end_pos` once `gate` and every earlier emit of this file settled."""
         if gate is None:
             end_pos = self._safe_pos(end_pos)
+        self.next_start = end_pos
         if not self.unsettled and (gate is None or gate.done()):
             self.pe.update_pos(end_pos)
             if ticket is not None:
@@ -329,6 +352,9 @@ class Follower:
             _gate, pos, ticket = queue.popleft()
             if ticket is not None:
                 saved.append(ticket)
+        partly = self._partly_safe(host)
+        if partly is not None and partly > (self.pe.pos if pos is None else pos):
+            pos = partly
         if pos is None:
             return
         self.pe.update_pos(pos)
@@ -338,6 +364,23 @@ class Follower:
         if wake:
             self.blocked = False
         host.on_settled(self, wake)
+
+    def _partly_safe(self, host: "TailInput") -> int | None:
+        """How far the position may move past the settled emits while a filter (concat) holds
+        lines of the oldest unsettled ones: the checkpoint of the last emit in the run of those
+        whose outputs stored everything but what is held (it stays before every held line)."""
+        found = None
+        for gate, _end, ticket in self.unsettled:
+            if ticket is None or ticket.checkpoint is None:
+                break
+            if not (gate is not None and gate.done()):
+                if not ticket.holds:
+                    break
+                stored, delivered = ticket.downstream()
+                if not (delivered if host.settle_on_delivered else stored).done():
+                    break
+            found = ticket.checkpoint[1]
+        return found
 
     # -- rotation -----------------------------------------------------------------------------
 
@@ -366,6 +409,7 @@ class Follower:
         # read twice, never skipped).
         host.forget_offsets(self.ino, self.path)
         self.pe.update_pos(0)
+        self.next_start = None
         if self.reader is not None:
             self.reader.reset(0)
         self.partial_since = None
@@ -379,6 +423,34 @@ class Follower:
 
     def at_end(self) -> bool:
         return self.pending is None and self.reader is not None and self.reader.eof and not self.unsettled
+
+
+class LineStarts:
+    """An emit's `Ticket.locate` when each line of its reads became one event, in order: the file
+    offset of the line of one of its records (found by identity: a filter may have dropped others)."""
+
+    __slots__ = ("events", "blocks", "_starts")
+
+    def __init__(self, events: list[Any], blocks: list[tuple[int, bytes]]) -> None:
+        self.events = events
+        self.blocks = blocks
+        self._starts: list[int] | None = None
+
+    def __call__(self, record: Any) -> int | None:
+        index = next((i for i, event in enumerate(self.events) if event[1] is record), None)
+        if index is None:
+            return None
+        starts = self._starts
+        if starts is None:
+            # computed once, when a filter first asks (an emit whose lines it holds)
+            starts = self._starts = []
+            for pos, data in self.blocks:
+                at, size = 0, len(data)
+                while at < size:
+                    starts.append(pos + at)
+                    at = data.index(b"\n", at) + 1
+        # a decoding where a line is not one b"\n"-ended run of bytes (UTF-16): unknown
+        return starts[index] if len(starts) == len(self.events) else None
 
 
 def _joined(first: list[Any], second: list[Any]) -> list[Any]:
