@@ -20,6 +20,10 @@ asyncio.run(asyncio.sleep(0))              # the event loop works without ssl
 ssl_gate.allow()
 import ssl, http.client
 assert hasattr(http.client, "HTTPSConnection") and ssl.create_default_context() is not None
+# asyncio was imported without ssl: its TLS protocol gets its error classes, its loop the module
+import asyncio.sslproto, asyncio.base_events, asyncio.selector_events
+assert asyncio.sslproto.SSLAgainErrors == (ssl.SSLWantReadError, ssl.SSLSyscallError)
+assert asyncio.base_events.ssl is ssl and asyncio.selector_events.ssl is ssl
 print("ok")
 """
 

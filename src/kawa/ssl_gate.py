@@ -19,18 +19,25 @@ def defer() -> None:
 
 
 # Standard modules that check for ssl when imported and then lack their TLS parts (http.client without
-# HTTPSConnection): imported while ssl was deferred (by monitor_agent, prometheus, ...), they are
-# loaded again once it is allowed.
-_CHECK_AT_IMPORT = ("http.client", "urllib.request")
+# HTTPSConnection, asyncio's TLS protocol without its error classes): imported while ssl was deferred
+# (asyncio always is; http.client by monitor_agent, prometheus, ...), they are loaded again once it is
+# allowed.
+_CHECK_AT_IMPORT = ("http.client", "urllib.request", "asyncio.sslproto")
+# asyncio modules that only keep a global `ssl` (None while deferred) to test for it: given the module.
+_SSL_GLOBAL = ("asyncio.base_events", "asyncio.selector_events")
 
 
 def allow() -> None:
     if "ssl" in sys.modules and sys.modules["ssl"] is None:
         del sys.modules["ssl"]
         import importlib
-        import ssl  # noqa: F401  (now, so that the reloads below see it)
+        import ssl  # (now, so that the reloads below see it)
 
         for name in _CHECK_AT_IMPORT:
             module = sys.modules.get(name)
             if module is not None:
                 importlib.reload(module)
+        for name in _SSL_GLOBAL:
+            module = sys.modules.get(name)
+            if module is not None and getattr(module, "ssl", None) is None:
+                module.ssl = ssl  # type: ignore[attr-defined]

@@ -406,7 +406,8 @@ def test_anonymous_sources_refused_when_not_allowed() -> None:
      "<client> sections required if allow_anonymous_source disabled"),
     ("<security>\nself_hostname s\nshared_key k\n<client>\nnetwork 10.0.0.0/33\n</client>\n</security>",
      "network '10.0.0.0/33' address format is invalid"),
-    ("<transport tls>\ninsecure true\n</transport>", "TLS is not supported yet"),
+    ("<transport tls>\ninsecure true\n</transport>", "insecure: Fluentd generates a server certificate here"),
+    ("<transport udp>\n</transport>", "<transport udp>: expected tcp or tls"),
 ])
 def test_configuration_errors(conf: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")):

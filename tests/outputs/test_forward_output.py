@@ -145,7 +145,7 @@ def test_an_ack_that_never_comes_is_a_retry() -> None:
 @pytest.mark.parametrize("conf, message", [
     ("", "forward output plugin requires at least one node is required"),
     ("host 127.0.0.1", "'host' parameter is already removed: Use <server> section instead."),
-    ("transport tls\n<server>\nhost a\n</server>", "TLS is not supported yet"),
+    ("transport tls\ntls_cert_logical_store_name My\n<server>\nhost a\n</server>", "This parameter is for only Windows"),
     ("<server>\nhost a\n</server>\n<buffer time>\ntimekey 60\n</buffer>",
      "buffer chunk key must include 'tag' for forward output"),
 ])

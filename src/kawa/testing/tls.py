@@ -16,9 +16,11 @@ import threading
 from pathlib import Path
 
 
-def write_self_signed(cert: Path, key: Path, names: tuple[str, ...] = ("127.0.0.1", "localhost")) -> None:
-    """A self-signed certificate valid for `names` (IP addresses or DNS names) for a day, and its key.
-    The certificate is its own CA: a client trusts it by loading `cert` as its CA file."""
+def write_self_signed(cert: Path, key: Path, names: tuple[str, ...] = ("127.0.0.1", "localhost"),
+                      passphrase: str | None = None) -> None:
+    """A self-signed certificate valid for `names` (IP addresses or DNS names) for a day, and its key
+    (encrypted with `passphrase` when given). The certificate is its own CA: a peer trusts it by
+    loading `cert` as its CA file."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -40,8 +42,9 @@ def write_self_signed(cert: Path, key: Path, names: tuple[str, ...] = ("127.0.0.
              .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
              .sign(private, hashes.SHA256()))
     cert.write_bytes(built.public_bytes(serialization.Encoding.PEM))
-    key.write_bytes(private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                          serialization.NoEncryption()))
+    encryption = serialization.BestAvailableEncryption(passphrase.encode()) if passphrase is not None \
+        else serialization.NoEncryption()
+    key.write_bytes(private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption))
 
 
 class TlsFront:

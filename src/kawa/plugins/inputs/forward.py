@@ -1,6 +1,7 @@
 """Fluentd's in_forward: events from fluent-logger libraries, Docker's fluentd log driver, Fluent Bit
-and other Fluentds, over TCP (Forward protocol v1, kawa.plugins.inputs._forward.protocol), with
-the UDP heartbeat on the same port and the optional <security> handshake.
+and other Fluentds, over TCP or TLS (`<transport tls>`, kawa.tls) (Forward protocol v1,
+kawa.plugins.inputs._forward.protocol), with the UDP heartbeat on the same port and the optional
+<security> handshake.
 
 An ack ({"ack": chunk}, asked for by out_forward's require_ack_response) is sent once the events are
 stored: in a file buffer, fsync'd; in a memory buffer, delivered by the output (nothing in memory
@@ -19,17 +20,17 @@ from typing import Any
 import msgpack
 import orjson
 
-from kawa import delivery
+from kawa import delivery, tls
 from kawa.config.schema import Options, option, section
 from kawa.engine.registry import register
 from kawa.errors import ConfigError, Problem
 from kawa.event import Event
-from kawa.metrics.serving import FreeSection
 from kawa.plugins.base import Input, PluginContext
 from kawa.plugins.inputs._forward import protocol
 from kawa.plugins.inputs._forward.security import Handshake, SecuritySection
 from kawa.plugins.inputs._server import HostNames, StreamServer, cancel_all
 from kawa.ruby_values import ruby_inspect_value
+from kawa.tls import TransportOptions
 
 LISTEN_PORT = 24224
 READ_SIZE = 256 * 1024
@@ -37,10 +38,8 @@ READ_SIZE = 256 * 1024
 # that is larger): out_forward's chunks are 8 MiB by default (its buffer's chunk_limit_size).
 DEFAULT_MESSAGE_LIMIT = 64 * 1024 * 1024
 HEARTBEAT_REPLY = b"\0"
-
-
-class TransportSection(FreeSection):
-    """<transport tcp|tls> of Fluentd's server helper."""
+# A TLS client that connects and says nothing is dropped after this long (asyncio's default).
+HANDSHAKE_TIMEOUT = 60.0
 
 
 class ForwardOptions(Options):
@@ -64,7 +63,7 @@ class ForwardOptions(Options):
     tag = option(None, doc="Tag of every event instead of the one sent.")
     add_tag_prefix = option(None, doc="Prefix added (with a dot) to the incoming tag.")
     security = section(SecuritySection, doc="Shared-key handshake, users and allowed clients.")
-    transport = section(TransportSection, doc="<transport tcp>; tls is refused (not supported yet).")
+    transport = section(TransportOptions, doc="<transport tcp|tls>: socket and TLS settings.")
 
 
 class _Inspected:
@@ -88,11 +87,14 @@ class ForwardInput(Input):
     def __init__(self, options: Any, ctx: PluginContext) -> None:
         super().__init__(options, ctx)
         o = options
-        if o.transport is not None and o.transport._arg.strip() not in ("", "tcp"):
+        self.transport = o.transport if o.transport is not None else TransportOptions.defaults()
+        protocol = self.transport.protocol()
+        if protocol not in ("tcp", "tls"):
             where = o.transport._element.location if o.transport._element is not None else None
-            raise ConfigError([Problem(f"<transport {o.transport._arg.strip()}>: kawa's forward input speaks "
-                                       "plain TCP only (TLS is not supported yet); terminate TLS in front of it",
-                                       where)])
+            raise ConfigError([Problem(f"<transport {protocol}>: expected tcp or tls", where)])
+        # the certificate is loaded now: a wrong path or passphrase stops the start, with its reason
+        self.tls = tls.server_context(self.transport, self.log) if protocol == "tls" else None
+        self.linger_timeout = o.linger_timeout if o.linger_timeout is not None else self.transport.linger_timeout
         self.resolve_hostname = o.resolve_hostname
         if o.source_hostname_key:
             if o.resolve_hostname is None:
@@ -156,8 +158,12 @@ class ForwardInput(Input):
         if sock is not None:
             if o.send_keepalive_packet:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-            if o.linger_timeout is not None:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, o.linger_timeout))
+            if self.linger_timeout is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, self.linger_timeout))
+            if self.transport.receive_buffer_size is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, int(self.transport.receive_buffer_size))
+        if self.tls is not None and not await self._tls_accept(writer, address, port):
+            return
         self.counters["connections"] += 1
         self.log.trace("accepted fluent socket", addr=address, port=port)
         conn = _Connection(address, port, writer)
@@ -201,6 +207,18 @@ class ForwardInput(Input):
                               error=f"{type(exc).__name__}: {str(exc) or 'not valid msgpack'}")
                 return
             await conn.drain()
+
+    async def _tls_accept(self, writer: asyncio.StreamWriter, address: str, port: int) -> bool:
+        """The TLS handshake, here rather than in asyncio's listener: a failed one (a plain-TCP
+        sender, an unknown client certificate) gets Fluentd's warning instead of passing silently."""
+        try:
+            await writer.start_tls(self.tls, ssl_handshake_timeout=HANDSHAKE_TIMEOUT)
+        except (OSError, asyncio.TimeoutError) as exc:     # ssl.SSLError is an OSError
+            self.counters["refused_handshakes"] += 1
+            self.log.warn("unexpected error before accepting TLS connection by OpenSSL", addr=address,
+                          host=address, port=port, error=getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}")
+            return False
+        return True
 
     async def _hostname(self, address: str) -> str:
         return await self.hostnames.of(address) if self.resolve_hostname else address

@@ -1,4 +1,5 @@
-"""Fluentd's out_forward: buffered chunks to other Fluentds (or kawas) over the Forward protocol, e.g. a
+"""Fluentd's out_forward: buffered chunks to other Fluentds (or kawas) over the Forward protocol (TCP, or
+TLS with `transport tls`: kawa.tls), e.g. a
 sidecar shipping to a node or cluster aggregator.
 
 Each chunk goes out as one PackedForward message ([tag, msgpack stream of [EventTime, record],
@@ -22,6 +23,7 @@ from typing import Any
 
 import msgpack
 
+from kawa import tls
 from kawa.buffer.output import BufferedOptions, BufferedOutput
 from kawa.config.schema import Options, option, section
 from kawa.engine.registry import register
@@ -35,7 +37,7 @@ from kawa.plugins.inputs._forward.security import as_bytes, sha512_hex
 
 LISTEN_PORT = 24224
 NO_HEARTBEAT = "kawa notices a failed server when it sends to it and tries it again after recover_wait"
-NO_TLS = "kawa's forward output sends over TCP only (TLS is not supported yet)"
+WINDOWS_ONLY = "This parameter is for only Windows"
 
 
 class ServerSection(Options):
@@ -55,7 +57,25 @@ class ClientSecuritySection(Options):
 
 
 class ForwardOutputOptions(BufferedOptions):
-    transport = option("tcp", "enum", choices=("tcp", "tls"), doc="tcp (tls is refused: not supported yet).")
+    transport = option("tcp", "enum", choices=("tcp", "tls"), doc="tcp, or tls (with the tls_* options).")
+    tls_version = option(tls.DEFAULT_VERSION, "enum", choices=tls.SUPPORTED_VERSIONS, doc="The TLS version.")
+    tls_ciphers = option(tls.CIPHERS_DEFAULT, doc="OpenSSL cipher list (TLS 1.2 and below).")
+    tls_insecure_mode = option(False, "bool", doc="No certificate check at all (a warning at start).")
+    tls_allow_self_signed_cert = option(False, "bool", no_effect="a self-signed server certificate is accepted "
+                                        "when tls_cert_path lists it, and refused otherwise, either way",
+                                        doc="Fluentd's flag for self-signed server certificates.")
+    tls_verify_hostname = option(True, "bool", doc="Check the server certificate's name against the host "
+                                 "(when the host is a name, not an IP address).")
+    tls_ca_cert_path = option(None, "array", doc="CA certificates (PEM files) the server's must chain to, "
+                              "besides the system's.")
+    tls_cert_path = option(None, "array", doc="Same as tls_ca_cert_path (replaces it when both are set).")
+    tls_client_cert_path = option(None, doc="Client certificate (PEM) for servers with client_cert_auth.")
+    tls_client_private_key_path = option(None, doc="The client certificate's private key (PEM).")
+    tls_client_private_key_passphrase = option(None, secret=True, doc="The private key's passphrase.")
+    tls_cert_thumbprint = option(None, secret=True, doc="Windows only: refused elsewhere, as Fluentd.")
+    tls_cert_logical_store_name = option(None, doc="Windows only: refused elsewhere, as Fluentd.")
+    tls_cert_use_enterprise_store = option(True, "bool", no_effect="Windows only",
+                                           doc="Fluentd's Windows certificate store choice.")
     send_timeout = option(60.0, "time", doc="Seconds to send one chunk.")
     connect_timeout = option(None, "time", doc="Seconds to connect (default: send_timeout).")
     heartbeat_type = option("transport", "enum", choices=("transport", "tcp", "udp", "none"), no_effect=NO_HEARTBEAT,
@@ -126,8 +146,9 @@ class ForwardOutput(BufferedOutput):
         if o.service_discovery is not None:
             raise ConfigError("<service_discovery> is not supported by kawa's forward output yet: list the servers "
                               "in <server> sections")
-        if o.transport == "tls":
-            raise ConfigError(f"transport tls: {NO_TLS}; terminate TLS in front of the server")
+        # TLS contexts for a host given by name (its name checked, unless tls_verify_hostname false)
+        # and by IP address (the chain alone, as Fluentd's socket helper)
+        self.tls: tuple[Any, Any] | None = self._tls_contexts() if o.transport == "tls" else None
         if not self.buffer_settings.keys.tag:
             raise ConfigError("buffer chunk key must include 'tag' for forward output")
         if not o.servers:
@@ -214,16 +235,48 @@ class ForwardOutput(BufferedOutput):
             self.log.warn(f"detached forwarding server '{node.name}'", host=node.host, port=node.port, reason=reason)
         node.detached_until = _time.monotonic() + self.options.recover_wait
 
+    def _tls_contexts(self) -> tuple[Any, Any]:
+        """out_forward's TLS checks (paths exist and are readable, Windows-only options refused) and
+        the socket helper's client context."""
+        o = self.options
+        if o.tls_cert_logical_store_name is not None or o.tls_cert_thumbprint is not None:
+            raise ConfigError(WINDOWS_ONLY)
+        ca_paths = o.tls_cert_path if o.tls_cert_path else o.tls_ca_cert_path
+        for path in ca_paths or ():
+            if not os.path.exists(path):
+                raise ConfigError(f"specified cert path does not exist:{path}")
+            if not os.access(path, os.R_OK):
+                raise ConfigError(f"specified cert path is not readable:{path}")
+        if o.tls_insecure_mode:
+            self.log.warn("TLS transport is configured in insecure way")
+
+        def context(check_hostname: bool) -> Any:
+            return tls.client_context(version=o.tls_version, ciphers=o.tls_ciphers, insecure=o.tls_insecure_mode,
+                                      check_hostname=check_hostname, ca_paths=ca_paths,
+                                      cert_path=o.tls_client_cert_path, key_path=o.tls_client_private_key_path,
+                                      passphrase=o.tls_client_private_key_passphrase)
+
+        return context(o.tls_verify_hostname), context(False)
+
     # -- one server ---------------------------------------------------------------------------------
     async def _connect(self, node: _Node) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         o = self.options
         timeout = o.connect_timeout if o.connect_timeout is not None else o.send_timeout
+        tls_args: dict[str, Any] = {}
+        if self.tls is not None:
+            by_address = tls.is_ip_address(node.host)
+            tls_args = {"ssl": self.tls[1] if by_address else self.tls[0],
+                        "server_hostname": "" if by_address else node.host, "ssl_handshake_timeout": timeout}
         try:
-            reader, writer = await asyncio.wait_for(asyncio.open_connection(node.host, node.port), timeout)
+            reader, writer = await asyncio.wait_for(asyncio.open_connection(node.host, node.port, **tls_args),
+                                                    timeout)
         except asyncio.TimeoutError:
             raise _SendFailed(f"connect timed out after {timeout:g}s") from None
-        except OSError as exc:
-            raise _SendFailed(f"cannot connect: {exc.strerror or exc}") from None
+        except OSError as exc:          # ssl.SSLError too: a certificate the checks refused
+            verify = getattr(exc, "verify_message", None)
+            reason = f"certificate verify failed: {verify}" if verify else \
+                getattr(exc, "reason", None) or exc.strerror or exc
+            raise _SendFailed(f"cannot connect{' (TLS)' if self.tls is not None else ''}: {reason}") from None
         sock = writer.get_extra_info("socket")
         if sock is not None and o.send_keepalive_packet:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
