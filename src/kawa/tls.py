@@ -1,5 +1,6 @@
-"""Fluentd's TLS settings as Python `ssl` contexts: the server helper's `<transport tls>` (in_forward)
-and out_forward's `tls_*` options, with Fluentd's names, defaults and checks.
+"""Fluentd's TLS settings as Python `ssl` contexts: the server helper's `<transport tcp|tls>` (forward,
+tcp, syslog and http inputs; its socket options too) and out_forward's `tls_*` options, with
+Fluentd's names, defaults and checks.
 
 Fluentd's defaults kept on purpose: `version TLSv1_2` with no min/max pins TLS 1.2 exactly (both
 ends), the cipher list is "ALL:!aNULL:!eNULL:!SSLv2", and a client checks the server's name only
@@ -12,10 +13,12 @@ that never uses it); asyncio, imported before, learns about it then.
 from __future__ import annotations
 
 import os
+import socket
+import struct
 from typing import TYPE_CHECKING, Any
 
 from kawa.config.schema import Options, option
-from kawa.errors import ConfigError
+from kawa.errors import ConfigError, Problem
 
 if TYPE_CHECKING:
     import ssl
@@ -61,6 +64,19 @@ class TransportOptions(Options):
         return self._arg.strip() or "tcp"
 
 
+def apply_socket_options(sock: socket.socket, transport: TransportOptions, *, keepalive: bool = False,
+                         linger_timeout: int | None = None) -> None:
+    """An accepted connection's socket options: TCP keepalive probes, SO_LINGER (a plugin's own
+    deprecated `linger_timeout` first), SO_RCVBUF."""
+    if keepalive:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    linger = linger_timeout if linger_timeout is not None else transport.linger_timeout
+    if linger is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, linger))
+    if transport.receive_buffer_size is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, int(transport.receive_buffer_size))
+
+
 def load_ssl() -> Any:
     """The real `ssl` module (kawa.ssl_gate also makes it known to asyncio, imported before it)."""
     from kawa import ssl_gate
@@ -97,6 +113,16 @@ def _load_pair(ctx: Any, cert_path: str, key_path: str, passphrase: str | None, 
     except Exception as exc:     # ssl.SSLError, or a wrong passphrase
         raise ConfigError(f"cannot load the {what} certificate {cert_path} with its key {key_path}: "
                           f"{getattr(exc, 'reason', None) or exc}") from None
+
+
+def listener_context(transport: TransportOptions, log: Any, protocols: tuple[str, ...] = ("tcp", "tls")) -> Any:
+    """The TLS context of a listener's `<transport>` (None: plain TCP). The certificate is loaded
+    now: a wrong path or passphrase stops the start, with its reason."""
+    protocol = transport.protocol()
+    if protocol not in protocols:
+        where = transport._element.location if transport._element is not None else None
+        raise ConfigError([Problem(f"<transport {protocol}>: expected {' or '.join(protocols)}", where)])
+    return server_context(transport, log) if protocol == "tls" else None
 
 
 def server_context(o: TransportOptions, log: Any) -> "ssl.SSLContext":

@@ -73,7 +73,7 @@ def test_unmatched_messages() -> None:
 
 @pytest.mark.parametrize("conf, message", [
     ("", "tag"),
-    ("tag t\n<transport tls>\n</transport>", "TLS is not supported yet"),
+    ("tag t\n<transport tls>\n</transport>", "no valid cert options configured"),
     ("tag t\nsend_keepalive_packet true", "send_keepalive_packet is available for tcp/tls"),
     ("tag t\ninclude_source_host true\nsource_address_key a", "specify either source_address_key or include_source_host"),
 ])

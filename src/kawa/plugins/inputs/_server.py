@@ -15,16 +15,24 @@ from kawa.log import Logger
 Serve = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 # (messages of one client in arrival order, its address)
 Deliver = Callable[[list[bytes], str], Awaitable[None]]
+# A TLS client that connects and says nothing is dropped after this long (asyncio's default).
+HANDSHAKE_TIMEOUT = 60.0
 
 
 class StreamServer:
     """A TCP listener whose connections are served by `serve(reader, writer)`, each in its own task.
-    The writer is closed when `serve` returns; a connection reset or stop() just ends it."""
+    The writer is closed when `serve` returns; a connection reset or stop() just ends it.
 
-    def __init__(self, serve: Serve, log: Logger, name: str) -> None:
+    `tls`: an ssl.SSLContext (kawa.tls, from `<transport tls>`). The handshake runs here rather than in
+    asyncio's listener, so a failed one (a plain-TCP sender, a client certificate not trusted) gets
+    Fluentd's warning instead of passing silently."""
+
+    def __init__(self, serve: Serve, log: Logger, name: str, tls: Any = None) -> None:
         self._serve = serve
         self.log = log
         self.name = name
+        self.tls = tls
+        self.refused_handshakes = 0
         self.server: asyncio.base_events.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
 
@@ -52,6 +60,8 @@ class StreamServer:
         assert task is not None
         self._connections.add(task)
         try:
+            if self.tls is not None and not await self._tls_accept(writer):
+                return
             await self._serve(reader, writer)
         except (asyncio.CancelledError, ConnectionError, asyncio.IncompleteReadError):
             # stop() or the client: asyncio's server callback would log a cancelled task as an error
@@ -63,6 +73,19 @@ class StreamServer:
         finally:
             self._connections.discard(task)
             writer.close()
+
+
+    async def _tls_accept(self, writer: asyncio.StreamWriter) -> bool:
+        try:
+            await writer.start_tls(self.tls, ssl_handshake_timeout=HANDSHAKE_TIMEOUT)
+        except (OSError, asyncio.TimeoutError) as exc:     # ssl.SSLError is an OSError
+            self.refused_handshakes += 1
+            peer = writer.get_extra_info("peername") or ("?", 0)
+            self.log.warn("unexpected error before accepting TLS connection by OpenSSL", addr=str(peer[0]),
+                          host=str(peer[0]), port=peer[1],
+                          error=getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}")
+            return False
+        return True
 
 
 class DatagramInbox:

@@ -13,8 +13,6 @@ on kill -9 (docs/compatibility.md).
 from __future__ import annotations
 
 import asyncio
-import socket
-import struct
 from typing import Any
 
 import msgpack
@@ -23,7 +21,7 @@ import orjson
 from kawa import delivery, tls
 from kawa.config.schema import Options, option, section
 from kawa.engine.registry import register
-from kawa.errors import ConfigError, Problem
+from kawa.errors import ConfigError
 from kawa.event import Event
 from kawa.plugins.base import Input, PluginContext
 from kawa.plugins.inputs._forward import protocol
@@ -38,8 +36,6 @@ READ_SIZE = 256 * 1024
 # that is larger): out_forward's chunks are 8 MiB by default (its buffer's chunk_limit_size).
 DEFAULT_MESSAGE_LIMIT = 64 * 1024 * 1024
 HEARTBEAT_REPLY = b"\0"
-# A TLS client that connects and says nothing is dropped after this long (asyncio's default).
-HANDSHAKE_TIMEOUT = 60.0
 
 
 class ForwardOptions(Options):
@@ -88,13 +84,7 @@ class ForwardInput(Input):
         super().__init__(options, ctx)
         o = options
         self.transport = o.transport if o.transport is not None else TransportOptions.defaults()
-        protocol = self.transport.protocol()
-        if protocol not in ("tcp", "tls"):
-            where = o.transport._element.location if o.transport._element is not None else None
-            raise ConfigError([Problem(f"<transport {protocol}>: expected tcp or tls", where)])
-        # the certificate is loaded now: a wrong path or passphrase stops the start, with its reason
-        self.tls = tls.server_context(self.transport, self.log) if protocol == "tls" else None
-        self.linger_timeout = o.linger_timeout if o.linger_timeout is not None else self.transport.linger_timeout
+        self.tls = tls.listener_context(self.transport, self.log)
         self.resolve_hostname = o.resolve_hostname
         if o.source_hostname_key:
             if o.resolve_hostname is None:
@@ -110,7 +100,7 @@ class ForwardInput(Input):
         self.handshake = Handshake(o.security, not o.deny_keepalive, self.log) if o.security is not None else None
         # a message over chunk_size_limit is read whole, then dropped with Fluentd's warning
         self.message_limit = max(DEFAULT_MESSAGE_LIMIT, 2 * (o.chunk_size_limit or 0))
-        self.listener = StreamServer(self._serve, self.log, "forward")
+        self.listener = StreamServer(self._serve, self.log, "forward", tls=self.tls)
         self.hostnames = HostNames()
         self.heartbeat: asyncio.DatagramTransport | None = None
         self._acks: set[asyncio.Task[None]] = set()
@@ -156,14 +146,8 @@ class ForwardInput(Input):
         address, port = str(peer[0]), int(peer[1])
         sock = writer.get_extra_info("socket")
         if sock is not None:
-            if o.send_keepalive_packet:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-            if self.linger_timeout is not None:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, self.linger_timeout))
-            if self.transport.receive_buffer_size is not None:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, int(self.transport.receive_buffer_size))
-        if self.tls is not None and not await self._tls_accept(writer, address, port):
-            return
+            tls.apply_socket_options(sock, self.transport, keepalive=o.send_keepalive_packet,
+                                     linger_timeout=o.linger_timeout)
         self.counters["connections"] += 1
         self.log.trace("accepted fluent socket", addr=address, port=port)
         conn = _Connection(address, port, writer)
@@ -207,18 +191,6 @@ class ForwardInput(Input):
                               error=f"{type(exc).__name__}: {str(exc) or 'not valid msgpack'}")
                 return
             await conn.drain()
-
-    async def _tls_accept(self, writer: asyncio.StreamWriter, address: str, port: int) -> bool:
-        """The TLS handshake, here rather than in asyncio's listener: a failed one (a plain-TCP
-        sender, an unknown client certificate) gets Fluentd's warning instead of passing silently."""
-        try:
-            await writer.start_tls(self.tls, ssl_handshake_timeout=HANDSHAKE_TIMEOUT)
-        except (OSError, asyncio.TimeoutError) as exc:     # ssl.SSLError is an OSError
-            self.counters["refused_handshakes"] += 1
-            self.log.warn("unexpected error before accepting TLS connection by OpenSSL", addr=address,
-                          host=address, port=port, error=getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}")
-            return False
-        return True
 
     async def _hostname(self, address: str) -> str:
         return await self.hostnames.of(address) if self.resolve_hostname else address

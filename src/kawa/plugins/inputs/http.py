@@ -20,6 +20,7 @@ from urllib.parse import parse_qs
 import msgpack
 import orjson
 
+from kawa import tls
 from kawa.config.schema import Options, option, section
 from kawa.engine.registry import register
 from kawa.errors import ConfigError
@@ -55,6 +56,7 @@ class HttpInputOptions(Options):
     add_query_params = option(False, "bool", doc="Add each query parameter as QUERY_<NAME> to the records.")
     add_tag_prefix = option(None, doc="Prefix (with a dot) added to every tag.")
     parse = section(plugin_kind="parser", doc="Parse each whole body with this parser instead.")
+    transport = section(tls.TransportOptions, doc="<transport tcp|tls>: socket and TLS settings (https).")
 
 
 class BadRequest(Exception):
@@ -75,7 +77,8 @@ class HttpInput(Input):
         if o.add_tag_prefix is not None and o.add_tag_prefix == "":
             raise ConfigError("'add_tag_prefix' parameter must not be empty")
         self.parser = self.build_child(o.parse, "parse") if o.parse is not None else None
-        self.listener = StreamServer(self._serve, self.log, "http")
+        transport = o.transport if o.transport is not None else tls.TransportOptions.defaults()
+        self.listener = StreamServer(self._serve, self.log, "http", tls=tls.listener_context(transport, self.log))
         self.counters = {"requests": 0, "events": 0, "bad_requests": 0, "emit_failures": 0}
 
     @property

@@ -10,6 +10,7 @@ import asyncio
 import re
 from typing import Any
 
+from kawa import tls
 from kawa.config.element import Element
 from kawa.config.schema import Options, PluginSpec, option, section
 from kawa.engine import registry
@@ -26,10 +27,6 @@ FACILITIES = ("kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news",
 SEVERITIES = ("emerg", "alert", "crit", "err", "warn", "notice", "info", "debug")
 _PRI = re.compile(r"^<([0-9]+)>(.*)", re.S)
 READ_SIZE = 64 * 1024
-
-
-class SyslogTransportSection(Options):
-    pass
 
 
 class SyslogInputOptions(Options):
@@ -54,7 +51,7 @@ class SyslogInputOptions(Options):
                               doc="Fluentd's event loop wait.")
     delimiter = option("\n", doc="The end of each TCP message (traditional frames).")
     parse = section(plugin_kind="parser", default_type="syslog", doc="How messages are parsed (default syslog).")
-    transport = section(SyslogTransportSection, doc="<transport udp|tcp> (tls is refused).")
+    transport = section(tls.TransportOptions, doc="<transport udp|tcp|tls> (udp by default).")
 
 
 @registry.register("input", "syslog")
@@ -75,9 +72,9 @@ class SyslogInput(TextSocketInput):
         if "priority_key" in (o._element.attrs if o._element is not None else {}):
             self.log.warn("priority_key is deprecated. Use severity_key instead")
         self.protocol = o.protocol_type or (o.transport._arg.strip() if o.transport is not None else "") or "udp"
-        if self.protocol not in ("udp", "tcp"):
-            raise ConfigError(f"<transport {self.protocol}>: kawa's syslog input listens on udp or tcp "
-                              "(TLS is not supported yet)")
+        if self.protocol not in ("udp", "tcp", "tls"):
+            raise ConfigError(f"<transport {self.protocol}>: expected udp, tcp or tls")
+        self.transport = o.transport if o.transport is not None else tls.TransportOptions.defaults()
         self.address_key = o.source_address_key
         if o.include_source_host:
             if o.source_address_key:
@@ -89,7 +86,8 @@ class SyslogInput(TextSocketInput):
         if o.send_keepalive_packet and self.protocol == "udp":
             raise ConfigError("send_keepalive_packet is available for tcp/tls")
         self.parse_priority = bool(getattr(self.parser, "with_priority", False))
-        self.listener = StreamServer(self._serve_tcp, self.log, "syslog")
+        self.listener = StreamServer(self._serve_tcp, self.log, "syslog",
+                                     tls=tls.server_context(self.transport, self.log) if self.protocol == "tls" else None)
         self.inbox = DatagramInbox(self._deliver_udp, self.log, "syslog")
 
     @property
@@ -185,6 +183,9 @@ class SyslogInput(TextSocketInput):
     # -- TCP ----------------------------------------------------------------------------------------
     async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         address = str((writer.get_extra_info("peername") or ("",))[0])
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            tls.apply_socket_options(sock, self.transport, keepalive=self.options.send_keepalive_packet)
         octet_count = self.options.frame_type == "octet_count"
         delimiter = self.options.delimiter.encode()
         pending = b""

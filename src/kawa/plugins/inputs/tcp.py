@@ -7,9 +7,9 @@ buffer with overflow_action block), that connection is not read, so TCP holds it
 from __future__ import annotations
 
 import asyncio
-import socket
 from typing import Any
 
+from kawa import tls
 from kawa.config.schema import Options, option, section
 from kawa.engine.registry import register
 from kawa.plugins.base import PluginContext
@@ -36,6 +36,7 @@ class TcpOptions(TextSocketOptions):
     delimiter = option("\n", doc="The end of each message.")
     send_keepalive_packet = option(False, "bool", doc="Enable TCP keepalive probes on connections.")
     security = section(TcpSecuritySection, doc="The clients allowed to connect.")
+    transport = section(tls.TransportOptions, doc="<transport tcp|tls>: socket and TLS settings.")
 
 
 @register("input", "tcp")
@@ -46,7 +47,9 @@ class TcpInput(TextSocketInput):
         super().__init__(options, ctx)
         self.networks = [client_network(c.host, c.network) for c in options.security.clients] \
             if options.security is not None else None
-        self.listener = StreamServer(self._serve, self.log, "tcp")
+        transport = options.transport if options.transport is not None else tls.TransportOptions.defaults()
+        self.transport = transport
+        self.listener = StreamServer(self._serve, self.log, "tcp", tls=tls.listener_context(transport, self.log))
 
     @property
     def port(self) -> int:
@@ -67,8 +70,8 @@ class TcpInput(TextSocketInput):
             self.log.warn(f"anonymous client '{address}' denied")
             return
         sock = writer.get_extra_info("socket")
-        if sock is not None and o.send_keepalive_packet:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        if sock is not None:
+            tls.apply_socket_options(sock, self.transport, keepalive=o.send_keepalive_packet)
         delimiter = o.delimiter.encode("utf-8")
         limit = o.message_length_limit
         pending = b""
