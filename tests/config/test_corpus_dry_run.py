@@ -127,17 +127,22 @@ def test_corpus_entry_dry_run(entry: str, capsys: pytest.CaptureFixture[str], mo
 DAEMONSET_IMAGE = "fluent__fluentd-kubernetes-daemonset/docker-image/v1.19/debian-cloudwatch/conf/fluent.conf"
 
 
-def test_the_cloudwatch_daemonset_images_config_runs_with_systemd_disabled(monkeypatch: pytest.MonkeyPatch,
-                                                                           capsys: pytest.CaptureFixture[str]) -> None:
-    """fluent/fluentd-kubernetes-daemonset's debian-cloudwatch configuration, as its README lets one turn
-    journald off (FLUENTD_SYSTEMD_CONF=disable; kawa does not ship the systemd input): every other part,
-    its `kubernetes` glog parser included, configures."""
+@pytest.mark.parametrize("systemd", ["enabled", "disable"])
+def test_the_cloudwatch_daemonset_images_config_runs(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+                                                     systemd: str) -> None:
+    """fluent/fluentd-kubernetes-daemonset's debian-cloudwatch configuration, with its journald sources
+    (systemd input, `<storage>` cursors) and with them turned off as its README lets one
+    (FLUENTD_SYSTEMD_CONF=disable): every part, its `kubernetes` glog parser included, configures."""
     path = CORPUS / DAEMONSET_IMAGE
     if not path.is_file():
         pytest.skip("shared/corpus not available")
-    for name, value in {**POD_ENV, "FLUENTD_SYSTEMD_CONF": "disable", "LOG_GROUP_NAME": "/k8s/demo"}.items():
+    env = {**POD_ENV, "LOG_GROUP_NAME": "/k8s/demo"}
+    if systemd == "disable":
+        env["FLUENTD_SYSTEMD_CONF"] = "disable"
+    for name, value in env.items():
         monkeypatch.setenv(name, value)
     code = main(["--dry-run", "-c", str(path)])
     out = capsys.readouterr()
     assert code == 0, out.out + out.err
     assert "finished dry run mode" in out.out + out.err
+    assert ("in_systemd_kubelet" in out.out + out.err) == (systemd == "enabled")

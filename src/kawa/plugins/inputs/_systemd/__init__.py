@@ -1,0 +1,1 @@
+"""What the systemd input needs of libsystemd (kawa.plugins.inputs._systemd.journal)."""

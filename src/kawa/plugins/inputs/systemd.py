@@ -1,0 +1,317 @@
+"""fluent-plugin-systemd's `@type systemd`: entries of the systemd journal (kubelet, containerd, the
+node's own services) as events, as the fluentd-kubernetes-daemonset images and AWS Container Insights
+read them:
+
+    <source>
+      @type systemd
+      tag kubelet
+      path /var/log/journal
+      matches [{"_SYSTEMD_UNIT": "kubelet.service"}]
+      read_from_head true
+      <storage>
+        @type local
+        path /var/log/fluentd-journald-kubelet-cursor.json
+      </storage>
+      <entry>
+        fields_strip_underscores true
+        fields_lowercase true
+      </entry>
+    </source>
+
+The journal is read through libsystemd (kawa.plugins.inputs._systemd.journal) every second, as the
+plugin does, in batches. Each event's time is the entry's realtime timestamp; its record is the
+entry's fields, mapped by `<entry>` (kawa.plugins.filters.systemd_entry, shared with the
+`systemd_entry` filter). The cursor goes to the `<storage>` file (Fluentd's local storage JSON,
+`{"journal": "<cursor>"}`) once the outputs stored the batch: the plugin saves it as soon as the
+emit returned, so a kill -9 with a memory buffer loses what it held.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections import deque
+from typing import Any
+
+from kawa import delivery
+from kawa.config.schema import Options, option, section
+from kawa.engine.registry import register
+from kawa.errors import BufferOverflowError, ConfigError
+from kawa.plugins.base import Input, PluginContext
+from kawa.plugins.filters.systemd_entry import EntryOptions, EntryMutator
+
+BATCH = 1000                  # entries per emit
+POLL_INTERVAL = 1.0           # the plugin's timer
+MAX_UNSETTLED = 8             # emits not yet stored before reading pauses (back-pressure)
+
+
+class StorageOptions(Options):
+    """`<storage>` (Fluentd's local storage: the plugin keeps its cursor under the key "journal")."""
+
+    path = option(None, doc="The JSON file (a folder: <folder>/worker<N>/storage.json).")
+    persistent = option(False, "bool", doc="Save at every change (kawa always saves once a batch is stored).")
+    autosave = option(True, "bool", no_effect="kawa saves the cursor once each batch is stored",
+                      doc="Fluentd's periodic save.")
+    autosave_interval = option(10.0, "time", no_effect="kawa saves the cursor once each batch is stored",
+                               doc="Fluentd's periodic save interval.")
+    save_at_shutdown = option(True, "bool", no_effect="kawa saves the cursor once each batch is stored",
+                              doc="Fluentd's save at shutdown.")
+    mode = option("0644", doc="Permission of the file (octal).")
+    dir_mode = option("0755", doc="Permission of created folders (octal).")
+    pretty_print = option(False, "bool", doc="Indent the JSON.")
+
+
+class SystemdOptions(Options):
+    path = option("/var/log/journal", doc="The journal folder.")
+    matches = option(None, "array", doc='Entries to read, e.g. [{"_SYSTEMD_UNIT": "kubelet.service"}]: the '
+                     "pairs of one hash all hold, and any one hash is enough.")
+    filters = option([], "array", deprecated="filters has been renamed as matches", doc="Old name of matches.")
+    read_from_head = option(False, "bool", doc="Without a saved cursor: from the oldest entry (else the newest).")
+    tag = option(doc="Tag of the events.")
+    pos_file = option(None, deprecated="use a <storage> section (path) instead",
+                      doc="The plugin's 0.x cursor file (the cursor as plain text); read when <storage> has none.")
+    strip_underscores = option(False, "bool", deprecated="use fields_strip_underscores in an <entry> section",
+                               doc="The plugin's 0.x name of <entry> fields_strip_underscores.")
+    storage = section(StorageOptions, doc="Where the cursor is kept.")
+    entry = section(EntryOptions, doc="How entries become records.")
+
+
+@register("input", "systemd")
+class SystemdInput(Input):
+    Options = SystemdOptions
+
+    def __init__(self, options: Any, ctx: PluginContext) -> None:
+        super().__init__(options, ctx)
+        o = options
+        matches = o.matches if o.matches is not None else o.filters
+        if not isinstance(matches, list) or not all(isinstance(m, dict) for m in matches):
+            raise ConfigError("matches: expected an array of hashes, e.g. [{\"_SYSTEMD_UNIT\": \"kubelet.service\"}]")
+        self.matches: list[dict[str, Any]] = matches
+        entry = o.entry if o.entry is not None else EntryOptions.defaults()
+        if o.strip_underscores:
+            entry.fields_strip_underscores = True
+        self.mutator = EntryMutator(entry)
+        for warning in self.mutator.warnings:
+            self.log.warn(warning)
+        self.cursor_path = self._cursor_path(o.storage)
+        self.cursor: str | None = self._load_cursor()
+        if self.cursor is None and o.pos_file is not None:
+            self.cursor = _read_plain_cursor(o.pos_file)      # 0.x pos_file: carried over to <storage>
+        self.journal: Any = None
+        self._task: asyncio.Task[None] | None = None
+        self._running = False
+        # (settles, cursor of its last entry) of emits whose cursor is not saved yet, in order
+        self._unsettled: deque[tuple[asyncio.Future[None], str]] = deque()
+        self.counters = {"entries": 0, "emits": 0, "refused": 0, "reopened": 0, "dropped": 0}
+
+    # -- the cursor ---------------------------------------------------------------------------------
+    def _cursor_path(self, storage: StorageOptions | None) -> str | None:
+        """Fluentd's local storage rules: `path` (a folder gets worker<N>/storage.json), else
+        <root_dir>/worker<N>/<@id>/storage.json, else memory only."""
+        path = storage.path if storage is not None else None
+        worker = f"worker{self.ctx.worker_id}"
+        if path is not None:
+            if os.path.isdir(path) or (not os.path.exists(path) and not path.endswith(".json")):
+                return os.path.join(path, worker, "storage.json")
+            return str(path)
+        root = getattr(self.ctx.system, "root_dir", None)
+        if root and self.plugin_id and not self.plugin_id.startswith("object:"):
+            name = f"storage.{storage._arg.strip()}.json" if storage is not None and storage._arg.strip() \
+                else "storage.json"
+            return os.path.join(root, worker, self.plugin_id, name)
+        if storage is not None and storage.persistent:
+            raise ConfigError("Plugin @id or path for <storage> required when 'persistent' is true")
+        if self.options.pos_file is not None:
+            return None            # the cursor goes to pos_file (0.x format)
+        self.log.info("both of Plugin @id and path for <storage> are not specified. Using on-memory store.")
+        if self.options.read_from_head:
+            self.log.warn("systemd input: the journal cursor is kept in memory only (no <storage> path): every "
+                          "start reads the whole journal again (read_from_head true)")
+        return None
+
+    def _load_cursor(self) -> str | None:
+        path = self.cursor_path
+        if path is None or not os.path.exists(path):
+            return None
+        try:
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+        except OSError as exc:
+            raise ConfigError(f"Plugin storage path '{path}' is not readable/writable: {exc.strerror}") from None
+        if not text.strip():
+            self.log.warn(f"detect empty plugin storage file during startup. Ignored: {path}")
+            return None
+        try:
+            data = json.loads(text)
+        except ValueError:
+            raise ConfigError(f"Unexpected error: failed to read data from plugin storage file: '{path}'") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"Invalid contents (not object) in plugin storage file: '{path}'")
+        cursor = data.get("journal")
+        return cursor if isinstance(cursor, str) else None
+
+    def _save_cursor(self, cursor: str) -> None:
+        self.cursor = cursor
+        path = self.cursor_path
+        storage = self.options.storage
+        if path is not None:
+            pretty = storage is not None and storage.pretty_print
+            text = json.dumps({"journal": cursor}, indent=2 if pretty else None, separators=None if pretty else (",", ":"))
+        elif self.options.pos_file is not None:
+            path, text = self.options.pos_file, cursor
+        else:
+            return
+        tmp = f"{path}.tmp.{os.getpid()}"
+        try:
+            os.makedirs(os.path.dirname(path) or ".", mode=_octal(storage, "dir_mode", 0o755), exist_ok=True)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, _octal(storage, "mode", 0o644))
+            try:
+                os.write(fd, text.encode())
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.rename(tmp, path)
+        except OSError as exc:
+            self.log.limited("systemd cursor", "error", "systemd input: could not save the journal cursor; "
+                             "after a restart entries since the last saved one are read again",
+                             path=path, error=str(exc))
+
+    def _settled(self, _done: Any = None) -> None:
+        """Save the cursor of the last emit of the oldest run of stored ones (in read order)."""
+        cursor = None
+        while self._unsettled and self._unsettled[0][0].done():
+            cursor = self._unsettled.popleft()[1]
+        if cursor is not None:
+            self._save_cursor(cursor)
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+    async def start(self) -> None:
+        self._running = True
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        self._running = False
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+        self._settled()
+        if self.journal is not None:
+            self.journal.close()
+            self.journal = None
+
+    def stats(self) -> dict[str, Any]:
+        return {**self.counters, "cursor": self.cursor}
+
+    # -- reading ------------------------------------------------------------------------------------
+    def _open(self) -> bool:
+        from kawa.plugins.inputs._systemd.journal import Journal, JournalError
+
+        if self.journal is not None:
+            self.journal.close()
+            self.journal = None
+        try:
+            journal = Journal(self.options.path)
+            journal.match(self.matches)
+            self._seek(journal, JournalError)
+        except JournalError as exc:
+            self.log.limited("systemd open", "warn", f"Systemd::JournalError: {exc} retrying in 1s")
+            return False
+        self.journal = journal
+        return True
+
+    def _seek(self, journal: Any, error: type[Exception]) -> None:
+        if self.cursor is not None:
+            try:
+                journal.seek_cursor(self.cursor)
+                return
+            except error:
+                self.log.warn(f"Could not seek to cursor {self.cursor} found in position file: {self.cursor_path}, "
+                              f"falling back to reading from {'head' if self.options.read_from_head else 'tail'}")
+        if self.options.read_from_head:
+            journal.seek_head()
+        else:
+            journal.seek_tail()
+
+    async def _run(self) -> None:
+        from kawa.plugins.inputs._systemd.journal import INVALIDATE, JournalError
+
+        while self._running:
+            try:
+                if self.journal is None:
+                    self._open()
+                elif self.journal.process() == INVALIDATE:
+                    self.counters["reopened"] += 1
+                    self._open()       # journal files were rotated or vacuumed: from the cursor again
+                if self.journal is not None:
+                    while self._running and len(self._unsettled) < MAX_UNSETTLED:
+                        batch = self._read_batch()
+                        if not batch[0]:
+                            break
+                        if not await self._emit(*batch):
+                            break
+                        await asyncio.sleep(0)
+            except JournalError as exc:
+                self.log.warn(f"Error moving to next Journal entry: JournalError: {exc}")
+                self.journal = None
+            await asyncio.sleep(POLL_INTERVAL)
+
+    def _read_batch(self) -> tuple[list[Any], str | None]:
+        journal = self.journal
+        events: list[Any] = []
+        run = self.mutator.run
+        last = None
+        while len(events) < BATCH and journal.next():
+            events.append((journal.realtime_ns(), run(journal.fields())))
+        if events:
+            last = journal.cursor()
+        return events, last
+
+    async def _emit(self, events: list[Any], cursor: str | None) -> bool:
+        """Emit under a delivery ticket; the cursor is saved once the outputs stored the events. A
+        refused emit is offered again (the journal is read from the last saved cursor)."""
+        assert cursor is not None
+        ticket = delivery.Ticket()
+        while True:
+            try:
+                with delivery.tracking(ticket):
+                    await self.emitter.emit(self.options.tag, events)
+                break
+            except BufferOverflowError:
+                self.counters["refused"] += 1
+                await asyncio.sleep(POLL_INTERVAL)
+                if not self._running:
+                    return False
+            except Exception as exc:        # the plugin's rescue: logged, and the entries are not read again
+                self.counters["dropped"] += len(events)
+                self.log.error(f"Exception emitting record: {exc}", entries=len(events))
+                return True
+        ticket.seal()
+        self.counters["entries"] += len(events)
+        self.counters["emits"] += 1
+        settles = ticket.delivered if getattr(self.ctx.system, "at_least_once_from_source", False) else ticket.stored
+        self._unsettled.append((settles, cursor))
+        settles.add_done_callback(self._settled)
+        return True
+
+
+def _read_plain_cursor(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read().strip() or None
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ConfigError(f"pos_file {path} cannot be read: {exc.strerror}") from None
+
+
+def _octal(storage: StorageOptions | None, name: str, default: int) -> int:
+    value = getattr(storage, name, None) if storage is not None else None
+    try:
+        return int(str(value), 8) if value is not None else default
+    except ValueError:
+        return default
