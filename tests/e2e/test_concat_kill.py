@@ -20,7 +20,7 @@ pytestmark = pytest.mark.e2e
 
 GROUP, STREAM = "concat", "app"
 
-CONF = r"""
+SOURCE = r"""
 <source>
   @type tail
   path {log}
@@ -33,12 +33,18 @@ CONF = r"""
     time_format %s
   </parse>
 </source>
+"""
+
+CONCAT = r"""
 <filter app>
   @type concat
   key message
   multiline_start_regexp /^START/
   use_first_timestamp true
 </filter>
+"""
+
+CONF = SOURCE + CONCAT + r"""
 <match app>
   @type cloudwatch_logs
   endpoint {endpoint}
@@ -93,19 +99,7 @@ def test_kill_9_while_concat_holds_a_group(tmp_path: Path) -> None:
     assert 'record={"message"=>"START 4"}' in text
 
 
-FILE_CONF = r"""
-<source>
-  @type tail
-  path {log}
-  pos_file {pos}
-  read_from_head true
-  tag app
-  <parse>
-    @type regexp
-    expression /^(?:(?<time>\d{{10}}) )?(?<message>.*)$/
-    time_format %s
-  </parse>
-</source>
+FILE_CONF = SOURCE + r"""
 <filter app>
   @type grep
   <exclude>
@@ -113,12 +107,7 @@ FILE_CONF = r"""
     pattern /DEBUG/
   </exclude>
 </filter>
-<filter app>
-  @type concat
-  key message
-  multiline_start_regexp /^START/
-  use_first_timestamp true
-</filter>
+""" + CONCAT + r"""
 <match app>
   @type file
   path {out}

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import http.client
-import socket
 import ssl
 from pathlib import Path
 from typing import Awaitable, Callable
@@ -15,7 +14,7 @@ import pytest
 
 from kawa.errors import ConfigError
 from kawa.testing.drivers import InputDriver
-from kawa.testing.tls import write_self_signed
+from kawa.testing.tls import plain_tcp_client, write_self_signed
 
 
 @pytest.fixture()
@@ -51,16 +50,7 @@ async def tls_send(port: int, cert: Path, data: bytes) -> None:
 
 def test_tcp_over_tls_and_a_plain_client_refused(pair: tuple[Path, Path]) -> None:
     async def body(d: InputDriver, port: int) -> None:
-        def plain() -> None:
-            with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-                sock.sendall(b"plain text\n")
-                sock.settimeout(5)
-                try:
-                    sock.recv(100)
-                except OSError:
-                    pass
-
-        await asyncio.get_running_loop().run_in_executor(None, plain)
+        await asyncio.get_running_loop().run_in_executor(None, plain_tcp_client, port, b"plain text\n")
         await tls_send(port, pair[0], b"one\ntwo\n")
         await d.wait_for(lambda: len(d.records) == 2)
 

@@ -5,7 +5,6 @@ a plain-TCP sender refused with Fluentd's warning; configuration errors with the
 from __future__ import annotations
 
 import asyncio
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,7 @@ import pytest
 
 from kawa.errors import ConfigError
 from kawa.testing.drivers import InputDriver, OutputDriver
-from kawa.testing.tls import write_self_signed
+from kawa.testing.tls import plain_tcp_client, write_self_signed
 
 T = 1_700_000_000 * 1_000_000_000
 
@@ -107,18 +106,8 @@ def test_a_plain_tcp_sender_gets_a_warning_and_the_listener_keeps_serving(certs:
     async def go() -> None:
         async with server.run():
             port = server.instance.port
-            loop = asyncio.get_running_loop()
-
-            def plain() -> None:
-                with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-                    sock.sendall(b'["app", 1700000000, {"plain": true}]')
-                    sock.settimeout(5)
-                    try:
-                        sock.recv(100)
-                    except OSError:
-                        pass
-
-            await loop.run_in_executor(None, plain)
+            await asyncio.get_running_loop().run_in_executor(None, plain_tcp_client, port,
+                                                             b'["app", 1700000000, {"plain": true}]')
             await server.wait_for(lambda: any("before accepting TLS" in line for line in server.logs), 10)
             client = OutputDriver("forward", client_conf(port, extra=f"tls_cert_path {certs['server']}"))
             async with client.run():

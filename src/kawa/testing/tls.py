@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import ipaddress
+import socket
 import ssl
 import threading
 from pathlib import Path
@@ -45,6 +46,17 @@ def write_self_signed(cert: Path, key: Path, names: tuple[str, ...] = ("127.0.0.
     encryption = serialization.BestAvailableEncryption(passphrase.encode()) if passphrase is not None \
         else serialization.NoEncryption()
     key.write_bytes(private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption))
+
+
+def plain_tcp_client(port: int, data: bytes) -> None:
+    """A client that speaks plain TCP to a TLS listener: sends `data`, waits for the server to close."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(data)
+        sock.settimeout(5)
+        try:
+            sock.recv(100)
+        except OSError:
+            pass
 
 
 class TlsFront:

@@ -39,6 +39,7 @@ from kawa.config.schema import Options, option, section
 from kawa.engine.registry import register
 from kawa.errors import BufferOverflowError, ConfigError
 from kawa.plugins.base import Input, PluginContext
+from kawa.plugins.inputs._server import cancel_all
 from kawa.plugins.filters.systemd_entry import EntryOptions, EntryMutator
 
 BATCH = 1000                  # entries per emit
@@ -194,11 +195,7 @@ class SystemdInput(Input):
         self._running = False
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
+            await cancel_all({task})
         self._settled()
         if self.journal is not None:
             self.journal.close()
