@@ -57,9 +57,10 @@ def send(server_text: str, client_text: Any, *, expect: int = 2) -> tuple[InputD
     return server, holder["client"]
 
 
-def client_conf(port: int, host: str = "127.0.0.1", extra: str = "") -> str:
+def client_conf(port: int, host: str = "127.0.0.1", extra: str = "", name: str | None = None) -> str:
+    named = f"name {name}\n" if name else ""
     return (f"transport tls\nrequire_ack_response true\n{extra}\n"
-            f"<server>\nhost {host}\nport {port}\n</server>\n<buffer>\nretry_wait 30s\n</buffer>\n")
+            f"<server>\nhost {host}\nport {port}\n{named}</server>\n<buffer>\nretry_wait 30s\n</buffer>\n")
 
 
 def test_events_arrive_over_tls_with_acks(certs: dict[str, Path]) -> None:
@@ -79,6 +80,11 @@ def test_the_servers_name_is_checked_when_the_host_is_a_name(certs: dict[str, Pa
          lambda port: client_conf(port, "localhost", trusted + "\ntls_verify_hostname false"))
     # by IP address the name is not checked (Fluentd's socket helper), the chain still is
     send(server_conf(certs, cert="other"), lambda port: client_conf(port, "127.0.0.1", trusted))
+    # ... unless the <server> has a `name`: then that name is checked (and sent as SNI)
+    send(server_conf(certs, cert="other"), lambda port: client_conf(port, "127.0.0.1", trusted, "other.example"))
+    _server, client = send(server_conf(certs, cert="other"),
+                           lambda port: client_conf(port, "127.0.0.1", trusted, "wrong.example"), expect=0)
+    assert any("wrong.example" in line for line in client.logs), client.logs
     send(server_conf(certs), lambda port: client_conf(port, "localhost", f"tls_cert_path {certs['server']}"))
 
 

@@ -264,9 +264,11 @@ class ForwardOutput(BufferedOutput):
         timeout = o.connect_timeout if o.connect_timeout is not None else o.send_timeout
         tls_args: dict[str, Any] = {}
         if self.tls is not None:
-            by_address = tls.is_ip_address(node.host)
-            tls_args = {"ssl": self.tls[1] if by_address else self.tls[0],
-                        "server_hostname": "" if by_address else node.host, "ssl_handshake_timeout": timeout}
+            # the name checked and sent (SNI), as out_forward: the host when it is a name, else the
+            # <server>'s `name`, else none (the chain alone)
+            name = node.host if not tls.is_ip_address(node.host) else node.server.name
+            tls_args = {"ssl": self.tls[0] if name else self.tls[1], "server_hostname": name or "",
+                        "ssl_handshake_timeout": timeout}
         try:
             reader, writer = await asyncio.wait_for(asyncio.open_connection(node.host, node.port, **tls_args),
                                                     timeout)
