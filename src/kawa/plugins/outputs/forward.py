@@ -29,26 +29,15 @@ from kawa.config.schema import Options, option, section
 from kawa.engine.registry import register
 from kawa.errors import ConfigError, RetryableError
 from kawa.event import Event
-from kawa.metrics.serving import FreeSection
 from kawa.plugins.base import PluginContext
 from kawa.plugins.inputs._forward.protocol import pack_entries
 from kawa.plugins.outputs._multi import weighted_rotation
+from kawa.plugins.outputs._service_discovery import (FILE_POLL_INTERVAL, LISTEN_PORT, DiscoveryOptions, FileWatch,
+                                                     ServerSection, initial_servers, kind_of, server_key)
 from kawa.plugins.inputs._forward.security import as_bytes, sha512_hex
 
-LISTEN_PORT = 24224
 NO_HEARTBEAT = "kawa notices a failed server when it sends to it and tries it again after recover_wait"
 WINDOWS_ONLY = "This parameter is for only Windows"
-
-
-class ServerSection(Options):
-    host = option(doc="The IP address or host name of the server.")
-    name = option(None, doc="The name of the server (for log lines).")
-    port = option(LISTEN_PORT, "integer", doc="The port of the server.")
-    shared_key = option(None, secret=True, doc="Shared key of this server (default: <security>'s).")
-    username = option("", doc="The username for authentication.")
-    password = option("", secret=True, doc="The password for authentication.")
-    standby = option(False, "bool", doc="Used only while no other server is up.")
-    weight = option(60, "integer", doc="Load-balancing weight.")
 
 
 class ClientSecuritySection(Options):
@@ -104,7 +93,8 @@ class ForwardOutputOptions(BufferedOptions):
     time_as_integer = option(False, "bool", doc="Send integer seconds instead of EventTime (for Fluentd v0.12).")
     security = section(ClientSecuritySection, doc="Shared-key handshake.")
     servers = section(ServerSection, multi=True, aliases=("server",), doc="The servers.")
-    service_discovery = section(FreeSection, doc="Refused: not supported yet (list the servers in <server>).")
+    service_discovery = section(DiscoveryOptions, doc="More servers: @type static (<service> sections) or file "
+                                "(a YAML/JSON list, read again when it changes).")
     host = option(None, doc="Obsolete: use <server>.")
     port = option(LISTEN_PORT, "integer", doc="Obsolete: use <server>.")
 
@@ -137,31 +127,67 @@ class ForwardOutput(BufferedOutput):
     default_chunk_keys = ("tag",)
     multi_workers_ready = True
     compat_sections = ("buffer",)         # out_forward.rb compat_parameters_convert (v0.12 buffer_type ...)
+    sd_poll_interval = FILE_POLL_INTERVAL  # <service_discovery> @type file: how often the file is looked at
 
     def __init__(self, options: Any, ctx: PluginContext) -> None:
         super().__init__(options, ctx)
         o = options
         if o.host is not None:
             raise ConfigError("'host' parameter is already removed: Use <server> section instead.")
-        if o.service_discovery is not None:
-            raise ConfigError("<service_discovery> is not supported by kawa's forward output yet: list the servers "
-                              "in <server> sections")
         # TLS contexts for a host given by name (its name checked, unless tls_verify_hostname false)
         # and by IP address (the chain alone, as Fluentd's socket helper)
         self.tls: tuple[Any, Any] | None = self._tls_contexts() if o.transport == "tls" else None
         if not self.buffer_settings.keys.tag:
             raise ConfigError("buffer chunk key must include 'tag' for forward output")
-        if not o.servers:
+        sd = o.service_discovery
+        discovered = initial_servers(sd) if sd is not None else []
+        self.watch = FileWatch(sd.path, sd.conf_encoding) if sd is not None and kind_of(sd) == "file" else None
+        self._watching: asyncio.Task[None] | None = None
+        if not o.servers and not discovered:
             raise ConfigError("forward output plugin requires at least one node is required. Add <server> or <service>")
         if o.heartbeat_type == "tcp":
             self.log.warn("'heartbeat_type tcp' is deprecated. use 'transport' instead.")
-        self.nodes = [_Node(s) for s in o.servers]
-        active = [n for n in self.nodes if not n.standby and n.weight > 0]
-        self._rotation = weighted_rotation(active, [n.weight for n in active], interleave=True)
+        self.nodes: list[_Node] = []
+        self._set_servers([*o.servers, *discovered])
         self.counters = {"chunks": 0, "events": 0, "acks": 0, "detached": 0, "recovered": 0}
+
+    def _set_servers(self, servers: list[ServerSection]) -> None:
+        """Take a (new) list of servers: the nodes of unchanged ones stay (their connection, their
+        detach time), removed ones are closed."""
+        old = {server_key(n.server): n for n in self.nodes}
+        nodes = []
+        for server in servers:
+            node = old.pop(server_key(server), None)
+            if node is None:
+                node = _Node(server)
+                if self.nodes:
+                    self.log.info(f"Service in: name={server.name or ''} {server.host}:{server.port}")
+            nodes.append(node)
+        for gone in old.values():
+            self._close(gone)
+            self.log.info(f"Service out: name={gone.server.name or ''} {gone.host}:{gone.port}")
+        self.nodes = nodes
+        active = [n for n in nodes if not n.standby and n.weight > 0]
+        self._rotation = weighted_rotation(active, [n.weight for n in active], interleave=True)
+
+    async def _watch_file(self) -> None:
+        """sd_file's stat watcher: a changed file replaces the servers; one that cannot be read is
+        logged and the servers stay."""
+        assert self.watch is not None
+        while True:
+            await asyncio.sleep(self.sd_poll_interval)
+            try:
+                servers = self.watch.changed()
+            except ConfigError as exc:
+                self.log.error(f"sd_file: {exc}")
+                continue
+            if servers is not None:
+                self._set_servers([*self.options.servers, *servers])
 
     async def start(self) -> None:
         await super().start()
+        if self.watch is not None:
+            self._watching = asyncio.get_running_loop().create_task(self._watch_file())
         if self.options.verify_connection_at_startup:
             for node in self.nodes:
                 try:
@@ -173,6 +199,9 @@ class ForwardOutput(BufferedOutput):
             raise RetryableError("verify_connection_at_startup: no forwarding server answered")
 
     async def stop(self) -> None:
+        if self._watching is not None:
+            self._watching.cancel()
+            self._watching = None
         await super().stop()
         for node in self.nodes:
             self._close(node)
