@@ -109,3 +109,25 @@ def test_configuration_errors(kind: str, conf: str, message: str) -> None:
 
 
 
+
+
+def test_tcp_extract_takes_the_tag_and_time_from_record_fields() -> None:
+    async def body(d: InputDriver, port: int) -> None:
+        await tcp_send(port, b'{"t":"app.a","at":1700000000.5,"m":1}\n{"m":2}\n{"t":"app.b","m":3}\n')
+        await d.wait_for(lambda: len(d.records) == 3)
+
+    d = run("tcp", "<parse>\n@type json\n</parse>\n<extract>\ntag_key t\ntime_key at\n</extract>\nsource_address_key addr",
+            body)
+    assert [(tag, r["m"]) for tag, _t, r in d.events] == [("app.a", 1), ("net", 2), ("app.b", 3)]
+    assert d.events[0][1] == 1_700_000_000_500_000_000
+    assert d.records[0] == {"m": 1, "addr": "127.0.0.1"}          # tag_key and time_key taken out
+
+
+def test_udp_extract_keeps_the_keys_when_asked() -> None:
+    async def body(d: InputDriver, port: int) -> None:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.sendto(b'{"t":"app.u","m":1}', ("127.0.0.1", port))
+        await d.wait_for(lambda: len(d.records) == 1)
+
+    d = run("udp", "<parse>\n@type json\n</parse>\n<extract>\ntag_key t\nkeep_tag_key true\n</extract>", body)
+    assert d.events[0][0] == "app.u" and d.records == [{"t": "app.u", "m": 1}]

@@ -7,8 +7,8 @@ from typing import Any
 
 from kawa.config.schema import Options, option, section
 from kawa.errors import ConfigError
-from kawa.event import Event
 from kawa.plugins.base import Input, PluginContext
+from kawa.plugins.inputs._extract import Extractor, ExtractOptions, extracted_runs
 from kawa.plugins.inputs._server import HostNames
 from kawa.log import ruby_inspect
 
@@ -23,6 +23,7 @@ class TextSocketOptions(Options):
     blocking_timeout = option(0.5, "time", no_effect="Cool.io's loop wait; asyncio has none",
                               doc="Fluentd's event loop wait.")
     parse = section(plugin_kind="parser", doc="How each message is parsed (required).")
+    extract = section(ExtractOptions, doc="The tag and/or time from record fields.")
 
 
 class TextSocketInput(Input):
@@ -39,6 +40,7 @@ class TextSocketInput(Input):
         self.hostname_key = options.source_hostname_key or options.source_host_key
         self.counters = {"messages": 0, "events": 0, "unmatched": 0, "dropped_long": 0}
         self.hostnames = HostNames()
+        self.extractor = Extractor(getattr(options, "extract", None))
 
     @property
     def shared_port(self) -> bool:
@@ -63,19 +65,22 @@ class TextSocketInput(Input):
         now = self.ctx.clock()
         address_key, hostname_key = self.options.source_address_key, self.hostname_key
         host = await self.hostname(address) if hostname_key else None
-        events: list[Event] = []
-        for time, record in parsed:
-            if address_key:
-                record[address_key] = address
-            if hostname_key:
-                record[hostname_key] = host
-            events.append((time if time is not None else now, record))
-        self.counters["events"] += len(events)
-        try:
-            await self.emitter.emit(self.options.tag, events)
-        except Exception as exc:     # the sender cannot be told; say what was lost
-            self.log.limited(f"{self.type_name} emit", "warn", f"{self.type_name} input: could not emit events; "
-                             "they are lost", events=len(events), error=f"{type(exc).__name__}: {exc}")
+        if self.extractor.enabled:
+            runs = extracted_runs(self.extractor, parsed, self.options.tag, now, self.log)
+        else:
+            runs = [(self.options.tag, [(time if time is not None else now, record) for time, record in parsed])]
+        for tag, events in runs:
+            for _time, record in events:
+                if address_key:
+                    record[address_key] = address
+                if hostname_key:
+                    record[hostname_key] = host
+            self.counters["events"] += len(events)
+            try:
+                await self.emitter.emit(tag, events)
+            except Exception as exc:     # the sender cannot be told; say what was lost
+                self.log.limited(f"{self.type_name} emit", "warn", f"{self.type_name} input: could not emit "
+                                 "events; they are lost", events=len(events), error=f"{type(exc).__name__}: {exc}")
 
 
 def datagram_texts(datagrams: list[bytes], limit: int | None, remove_newline: bool = True) -> list[str]:

@@ -10,26 +10,12 @@ from typing import Any
 from kawa.config.schema import Options, option, section
 from kawa.engine.registry import register
 from kawa.errors import ConfigError
-from kawa.event import Event, Record
+from kawa.event import Record
 from kawa.plugins.base import Input, PluginContext
-from kawa.timeparse import TimeParser
+from kawa.plugins.inputs._extract import Extractor, ExtractOptions, extracted_runs
 
 # in_exec.rb: config_set_default inside <parse>; applied when the section does not set them.
 PARSE_DEFAULTS = {"time_type": "float", "time_key": None, "estimate_current_event": False}
-
-
-class ExtractOptions(Options):
-    """`<extract>`: take the tag and/or time from record fields."""
-
-    tag_key = option(None, doc="Field whose value becomes the event tag.")
-    keep_tag_key = option(False, "bool", doc="Keep the tag field in the record.")
-    time_key = option(None, doc="Field whose value becomes the event time.")
-    keep_time_key = option(False, "bool", doc="Keep the time field in the record.")
-    time_type = option("float", "enum", choices=("float", "unixtime", "string", "mixed"), doc="Time field type.")
-    time_format = option(None, doc="strptime format for time_type string.")
-    localtime = option(True, "bool", doc="Zone-less times are local time.")
-    utc = option(False, "bool", doc="Zone-less times are UTC.")
-    timezone = option(None, doc="Zone of zone-less times.")
 
 
 class ExecOptions(Options):
@@ -72,14 +58,7 @@ class ExecInput(Input):
             spec.options.time_type = "string"
         self.parser = self.build_child(spec, "parse")
         self._encoding = options.encoding or "utf-8"
-        self._time_parser = None
-        if extract and extract.time_key:
-            ttype = "string" if extract.time_format and "time_type" not in (extract._element.attrs if
-                                                                            extract._element else {}) \
-                else extract.time_type
-            self._time_parser = TimeParser(extract.time_format, time_type=ttype,
-                                           localtime=extract.localtime and not extract.utc, utc=extract.utc,
-                                           timezone=extract.timezone)
+        self.extractor = Extractor(extract)
         self._task: asyncio.Task[None] | None = None
         self._proc: asyncio.subprocess.Process | None = None
 
@@ -158,24 +137,5 @@ class ExecInput(Input):
                              if failure.kind == "unmatched" else f"invalid line found: {failure.reason}")
         if not parsed:
             return
-        now = self.ctx.clock()
-        extract = self.options.extract
-        # Consecutive runs of one tag become one batch: records keep their input order across tags,
-        # as in_exec's one-by-one emits do.
-        runs: list[tuple[str, list[Event]]] = []
-        for time, record in parsed:
-            tag = self.options.tag
-            if extract is not None and extract.tag_key and extract.tag_key in record:
-                value = record[extract.tag_key] if extract.keep_tag_key else record.pop(extract.tag_key)
-                tag = value if isinstance(value, str) else str(value)
-            if time is None and self._time_parser is not None and extract.time_key in record:
-                raw = record[extract.time_key] if extract.keep_time_key else record.pop(extract.time_key)
-                try:
-                    time = self._time_parser.parse(raw)
-                except Exception as exc:
-                    self.log.warn("exec failed to extract time", error=str(exc))
-            if not runs or runs[-1][0] != tag:
-                runs.append((tag, []))
-            runs[-1][1].append((now if time is None else time, record))
-        for tag, events in runs:
+        for tag, events in extracted_runs(self.extractor, parsed, self.options.tag, self.ctx.clock(), self.log):
             await self.emitter.emit(tag, events)
