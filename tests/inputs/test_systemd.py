@@ -147,3 +147,18 @@ def test_the_old_pos_file_keeps_the_cursor_as_plain_text(tmp_path: Path) -> None
     assert any("'pos_file' parameter is deprecated" in str(w) for w in d.warnings)
     append_entries(journal / "system.journal", [unit("a.service", "second")], T_US + 10)
     assert [r["MESSAGE"] for r in read(conf, 1).records] == ["second"]
+
+
+def test_a_journal_file_added_while_running_is_read(tmp_path: Path) -> None:
+    """journald rotates by starting new files in the folder: their entries must be read too (sd-journal
+    notices new files through its inotify descriptor, which kawa sets up)."""
+    journal = tmp_path / "journal"
+    journal.mkdir()
+    append_entries(journal / "system.journal", [unit("a.service", "before rotation")], T_US)
+
+    def rotate() -> None:
+        append_entries(journal / "user-1000.journal", [unit("a.service", "in the new file")], T_US + 100)
+    rotate.adds = 1         # type: ignore[attr-defined]
+
+    d = read(f"path {journal}\nread_from_head true\n", 1, rotate)
+    assert [r["MESSAGE"] for r in d.records] == ["before rotation", "in the new file"]

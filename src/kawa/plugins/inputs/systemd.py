@@ -100,6 +100,7 @@ class SystemdInput(Input):
         if self.cursor is None and o.pos_file is not None:
             self.cursor = _read_plain_cursor(o.pos_file)      # 0.x pos_file: carried over to <storage>
         self.journal: Any = None
+        self.read_cursor: str | None = None     # the last entry read (emitted, maybe not stored yet)
         self._task: asyncio.Task[None] | None = None
         self._running = False
         # (settles, cursor of its last entry) of emits whose cursor is not saved yet, in order
@@ -222,12 +223,15 @@ class SystemdInput(Input):
         return True
 
     def _seek(self, journal: Any, error: type[Exception]) -> None:
-        if self.cursor is not None:
+        # reopened after journald rotated or vacuumed files: on from the last entry read; at start,
+        # from the last one stored
+        cursor = self.read_cursor or self.cursor
+        if cursor is not None:
             try:
-                journal.seek_cursor(self.cursor)
+                journal.seek_cursor(cursor)
                 return
             except error:
-                self.log.warn(f"Could not seek to cursor {self.cursor} found in position file: {self.cursor_path}, "
+                self.log.warn(f"Could not seek to cursor {cursor} found in position file: {self.cursor_path}, "
                               f"falling back to reading from {'head' if self.options.read_from_head else 'tail'}")
         if self.options.read_from_head:
             journal.seek_head()
@@ -265,7 +269,7 @@ class SystemdInput(Input):
         while len(events) < BATCH and journal.next():
             events.append((journal.realtime_ns(), run(journal.fields())))
         if events:
-            last = journal.cursor()
+            last = self.read_cursor = journal.cursor()
         return events, last
 
     async def _emit(self, events: list[Any], cursor: str | None) -> bool:

@@ -47,6 +47,7 @@ def _libsystemd() -> Any:
             "sd_journal_enumerate_data": (c_j, ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(ctypes.c_size_t)),
             "sd_journal_set_data_threshold": (c_j, ctypes.c_size_t),
             "sd_journal_process": (c_j,),
+            "sd_journal_get_fd": (c_j,),
         }.items():
             fn = getattr(lib, name)
             fn.argtypes = args
@@ -74,6 +75,9 @@ class Journal:
                f"sd_journal_open_directory({path})")
         # fields come whole (libsystemd cuts them at 64 KiB by default): nothing is lost silently
         self._lib.sd_journal_set_data_threshold(self._j, 0)
+        # inotify on the folder: without it `process()` never sees the files journald adds when it
+        # rotates, and the entries written there would never be read (the gem's wait(0) sets it up)
+        _check(self._lib.sd_journal_get_fd(self._j), "sd_journal_get_fd")
         self._data = ctypes.c_void_p()
         self._length = ctypes.c_size_t()
         self._usec = ctypes.c_uint64()
