@@ -87,3 +87,62 @@ def test_kill_9_between_appends_resumes_at_the_saved_cursor(tmp_path: Path) -> N
     assert set(got) == set(want), sorted(set(want) - set(got))[:5]
     assert [m for m, n in got.items() if n > 1] == []
     assert json.loads(cursor.read_text())["journal"].startswith("s=")
+
+
+CWL_CONF = """
+<source>
+  @type systemd
+  tag kubelet
+  path {root}/journal
+  read_from_head true
+  <storage>
+    path {root}/cursor.json
+  </storage>
+</source>
+<match kubelet>
+  @type cloudwatch_logs
+  endpoint {endpoint}
+  region us-east-1
+  log_group_name node
+  log_stream_name kubelet
+  auto_create_stream true
+  message_keys MESSAGE
+  <buffer>
+    flush_interval 20s
+  </buffer>
+</match>
+"""
+
+
+def test_a_journal_backlog_into_a_memory_buffer_does_not_wait_for_its_flush_interval(tmp_path: Path) -> None:
+    """The cursor waits until CloudWatch has the entries (a memory buffer: delivered), so the input
+    stops after 8 unsettled batches. Then it asks the output to flush now (kawa.delivery.hurry), as
+    tail does; otherwise a backlog moves 8,000 entries per flush_interval (20 s here: 60 s for the
+    20,000). With it, 16,000 go at once and the last 4,000 wait for the flush_interval, as any memory
+    buffer's events do."""
+    from kawa.testing.cwl_server import MotoServer, StrictCloudWatchProxy, fake_aws_env, read_all_events
+
+    (tmp_path / "journal").mkdir()
+    now_us = time.time_ns() // 1000 - 600_000_000
+    append_entries(tmp_path / "journal" / "system.journal",
+                   [{"MESSAGE": f"entry {i}", "_SYSTEMD_UNIT": "kubelet.service"} for i in range(20_000)], now_us)
+    with MotoServer() as moto, StrictCloudWatchProxy(moto.endpoint) as cloudwatch:
+        conf = tmp_path / "fluent.conf"
+        conf.write_text(CWL_CONF.format(root=tmp_path, endpoint=cloudwatch.endpoint))
+        env = fake_aws_env({k: v for k, v in os.environ.items() if not k.startswith("AWS_")})
+        kawa = no_loss.Kawa(conf, tmp_path / "kawa.log", env)
+        kawa.start()
+        try:
+            def arrived() -> int:
+                try:
+                    return len(read_all_events(cloudwatch.endpoint, "node", "kubelet"))
+                except Exception:       # the group does not exist yet
+                    return 0
+            no_loss.wait_until(lambda: arrived() >= 20_000, 42, "20,000 entries in CloudWatch", kawa)
+            rc, _took = kawa.term(60)
+            assert rc == 0, kawa.log.read_text()[-3000:]
+        finally:
+            if kawa.proc is not None and kawa.proc.poll() is None:
+                kawa.proc.kill()
+        messages = [e["message"] for e in read_all_events(cloudwatch.endpoint, "node", "kubelet")]
+    assert sorted(messages) == sorted(f"entry {i}" for i in range(20_000))

@@ -103,8 +103,9 @@ class SystemdInput(Input):
         self.read_cursor: str | None = None     # the last entry read (emitted, maybe not stored yet)
         self._task: asyncio.Task[None] | None = None
         self._running = False
-        # (settles, cursor of its last entry) of emits whose cursor is not saved yet, in order
-        self._unsettled: deque[tuple[asyncio.Future[None], str]] = deque()
+        # (settles, cursor of its last entry, ticket) of emits whose cursor is not saved yet, in order
+        self._unsettled: deque[tuple[asyncio.Future[None], str, delivery.Ticket]] = deque()
+        self._wake: asyncio.Event | None = None     # set when emits settle: reading may go on at once
         self.counters = {"entries": 0, "emits": 0, "refused": 0, "reopened": 0, "dropped": 0}
 
     # -- the cursor ---------------------------------------------------------------------------------
@@ -186,10 +187,13 @@ class SystemdInput(Input):
             cursor = self._unsettled.popleft()[1]
         if cursor is not None:
             self._save_cursor(cursor)
+            if self._wake is not None:
+                self._wake.set()
 
     # -- lifecycle ----------------------------------------------------------------------------------
     async def start(self) -> None:
         self._running = True
+        self._wake = asyncio.Event()
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
@@ -249,7 +253,12 @@ class SystemdInput(Input):
                     self.counters["reopened"] += 1
                     self._open()       # journal files were rotated or vacuumed: from the cursor again
                 if self.journal is not None:
-                    while self._running and len(self._unsettled) < MAX_UNSETTLED:
+                    while self._running:
+                        if len(self._unsettled) >= MAX_UNSETTLED:
+                            # outputs holding these entries until a timer (a memory buffer's
+                            # flush_interval) deliver them now, as tail asks: a backlog keeps moving
+                            delivery.hurry(ticket for _s, _c, ticket in self._unsettled)
+                            break
                         batch = self._read_batch()
                         if not batch[0]:
                             break
@@ -259,7 +268,13 @@ class SystemdInput(Input):
             except JournalError as exc:
                 self.log.warn(f"Error moving to next Journal entry: JournalError: {exc}")
                 self.journal = None
-            await asyncio.sleep(POLL_INTERVAL)
+            # the plugin's 1 s timer, or sooner when held-back emits settle
+            assert self._wake is not None
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), POLL_INTERVAL)
+            except asyncio.TimeoutError:
+                pass
 
     def _read_batch(self) -> tuple[list[Any], str | None]:
         journal = self.journal
@@ -295,7 +310,7 @@ class SystemdInput(Input):
         self.counters["entries"] += len(events)
         self.counters["emits"] += 1
         settles = ticket.delivered if getattr(self.ctx.system, "at_least_once_from_source", False) else ticket.stored
-        self._unsettled.append((settles, cursor))
+        self._unsettled.append((settles, cursor, ticket))
         settles.add_done_callback(self._settled)
         return True
 
