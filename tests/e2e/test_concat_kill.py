@@ -44,19 +44,6 @@ CONCAT = r"""
 </filter>
 """
 
-CONF = SOURCE + CONCAT + r"""
-<match app>
-  @type cloudwatch_logs
-  endpoint {endpoint}
-  region us-east-1
-  log_group_name {group}
-  log_stream_name {stream}
-  auto_create_stream true
-  <buffer>
-    flush_interval 1s
-  </buffer>
-</match>
-"""
 
 
 def messages(endpoint: str) -> list[str]:
@@ -73,7 +60,8 @@ def test_kill_9_while_concat_holds_a_group(tmp_path: Path) -> None:
     log.write_text(f"{now} START 1\n a1\n a2\n{now + 1} START 2\n b1\n")
     with MotoServer() as moto, StrictCloudWatchProxy(moto.endpoint) as cloudwatch:
         conf = tmp_path / "fluent.conf"
-        conf.write_text(CONF.format(log=log, pos=pos, endpoint=cloudwatch.endpoint, group=GROUP, stream=STREAM))
+        conf.write_text((SOURCE + CONCAT).format(log=log, pos=pos) +
+                        no_loss.cloudwatch_match("app", cloudwatch.endpoint, group=GROUP, stream=STREAM))
         env = fake_aws_env({k: v for k, v in os.environ.items() if not k.startswith("AWS_")})
         kawa = no_loss.Kawa(conf, tmp_path / "kawa.log", env)
         kawa.start()

@@ -33,19 +33,6 @@ CONF = """
   bind 127.0.0.1
   port {port}
 </source>
-<match app.**>
-  @type cloudwatch_logs
-  endpoint {endpoint}
-  region us-east-1
-  log_group_name {group}
-  log_stream_name {stream}
-  auto_create_stream true
-  <buffer>
-    flush_interval 1s
-    retry_wait 0.5s
-    retry_max_interval 2s
-  </buffer>
-</match>
 """
 
 
@@ -114,8 +101,8 @@ def test_acked_forwarding_through_kill_9_loses_and_doubles_nothing(tmp_path: Pat
     chunks = [[[now, {"n": c * PER_CHUNK + i}] for i in range(PER_CHUNK)] for c in range(CHUNKS)]
     with MotoServer() as moto, StrictCloudWatchProxy(moto.endpoint) as cloudwatch:
         conf = tmp_path / "fluent.conf"
-        conf.write_text(CONF.format(root=tmp_path, port=port, endpoint=cloudwatch.endpoint, group=GROUP,
-                                    stream=STREAM))
+        conf.write_text(CONF.format(root=tmp_path, port=port) +
+                        no_loss.cloudwatch_match("app.**", cloudwatch.endpoint, group=GROUP, stream=STREAM))
         env = fake_aws_env({k: v for k, v in os.environ.items() if not k.startswith("AWS_")})
         kawa = no_loss.Kawa(conf, tmp_path / "kawa.log", env)
         kawa.start()

@@ -44,22 +44,18 @@ CONF = """
   @type grep
   exclude1 path /healthcheck
 </filter>
-<match nginx.access>
-  @type cloudwatch_logs
-  endpoint {endpoint}
-  region us-east-1
-  log_group_name {group}
-  log_stream_name {stream}
-  auto_create_stream true
-  <buffer>
-    {buffer}
-    flush_interval 1s
-    retry_wait 0.5s
-    retry_max_interval 2s
-    chunk_limit_size 2m
-  </buffer>
-</match>
 """
+
+
+def cloudwatch_match(pattern: str, endpoint: str, *, group: str = GROUP, stream: str = STREAM,
+                     buffer: str = "") -> str:
+    """A <match> shipping to the local CloudWatch Logs as the fault tests want it: 1 s flushes and
+    quick retries, so outages and kills play out in seconds. `buffer`: more <buffer> lines."""
+    extra = "".join(f"    {line}\n" for line in buffer.splitlines())
+    return (f"<match {pattern}>\n  @type cloudwatch_logs\n  endpoint {endpoint}\n  region us-east-1\n"
+            f"  log_group_name {group}\n  log_stream_name {stream}\n  auto_create_stream true\n"
+            f"  <buffer>\n{extra}    flush_interval 1s\n    retry_wait 0.5s\n    retry_max_interval 2s\n"
+            "  </buffer>\n</match>\n")
 
 
 @dataclass
@@ -183,8 +179,9 @@ def configure(root: Path, endpoint: str, buffer: str, seed_config: Path | None =
     if seed_config is not None:
         conf.write_text(adjust_seed(seed_config.read_text(), log, pos, endpoint))
         return conf, log, pos
-    buf = (f"@type file\n    path {root / 'state' / 'buffer'}" if buffer == "file" else "@type memory")
-    conf.write_text(CONF.format(log=log, pos=pos, endpoint=endpoint, group=GROUP, stream=STREAM, buffer=buf))
+    buf = (f"@type file\npath {root / 'state' / 'buffer'}" if buffer == "file" else "@type memory")
+    conf.write_text(CONF.format(log=log, pos=pos) +
+                    cloudwatch_match("nginx.access", endpoint, buffer=buf + "\nchunk_limit_size 2m"))
     return conf, log, pos
 
 
