@@ -58,6 +58,7 @@ def test_tcp_over_tls_and_a_plain_client_refused(pair: tuple[Path, Path]) -> Non
     assert d.records == [{"message": "one"}, {"message": "two"}]
     assert any("unexpected error before accepting TLS connection by OpenSSL" in line and 'addr="127.0.0.1"' in line
                for line in d.logs), d.logs
+    assert d.instance.stats()["tls_handshake_failures"] == 1
 
 
 def test_syslog_over_tls(pair: tuple[Path, Path]) -> None:

@@ -123,6 +123,7 @@ def test_a_plain_tcp_sender_gets_a_warning_and_the_listener_keeps_serving(certs:
 
     asyncio.run(go())
     assert server.events[0][2] == {"n": 1}
+    assert server.instance.stats()["tls_handshake_failures"] == 1
 
 
 @pytest.mark.parametrize("transport, message", [

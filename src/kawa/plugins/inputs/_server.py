@@ -32,7 +32,7 @@ class StreamServer:
         self.log = log
         self.name = name
         self.tls = tls
-        self.refused_handshakes = 0
+        self.tls_failures = 0          # failed TLS handshakes (the inputs' tls_handshake_failures)
         self.server: asyncio.base_events.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
 
@@ -79,7 +79,7 @@ class StreamServer:
         try:
             await writer.start_tls(self.tls, ssl_handshake_timeout=HANDSHAKE_TIMEOUT)
         except (OSError, asyncio.TimeoutError) as exc:     # ssl.SSLError is an OSError
-            self.refused_handshakes += 1
+            self.tls_failures += 1
             peer = writer.get_extra_info("peername") or ("?", 0)
             self.log.warn("unexpected error before accepting TLS connection by OpenSSL", addr=str(peer[0]),
                           host=str(peer[0]), port=peer[1],

@@ -137,7 +137,7 @@ class ForwardInput(Input):
         await self.listener.stop()
 
     def stats(self) -> dict[str, Any]:
-        return dict(self.counters)
+        return {**self.counters, "tls_handshake_failures": self.listener.tls_failures}
 
     # -- one connection -----------------------------------------------------------------------------
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -97,7 +97,7 @@ class HttpInput(Input):
         await self.listener.stop()
 
     def stats(self) -> dict[str, Any]:
-        return dict(self.counters)
+        return {**self.counters, "tls_handshake_failures": self.listener.tls_failures}
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Requests one after another while the client keeps the connection alive."""

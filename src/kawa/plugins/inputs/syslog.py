@@ -96,7 +96,8 @@ class SyslogInput(TextSocketInput):
         return bound or int(self.options.port)
 
     def stats(self) -> dict[str, Any]:
-        return {**super().stats(), "dropped_overflow": self.inbox.dropped}
+        return {**super().stats(), "dropped_overflow": self.inbox.dropped,
+                "tls_handshake_failures": self.listener.tls_failures}
 
     async def start(self) -> None:
         o = self.options

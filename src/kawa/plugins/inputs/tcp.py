@@ -55,6 +55,9 @@ class TcpInput(TextSocketInput):
     def port(self) -> int:
         return self.listener.port or int(self.options.port)
 
+    def stats(self) -> dict[str, Any]:
+        return {**super().stats(), "tls_handshake_failures": self.listener.tls_failures}
+
     async def start(self) -> None:
         o = self.options
         self.log.info("listening tcp socket", bind=o.bind, port=o.port)
