@@ -40,6 +40,7 @@ from kawa.engine.registry import register
 from kawa.errors import BufferOverflowError, ConfigError
 from kawa.plugins.base import Input, PluginContext
 from kawa.plugins.inputs._server import cancel_all
+from kawa.plugins.inputs._systemd.journal import INVALIDATE, Journal, JournalError
 from kawa.plugins.filters.systemd_entry import EntryOptions, EntryMutator
 
 BATCH = 1000                  # entries per emit
@@ -96,10 +97,12 @@ class SystemdInput(Input):
         for warning in self.mutator.warnings:
             self.log.warn(warning)
         self.cursor_path = self._cursor_path(o.storage)
+        self._file_mode = _octal(o.storage, "mode", 0o644)
+        self._dir_mode = _octal(o.storage, "dir_mode", 0o755)
         self.cursor: str | None = self._load_cursor()
         if self.cursor is None and o.pos_file is not None:
             self.cursor = _read_plain_cursor(o.pos_file)      # 0.x pos_file: carried over to <storage>
-        self.journal: Any = None
+        self.journal: Journal | None = None
         self.read_cursor: str | None = None     # the last entry read (emitted, maybe not stored yet)
         self._task: asyncio.Task[None] | None = None
         self._running = False
@@ -167,8 +170,8 @@ class SystemdInput(Input):
             return
         tmp = f"{path}.tmp.{os.getpid()}"
         try:
-            os.makedirs(os.path.dirname(path) or ".", mode=_octal(storage, "dir_mode", 0o755), exist_ok=True)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, _octal(storage, "mode", 0o644))
+            os.makedirs(os.path.dirname(path) or ".", mode=self._dir_mode, exist_ok=True)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, self._file_mode)
             try:
                 os.write(fd, text.encode())
                 os.fsync(fd)
@@ -211,22 +214,20 @@ class SystemdInput(Input):
 
     # -- reading ------------------------------------------------------------------------------------
     def _open(self) -> bool:
-        from kawa.plugins.inputs._systemd.journal import Journal, JournalError
-
         if self.journal is not None:
             self.journal.close()
             self.journal = None
         try:
             journal = Journal(self.options.path)
             journal.match(self.matches)
-            self._seek(journal, JournalError)
+            self._seek(journal)
         except JournalError as exc:
             self.log.limited("systemd open", "warn", f"Systemd::JournalError: {exc} retrying in 1s")
             return False
         self.journal = journal
         return True
 
-    def _seek(self, journal: Any, error: type[Exception]) -> None:
+    def _seek(self, journal: Journal) -> None:
         # reopened after journald rotated or vacuumed files: on from the last entry read; at start,
         # from the last one stored
         cursor = self.read_cursor or self.cursor
@@ -234,7 +235,7 @@ class SystemdInput(Input):
             try:
                 journal.seek_cursor(cursor)
                 return
-            except error:
+            except JournalError:
                 self.log.warn(f"Could not seek to cursor {cursor} found in position file: {self.cursor_path}, "
                               f"falling back to reading from {'head' if self.options.read_from_head else 'tail'}")
         if self.options.read_from_head:
@@ -243,8 +244,6 @@ class SystemdInput(Input):
             journal.seek_tail()
 
     async def _run(self) -> None:
-        from kawa.plugins.inputs._systemd.journal import INVALIDATE, JournalError
-
         while self._running:
             try:
                 if self.journal is None:
@@ -278,6 +277,7 @@ class SystemdInput(Input):
 
     def _read_batch(self) -> tuple[list[Any], str | None]:
         journal = self.journal
+        assert journal is not None
         events: list[Any] = []
         run = self.mutator.run
         last = None
