@@ -43,7 +43,7 @@ class Ticket:
 
     __slots__ = ("_stored_pending", "_delivered_pending", "_sealed", "stored", "delivered", "failed",
                  "checkpoint", "committed", "_hurry", "_held_stored", "_held_delivered", "_downstream",
-                 "start", "locate")
+                 "start", "locate", "held_lines")
 
     def __init__(self, checkpoint: tuple[str, int] | None = None, start: int | None = None) -> None:
         loop = asyncio.get_running_loop()
@@ -68,6 +68,9 @@ class Ticket:
         # only, the input's way to find an event's own offset there (None: not known)
         self.start = start
         self.locate: Callable[[Any], int | None] | None = None
+        # set by hold_back: the offsets of every line a filter still holds at the end of this emit
+        # (sorted; None: some held line's offset is not known)
+        self.held_lines: list[int] | None = None
 
     @property
     def holds(self) -> bool:
@@ -80,17 +83,23 @@ class Ticket:
         `start`: 0, read again from the beginning rather than skipped)."""
         if self.checkpoint is None:
             return None
-        if self.locate is not None:
-            found = self.locate(record)
-            if found is not None:
-                return found
+        found = self.line_offset(record)
+        if found is not None:
+            return found
         return self.start if self.start is not None else 0
 
-    def hold_back(self, offset: int) -> None:
+    def line_offset(self, record: Any) -> int | None:
+        """The offset of `record`'s own line in the input, when the input can tell (during the emit)."""
+        return self.locate(record) if self.checkpoint is not None and self.locate is not None else None
+
+    def hold_back(self, offset: int, lines: list[int] | None = None) -> None:
         """Events from `offset` on are not all stored with this emit (a filter holds some): the
-        checkpoint stored with the outputs' share of it stays before them."""
+        checkpoint stored with the outputs' share of it stays before them. `lines`: the offset of
+        each line held (None: not all known); once the outputs stored the rest, a restart from the
+        lowered checkpoint needs to read only those again up to the emit's end (kawa's tail)."""
         if self.checkpoint is not None and offset < self.checkpoint[1]:
             self.checkpoint = (self.checkpoint[0], offset)
+        self.held_lines = lines
 
     def on_hurry(self, deliver_sooner: Callable[[], None]) -> None:
         """Called by an output whose share waits for a timer: how to deliver it now instead."""

@@ -145,3 +145,71 @@ def test_kill_9_while_concat_holds_a_group_into_a_file_buffer(tmp_path: Path, fl
     got = Counter(file_messages(tmp_path))
     assert got == {"START 1\n a1\n a2": 1, "START 2\n b1\n b2": 1, "START 3\n c1": 1}, \
         (got, kawa.log.read_text()[-3000:])
+
+
+STREAMS_CONF = r"""
+<source>
+  @type tail
+  path {log}
+  pos_file {pos}
+  read_from_head true
+  tag app
+  <parse>
+    @type regexp
+    expression /^(?<stream>out|err) (?<message>.*)$/
+  </parse>
+</source>
+<filter app>
+  @type concat
+  key message
+  stream_identity_key stream
+  multiline_start_regexp /^START/
+</filter>
+<match app>
+  @type file
+  path {out}
+  append true
+  <buffer>
+    {flush}
+  </buffer>
+</match>
+"""
+
+
+@pytest.mark.parametrize("flush", ["flush_mode immediate", "flush_mode interval\n    flush_interval 3s"],
+                         ids=["written-at-once", "chunk-waits-in-the-buffer"])
+def test_kill_9_while_one_stream_holds_a_group_doubles_no_line_of_the_others(tmp_path: Path, flush: str) -> None:
+    """stdout and stderr in one file (Docker's json-file logs): concat holds stderr's stack trace, so
+    the pos_file stays at its first line while stdout's lines after it are stored. A restart from
+    there reads again only the held lines up to where the stored run ended (.kawa-held): without
+    that, every stdout line after the trace's start was written twice."""
+    log, pos, out = tmp_path / "app.log", tmp_path / "app.pos", tmp_path / "out"
+    head = "out START 0\nout  z1\n"
+    held = "err START 1\nerr  e1\n"
+    log.write_text(head + held + "".join(f"out START {i}\n" for i in range(2, 12)) + "err  e2\n")
+    conf = tmp_path / "fluent.conf"
+    conf.write_text(STREAMS_CONF.format(log=log, pos=pos, out=out, flush=flush))
+    kawa = no_loss.Kawa(conf, tmp_path / "kawa.log", dict(os.environ))
+    kawa.start()
+    try:
+        # stdout's groups before the last are stored; stderr's group and "out START 11" are held
+        no_loss.wait_until(lambda: no_loss.position(pos) == len(head), 30, "the pos_file at the held group", kawa)
+        no_loss.wait_until(lambda: Path(str(pos) + ".kawa-held").exists(), 30, "the .kawa-held entry", kawa)
+        kawa.kill()
+        assert no_loss.position(pos) == len(head)
+        with log.open("a") as f:
+            f.write("err START 12\nout START 13\n")
+        kawa.start()
+        # the held group and "out START 11" end with the new lines (12 and 13 are held to the stop)
+        no_loss.wait_until(lambda: len(set(file_messages(tmp_path))) >= 12, 30, "the next groups", kawa)
+        rc, _took = kawa.term(60)
+        assert rc == 0, kawa.log.read_text()[-4000:]
+    finally:
+        if kawa.proc is not None and kawa.proc.poll() is None:
+            kawa.proc.kill()
+    text = kawa.log.read_text()
+    got = Counter(file_messages(tmp_path))
+    want = Counter({"START 0\n z1": 1, "START 1\n e1\n e2": 1, **{f"START {i}": 1 for i in range(2, 12)}})
+    assert got == want, (got, text[-3000:])
+    assert "only the 4 lines a filter held at the last stop are read again" in text, text[-3000:]
+

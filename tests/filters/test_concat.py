@@ -193,20 +193,24 @@ def test_the_checkpoint_stored_with_an_emit_stays_before_every_held_line() -> No
         offsets.update({id(a1): 0, id(a2): 10})
         first = emit([(T, a1), (T, a2)], 0, 20)
         assert first.checkpoint == ("app.log", 0)          # the whole emit is held
+        assert first.held_lines == [0, 10]                  # each held line, for a restart (held_lines)
         b1, c1 = {"m": "S b", "s": "out"}, {"m": "S c", "s": "err"}
         offsets.update({id(b1): 20, id(c1): 30})
         second = emit([(T, b1), (T, c1)], 20, 40)          # "a" leaves; "b" and "c" are held
         assert second.checkpoint == ("app.log", 20)
+        assert second.held_lines == [20, 30]
         b2 = {"m": "S d", "s": "out"}
         offsets[id(b2)] = 40
         third = emit([(T, b2)], 40, 50)                     # "b" leaves; "c" (err) still held
         assert third.checkpoint == ("app.log", 30)
+        assert third.held_lines == [30, 40]                 # every stream's held lines
         # "e" flushes "c" and is held with no line offset: where its emit began (50) counts
         unknown = {"m": "S e", "s": "err"}
         fourth = emit([(T, unknown)], 50, 60)
         assert d.filtered_records[-1] == {"m": "S c", "s": "err"}
         assert d.instance.streams["app:err"].resume == {"app.log": 50}
         assert fourth.checkpoint == ("app.log", 40)         # "d" (out, held at 40) is older
+        assert fourth.held_lines is None                    # a held line's offset is not known
         d2 = {"m": "S g", "s": "out"}
         offsets[id(d2)] = 65
         fifth = emit([(T, d2)], 60, 70)                     # "d" leaves: "e" at 50 is the oldest

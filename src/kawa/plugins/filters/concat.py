@@ -20,7 +20,9 @@ Held lines are not lost to a kill -9: an emit whose events this filter holds sta
 before them and reads them again after a crash (Fluentd's in_tail moves past them at once). The
 checkpoint the outputs store with the emit's other events (a file buffer skips to it at restart) is
 held back to the oldest held line too, and tail's pos_file moves up to that line once the rest is
-stored: after a crash the lines before the group are not read again.
+stored: after a crash the lines before the group are not read again. The emit also carries the
+offset of every line still held (`Ticket.hold_back`), so that with several streams in one file a
+restart reads only those again, not the other streams' lines stored after them (tail's held_lines).
 """
 
 from __future__ import annotations
@@ -92,7 +94,7 @@ def _slashed(text: str | None) -> re.Pattern[str] | None:
 
 
 class _Stream:
-    __slots__ = ("identity", "events", "size", "shares", "tickets", "resume", "seen", "hurry")
+    __slots__ = ("identity", "events", "size", "shares", "tickets", "resume", "lines", "seen", "hurry")
 
     def __init__(self, identity: str, hurry: Any) -> None:
         self.identity = identity
@@ -102,6 +104,8 @@ class _Stream:
         self.tickets: set[int] = set()
         # input checkpoint key -> where that input reads the first held event again after a restart
         self.resume: dict[str, int] = {}
+        # input checkpoint key -> the offset of each held event's own line there (None: not known)
+        self.lines: dict[str, list[int | None]] = {}
         self.seen = _time.monotonic()
         # an input that stopped reading until this stream's emits settle: flush it now
         self.hurry = lambda: hurry(identity)
@@ -205,7 +209,8 @@ class ConcatFilter(Filter):
             source = ticket.checkpoint[0]
             held = [s.resume[source] for s in self.streams.values() if source in s.resume]
             if held:
-                ticket.hold_back(min(held))
+                lines = [offset for s in self.streams.values() for offset in s.lines.get(source, ())]
+                ticket.hold_back(min(held), None if None in lines else sorted(lines))  # type: ignore[type-var]
         if self.streams and self._timer is None and self.options.flush_interval > 0 and self._running:
             self._arm()
         return out
@@ -323,13 +328,17 @@ class ConcatFilter(Filter):
         stream.events.append((tag, time, record))
         if size is not None:
             stream.size += size
-        if ticket is not None and id(ticket) not in stream.tickets:
+        if ticket is None:
+            return
+        if id(ticket) not in stream.tickets:
             # the emit stays unsettled until what this event becomes is stored downstream
             stream.tickets.add(id(ticket))
             stream.shares.append(ticket.join(hold=True))
             ticket.on_hurry(stream.hurry)
             if ticket.checkpoint is not None and ticket.checkpoint[0] not in stream.resume:
                 stream.resume[ticket.checkpoint[0]] = ticket.offset_of(record)  # type: ignore[assignment]
+        if ticket.checkpoint is not None:
+            stream.lines.setdefault(ticket.checkpoint[0], []).append(ticket.line_offset(record))
 
     def _joined(self, stream: _Stream) -> tuple[str, int, Record]:
         """(tag, first time, the first record with the joined value)."""
@@ -361,6 +370,7 @@ class ConcatFilter(Filter):
         settle when that one does."""
         shares, stream.shares, stream.tickets = stream.shares, [], set()
         stream.resume = {}
+        stream.lines = {}
         if not shares:
             return
         if ticket is None:

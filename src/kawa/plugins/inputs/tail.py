@@ -18,6 +18,7 @@ from kawa.metrics import catalog as c
 from kawa.plugins.base import Input, Parser
 from kawa.plugins.inputs._tail import paths as tailpaths
 from kawa.plugins.inputs._tail.follower import Follower
+from kawa.plugins.inputs._tail.held_lines import HeldLines, Replay
 from kawa.plugins.inputs._tail.offset_marks import OffsetMarks, rotated_key
 from kawa.plugins.inputs._tail.position_file import MemoryPositionEntry, PositionFile
 from kawa.plugins.inputs._tail.rotated_file import RotatedFiles
@@ -144,6 +145,7 @@ class TailInput(Input):
         self._pos_lock: str | None = None      # state_lock path held while the pos_file is open
         self.rotated: RotatedFiles | None = None
         self.marks: OffsetMarks | None = None
+        self.held_lines: HeldLines | None = None
         self.scheduler: TailScheduler | None = None
         self.opened_files = self.closed_files = self.rotated_files = self.throttled = 0
         self.unmatched = self.invalid = 0
@@ -203,6 +205,7 @@ class TailInput(Input):
             self.pf.load(self._existing_keys())
             self.rotated = RotatedFiles(o.pos_file)
             self.marks = OffsetMarks(o.pos_file)
+            self.held_lines = HeldLines(o.pos_file)
         self.scheduler = TailScheduler(self)
         await self.scheduler.start()
 
@@ -250,6 +253,23 @@ class TailInput(Input):
             return False
         key = rotated_key(st.st_dev, st.st_ino) if rotated else path
         return self.marks.rewritten(key, path, st.st_ino, st.st_size)
+
+    def replay_for(self, follower: Follower) -> Replay | None:
+        """What a file resumed after a restart reads again of the lines a filter held (held_lines);
+        None: everything from its position."""
+        if self.held_lines is None or self.joining is not None or follower.fd is None:
+            return None
+        replay = self.held_lines.replay_for(follower.ino, follower.pe.pos, follower.fd)
+        if replay is not None:
+            self.log.info(f"{follower.path} resumes at offset {replay.start}: up to offset {replay.end} only "
+                          f"the {len(replay.lines)} lines a filter held at the last stop are read again; "
+                          "the others were stored before it")
+        return replay
+
+    def note_replay(self, replay: Replay) -> None:
+        """A file's position moves up to the first line a filter holds (held_lines)."""
+        if self.held_lines is not None and self.scheduler is not None:
+            self.held_lines.note(replay, (f.ino for f in self.scheduler.all_followers()))
 
     def checkpoint_key(self, ino: int) -> str | None:
         """kawa.delivery checkpoint key of a file (only with a pos_file: nothing resumes without)."""

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from kawa import delivery
 from kawa.errors import BufferOverflowError
 from kawa.event import StrValueEvents
+from kawa.plugins.inputs._tail.held_lines import Replay, checksum
 from kawa.plugins.inputs._tail.position_file import MemoryPositionEntry
 from kawa.plugins.inputs._tail.reader import LineReader, ReadResult
 
@@ -99,6 +100,8 @@ class Follower:
     # entry's, nothing emitted since it was set)
     next_start: int | None = None
     lines_in_order: bool = False    # the last read's lines became one event each, in order
+    # after a restart at a position a filter held lines from: which lines to read again (held_lines)
+    replay: Replay | None = None
     group_commit: bool = False      # the last emit was stored when it returned: see GROUP_COMMIT_READS
 
     # -- descriptor ---------------------------------------------------------------------------
@@ -122,6 +125,7 @@ class Follower:
         self.counters.opened += 1
         if self.reader is None:
             self.reader = LineReader(fd, self.pe.pos, host.options.max_line_size)
+            self.replay = host.replay_for(self)
         else:
             self.reader.fd = fd
         return True
@@ -174,11 +178,10 @@ class Follower:
             reads += 1
             if batch is None:
                 return False
-            events, result = batch
+            # blocks: the reads of this emit while each line is one event (concat finds a held
+            # line's offset in them)
+            events, result, blocks = batch
             size = len(result.data)
-            # the reads of this emit, while each line is one event (concat finds a held line's offset)
-            blocks: list[tuple[int, bytes]] | None = [(result.start_pos, result.data)] \
-                if self.lines_in_order and not result.skipped_long else None
             if self.group_commit:
                 # Group commit: while the file has a backlog, several reads go out as one emit, so
                 # one buffer chunk (its files, fsyncs, write-out and unlinks: ~2.5 ms of CPU each)
@@ -193,8 +196,7 @@ class Follower:
                     events = _joined(events, more[0])
                     result = more[1]
                     size += len(result.data)
-                    blocks = blocks + [(result.start_pos, result.data)] \
-                        if blocks is not None and self.lines_in_order and not result.skipped_long else None
+                    blocks = blocks + more[2] if blocks is not None and more[2] is not None else None
             if events:
                 if not await self._emit(host, events, now, result.end_pos, blocks):
                     self.pending = Pending(events, result.end_pos)
@@ -206,8 +208,10 @@ class Follower:
                 return False
         return True
 
-    def _read_batch(self, host: "TailInput", reader: LineReader, now: float) -> "tuple[list[Any], ReadResult] | None":
-        """Read and parse the next batch (about read_lines_limit lines): its events and the read.
+    def _read_batch(self, host: "TailInput", reader: LineReader,
+                    now: float) -> "tuple[list[Any], ReadResult, list[tuple[int, bytes]] | None] | None":
+        """Read and parse the next batch (about read_lines_limit lines): its events, the read, and
+        its lines as runs of (offset, bytes) when each line became one event, in order (else None).
         None when there is nothing to read now (no complete line, back-pressure,
         read_bytes_limit_per_second)."""
         if self._over_unsettled():
@@ -231,8 +235,29 @@ class Follower:
         self.counters.skipped_long += result.skipped_long
         for _i in range(result.skipped_long):
             host.log.warn(f"received line length is longer than {host.options.max_line_size}")
-        events = host.to_events(self, result.data, result.start_pos, now) if result.data else []
-        return events, result
+        data = result.data
+        runs: list[tuple[int, bytes]] | None = [(result.start_pos, data)]
+        if self.replay is not None:
+            data, runs = self._replayed(host, result)
+        events = host.to_events(self, data, result.start_pos, now) if data else []
+        return events, result, runs if self.lines_in_order and not result.skipped_long else None
+
+    def _replayed(self, host: "TailInput", result: ReadResult) -> tuple[bytes, list[tuple[int, bytes]]]:
+        """The part of a read after a restart that is read again (held_lines): up to the replay's
+        end, only the lines a filter held; the others were stored before the restart."""
+        replay = self.replay
+        assert replay is not None
+        if result.start_pos >= replay.end or result.skipped_long:
+            # past it, or lines cut out of the read (max_line_size): read as it is (at worst twice)
+            self.replay = None
+            return result.data, [(result.start_pos, result.data)]
+        data, runs = replay.keep(result.data, result.start_pos)
+        if result.end_pos >= replay.end:
+            self.replay = None
+        skipped = len(result.data) - len(data)
+        if skipped:
+            host.log.debug("skipped lines stored before the restart", path=self.path, bytes=skipped)
+        return data, runs
 
     def _note_partial(self, reader: LineReader, now: float) -> None:
         if not reader.partial:
@@ -353,8 +378,17 @@ class Follower:
             if ticket is not None:
                 saved.append(ticket)
         partly = self._partly_safe(host)
-        if partly is not None and partly > (self.pe.pos if pos is None else pos):
-            pos = partly
+        if partly is not None:
+            held_from, end, ticket = partly
+            base = self.pe.pos if pos is None else pos
+            if held_from >= base and held_from < end and ticket.held_lines is not None and self.fd is not None:
+                # what a restart from there reads again (also while the first held line stays the
+                # same and the stored run grows); without it, everything from there is read again
+                crc = checksum(self.fd, held_from, end)
+                if crc is not None:
+                    host.note_replay(Replay(self.ino, held_from, end, crc, tuple(ticket.held_lines)))
+            if held_from > base:
+                pos = held_from
         if pos is None:
             return
         self.pe.update_pos(pos)
@@ -365,12 +399,13 @@ class Follower:
             self.blocked = False
         host.on_settled(self, wake)
 
-    def _partly_safe(self, host: "TailInput") -> int | None:
+    def _partly_safe(self, host: "TailInput") -> "tuple[int, int, delivery.Ticket] | None":
         """How far the position may move past the settled emits while a filter (concat) holds
         lines of the oldest unsettled ones: the checkpoint of the last emit in the run of those
-        whose outputs stored everything but what is held (it stays before every held line)."""
+        whose outputs stored everything but what is held (it stays before every held line), with
+        that emit's end and ticket."""
         found = None
-        for gate, _end, ticket in self.unsettled:
+        for gate, end, ticket in self.unsettled:
             if ticket is None or ticket.checkpoint is None:
                 break
             if not (gate is not None and gate.done()):
@@ -379,7 +414,7 @@ class Follower:
                 stored, delivered = ticket.downstream()
                 if not (delivered if host.settle_on_delivered else stored).done():
                     break
-            found = ticket.checkpoint[1]
+            found = (ticket.checkpoint[1], end, ticket)
         return found
 
     # -- rotation -----------------------------------------------------------------------------
@@ -429,20 +464,25 @@ class LineStarts:
     """An emit's `Ticket.locate` when each line of its reads became one event, in order: the file
     offset of the line of one of its records (found by identity: a filter may have dropped others)."""
 
-    __slots__ = ("events", "blocks", "_starts")
+    __slots__ = ("events", "blocks", "_starts", "_index")
 
     def __init__(self, events: list[Any], blocks: list[tuple[int, bytes]]) -> None:
         self.events = events
         self.blocks = blocks
         self._starts: list[int] | None = None
+        self._index: dict[int, int] | None = None
 
     def __call__(self, record: Any) -> int | None:
-        index = next((i for i, event in enumerate(self.events) if event[1] is record), None)
+        # computed once, when a filter first asks (an emit whose lines it holds): concat asks for
+        # every line it holds, so a scan per question would cost the emit's length squared
+        index_of = self._index
+        if index_of is None:
+            index_of = self._index = {id(event[1]): i for i, event in enumerate(self.events)}
+        index = index_of.get(id(record))
         if index is None:
             return None
         starts = self._starts
         if starts is None:
-            # computed once, when a filter first asks (an emit whose lines it holds)
             starts = self._starts = []
             for pos, data in self.blocks:
                 at, size = 0, len(data)

@@ -1,0 +1,121 @@
+"""kawa's side file `<pos_file>.kawa-held`: which lines a restart reads again when the pos_file
+stays before lines a filter holds.
+
+concat holds the lines of an unfinished group (a stack trace waiting for its next line) and keeps
+the pos_file at the group's first line, so a kill -9 cannot lose them. With several streams in one
+file (`stream_identity_key`: Docker's stdout and stderr, say) the other streams' lines after that
+first line are written out meanwhile; a restart from the pos_file alone would send them again.
+
+So when the outputs stored everything of a run of emits but what concat holds, and tail moves the
+pos_file up to the first held line, it also records here which lines were still held then and where
+the run ended. A restart that resumes the file at that very offset reads again only those lines up
+to that end, and everything after it. Every entry is written after the outputs stored what it
+claims, so an entry is never ahead of the data. One that does not match the position the file
+resumes at (a later pos_file), or whose checksum of the bytes at that position differs (a rewritten
+file, an inode reused by another), is ignored: the file is then read again from the pos_file as
+before, and lines may come twice, never fewer.
+
+One line per file: `%016x inode \\t %016x first held line \\t %016x end \\t %08x crc32 of up to
+CHECKED_BYTES from the first held line \\t held offsets (hex, comma separated) \\n`, rewritten whole
+(temp file + rename) at each such move.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import zlib
+from bisect import bisect_left
+from dataclasses import dataclass
+from typing import Iterable
+
+SUFFIX = ".kawa-held"
+CHECKED_BYTES = 64
+_LINE = re.compile(rb"^([0-9a-f]{16})\t([0-9a-f]{16})\t([0-9a-f]{16})\t([0-9a-f]{8})\t([0-9a-f,]*)$")
+
+
+def checksum(fd: int, start: int, end: int) -> int | None:
+    """crc32 of the bytes from `start` (at most CHECKED_BYTES, not past `end`); None: unreadable."""
+    want = min(CHECKED_BYTES, end - start)
+    try:
+        data = os.pread(fd, want, start)
+    except OSError:
+        return None
+    return zlib.crc32(data) if len(data) == want else None
+
+
+@dataclass(frozen=True)
+class Replay:
+    """What a restart at `start` reads again of inode `ino`: the `lines` (offsets, sorted) before
+    `end`, and every line from `end` on."""
+    ino: int
+    start: int
+    end: int
+    crc: int
+    lines: tuple[int, ...]
+
+    def keep(self, data: bytes, pos: int) -> tuple[bytes, list[tuple[int, bytes]]]:
+        """The part of `data` (complete lines read from offset `pos`) to read again, and its runs of
+        lines as (offset, bytes)."""
+        runs: list[tuple[int, bytes]] = []
+        lines, end = self.lines, self.end
+        at, size = 0, len(data)
+        while at < size and pos + at < end:
+            nl = data.index(b"\n", at) + 1
+            offset = pos + at
+            i = bisect_left(lines, offset)
+            if i < len(lines) and lines[i] == offset:
+                runs.append((offset, data[at:nl]))
+            at = nl
+        if at < size:
+            runs.append((pos + at, data[at:]))
+        return b"".join(run for _offset, run in runs), runs
+
+
+class HeldLines:
+    def __init__(self, pos_file: str) -> None:
+        self.path = pos_file + SUFFIX
+        self.entries: dict[int, Replay] = {}
+        try:
+            with open(self.path, "rb") as fh:
+                data = fh.read()
+        except OSError:
+            return
+        for line in data.split(b"\n"):
+            m = _LINE.match(line)
+            if m is None:           # a torn or foreign line: that file is read again from its pos_file
+                continue
+            lines = tuple(int(x, 16) for x in m.group(5).split(b",") if x)
+            replay = Replay(int(m.group(1), 16), int(m.group(2), 16), int(m.group(3), 16),
+                            int(m.group(4), 16), lines)
+            if list(replay.lines) == sorted(replay.lines) and replay.start < replay.end:
+                self.entries[replay.ino] = replay
+
+    def replay_for(self, ino: int, pos: int, fd: int) -> Replay | None:
+        """The entry of a file (open as `fd`) resumed at `pos`, when it was written for that
+        position of that file."""
+        replay = self.entries.get(ino)
+        if replay is None or replay.start != pos or checksum(fd, replay.start, replay.end) != replay.crc:
+            return None
+        return replay
+
+    def note(self, replay: Replay, followed: Iterable[int]) -> None:
+        """Record `replay` for its file; entries of files no longer `followed` (inodes) go."""
+        if self.entries.get(replay.ino) == replay:
+            return
+        keep = set(followed)
+        self.entries = {ino: r for ino, r in self.entries.items() if ino in keep}
+        self.entries[replay.ino] = replay
+        self._write()
+
+    def _write(self) -> None:
+        data = b"".join(b"%016x\t%016x\t%016x\t%08x\t" % (r.ino, r.start, r.end, r.crc)
+                        + b",".join(b"%x" % offset for offset in r.lines) + b"\n"
+                        for r in self.entries.values())
+        tmp = f"{self.path}.tmp{os.getpid()}"
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+            os.replace(tmp, self.path)
+        except OSError:
+            pass            # no entry: the next start reads those lines again (twice, never fewer)
