@@ -87,15 +87,7 @@ def test_kill_9_while_concat_holds_a_group(tmp_path: Path) -> None:
     assert 'record={"message"=>"START 4"}' in text
 
 
-FILE_CONF = SOURCE + r"""
-<filter app>
-  @type grep
-  <exclude>
-    key message
-    pattern /DEBUG/
-  </exclude>
-</filter>
-""" + CONCAT + r"""
+FILE_MATCH = r"""
 <match app>
   @type file
   path {out}
@@ -106,45 +98,66 @@ FILE_CONF = SOURCE + r"""
 </match>
 """
 
+FILE_CONF = SOURCE + r"""
+<filter app>
+  @type grep
+  <exclude>
+    key message
+    pattern /DEBUG/
+  </exclude>
+</filter>
+""" + CONCAT + FILE_MATCH
+
 
 def file_messages(folder: Path) -> list[str]:
     return [orjson.loads(line.split("\t")[2])["message"]
             for path in sorted(folder.glob("out*.log")) for line in path.read_text().splitlines()]
 
 
-@pytest.mark.parametrize("flush", ["flush_mode immediate", "flush_mode interval\n    flush_interval 3s"],
-                         ids=["written-at-once", "chunk-waits-in-the-buffer"])
+FLUSH_MODES = pytest.mark.parametrize("flush", ["flush_mode immediate", "flush_mode interval\n    flush_interval 3s"],
+                                      ids=["written-at-once", "chunk-waits-in-the-buffer"])
+
+
+def kill_while_held(tmp_path: Path, conf_text: str, held_from: int, appended: str, groups: int) -> tuple[Counter[str], str]:
+    """Run kawa on `conf_text` until tail's pos_file is at `held_from` (the first held line), kill -9 it,
+    append `appended` to app.log, start it again until `groups` distinct messages are written, stop it.
+    Returns each message's count and kawa's log."""
+    log, pos = tmp_path / "app.log", tmp_path / "app.pos"
+    conf = tmp_path / "fluent.conf"
+    conf.write_text(conf_text)
+    kawa = no_loss.Kawa(conf, tmp_path / "kawa.log", dict(os.environ))
+    kawa.start()
+    try:
+        no_loss.wait_until(lambda: no_loss.position(pos) == held_from, 30, "the pos_file at the held group", kawa)
+        kawa.kill()
+        assert no_loss.position(pos) == held_from
+        with log.open("a") as f:
+            f.write(appended)
+        kawa.start()
+        no_loss.wait_until(lambda: len(set(file_messages(tmp_path))) >= groups, 30, "the next groups", kawa)
+        rc, _took = kawa.term(60)
+        assert rc == 0, kawa.log.read_text()[-4000:]
+    finally:
+        if kawa.proc is not None and kawa.proc.poll() is None:
+            kawa.proc.kill()
+    return Counter(file_messages(tmp_path)), kawa.log.read_text()
+
+
+@FLUSH_MODES
 def test_kill_9_while_concat_holds_a_group_into_a_file_buffer(tmp_path: Path, flush: str) -> None:
     """The file buffer stores each emit's other events with tail's checkpoint, and a restart skips
     what a chunk already holds: that checkpoint must stay before the held group (the chunk waiting
     in the buffer lost the group when it did not), and the pos_file moves up to the group's first
     line (the group written at once was written again when it stayed at the emit's start). A grep
     before concat drops some lines: tail still finds the held line's offset."""
-    log, pos, out = tmp_path / "app.log", tmp_path / "app.pos", tmp_path / "out"
+    log = tmp_path / "app.log"
     now = int(time.time()) - 60
     first = f"{now} START 1\n a1\n DEBUG 1\n a2\n DEBUG 2\n"
     log.write_text(first + f"{now + 1} START 2\n b1\n")
-    conf = tmp_path / "fluent.conf"
-    conf.write_text(FILE_CONF.format(log=log, pos=pos, out=out, flush=flush))
-    kawa = no_loss.Kawa(conf, tmp_path / "kawa.log", dict(os.environ))
-    kawa.start()
-    try:
-        # group 1 is stored (written, or fsync'd in a chunk that waits for its flush), group 2 held
-        no_loss.wait_until(lambda: no_loss.position(pos) == len(first), 30, "the pos_file at group 2", kawa)
-        kawa.kill()
-        assert no_loss.position(pos) == len(first)
-        with log.open("a") as f:
-            f.write(f" b2\n{now + 2} START 3\n c1\n{now + 3} START 4\n")
-        kawa.start()
-        no_loss.wait_until(lambda: len(file_messages(tmp_path)) >= 3, 30, "the next groups", kawa)
-        rc, _took = kawa.term(60)
-        assert rc == 0, kawa.log.read_text()[-4000:]
-    finally:
-        if kawa.proc is not None and kawa.proc.poll() is None:
-            kawa.proc.kill()
-    got = Counter(file_messages(tmp_path))
-    assert got == {"START 1\n a1\n a2": 1, "START 2\n b1\n b2": 1, "START 3\n c1": 1}, \
-        (got, kawa.log.read_text()[-3000:])
+    conf = FILE_CONF.format(log=log, pos=tmp_path / "app.pos", out=tmp_path / "out", flush=flush)
+    # group 1 is stored (written, or fsync'd in a chunk that waits for its flush), group 2 held
+    got, text = kill_while_held(tmp_path, conf, len(first), f" b2\n{now + 2} START 3\n c1\n{now + 3} START 4\n", 3)
+    assert got == {"START 1\n a1\n a2": 1, "START 2\n b1\n b2": 1, "START 3\n c1": 1}, (got, text[-3000:])
 
 
 STREAMS_CONF = r"""
@@ -165,51 +178,22 @@ STREAMS_CONF = r"""
   stream_identity_key stream
   multiline_start_regexp /^START/
 </filter>
-<match app>
-  @type file
-  path {out}
-  append true
-  <buffer>
-    {flush}
-  </buffer>
-</match>
-"""
+""" + FILE_MATCH
 
 
-@pytest.mark.parametrize("flush", ["flush_mode immediate", "flush_mode interval\n    flush_interval 3s"],
-                         ids=["written-at-once", "chunk-waits-in-the-buffer"])
+@FLUSH_MODES
 def test_kill_9_while_one_stream_holds_a_group_doubles_no_line_of_the_others(tmp_path: Path, flush: str) -> None:
     """stdout and stderr in one file (Docker's json-file logs): concat holds stderr's stack trace, so
     the pos_file stays at its first line while stdout's lines after it are stored. A restart from
     there reads again only the held lines up to where the stored run ended (.kawa-held): without
     that, every stdout line after the trace's start was written twice."""
-    log, pos, out = tmp_path / "app.log", tmp_path / "app.pos", tmp_path / "out"
+    log = tmp_path / "app.log"
     head = "out START 0\nout  z1\n"
-    held = "err START 1\nerr  e1\n"
-    log.write_text(head + held + "".join(f"out START {i}\n" for i in range(2, 12)) + "err  e2\n")
-    conf = tmp_path / "fluent.conf"
-    conf.write_text(STREAMS_CONF.format(log=log, pos=pos, out=out, flush=flush))
-    kawa = no_loss.Kawa(conf, tmp_path / "kawa.log", dict(os.environ))
-    kawa.start()
-    try:
-        # stdout's groups before the last are stored; stderr's group and "out START 11" are held
-        no_loss.wait_until(lambda: no_loss.position(pos) == len(head), 30, "the pos_file at the held group", kawa)
-        no_loss.wait_until(lambda: Path(str(pos) + ".kawa-held").exists(), 30, "the .kawa-held entry", kawa)
-        kawa.kill()
-        assert no_loss.position(pos) == len(head)
-        with log.open("a") as f:
-            f.write("err START 12\nout START 13\n")
-        kawa.start()
-        # the held group and "out START 11" end with the new lines (12 and 13 are held to the stop)
-        no_loss.wait_until(lambda: len(set(file_messages(tmp_path))) >= 12, 30, "the next groups", kawa)
-        rc, _took = kawa.term(60)
-        assert rc == 0, kawa.log.read_text()[-4000:]
-    finally:
-        if kawa.proc is not None and kawa.proc.poll() is None:
-            kawa.proc.kill()
-    text = kawa.log.read_text()
-    got = Counter(file_messages(tmp_path))
+    log.write_text(head + "err START 1\nerr  e1\n" + "".join(f"out START {i}\n" for i in range(2, 12)) + "err  e2\n")
+    conf = STREAMS_CONF.format(log=log, pos=tmp_path / "app.pos", out=tmp_path / "out", flush=flush)
+    # stdout's groups before the last are stored; stderr's group and "out START 11" are held. The
+    # new lines end both (12 and 13 are held to the stop, which sends them to the error stream).
+    got, text = kill_while_held(tmp_path, conf, len(head), "err START 12\nout START 13\n", 12)
     want = Counter({"START 0\n z1": 1, "START 1\n e1\n e2": 1, **{f"START {i}": 1 for i in range(2, 12)}})
     assert got == want, (got, text[-3000:])
     assert "only the 4 lines a filter held at the last stop are read again" in text, text[-3000:]
-

@@ -29,6 +29,8 @@ from bisect import bisect_left
 from dataclasses import dataclass
 from typing import Iterable
 
+from kawa.plugins.inputs._tail import side_file
+
 SUFFIX = ".kawa-held"
 CHECKED_BYTES = 64
 _LINE = re.compile(rb"^([0-9a-f]{16})\t([0-9a-f]{16})\t([0-9a-f]{16})\t([0-9a-f]{8})\t([0-9a-f,]*)$")
@@ -76,15 +78,7 @@ class HeldLines:
     def __init__(self, pos_file: str) -> None:
         self.path = pos_file + SUFFIX
         self.entries: dict[int, Replay] = {}
-        try:
-            with open(self.path, "rb") as fh:
-                data = fh.read()
-        except OSError:
-            return
-        for line in data.split(b"\n"):
-            m = _LINE.match(line)
-            if m is None:           # a torn or foreign line: that file is read again from its pos_file
-                continue
+        for m in side_file.read_records(self.path, _LINE):     # a file without one: read from its pos_file
             lines = tuple(int(x, 16) for x in m.group(5).split(b",") if x)
             replay = Replay(int(m.group(1), 16), int(m.group(2), 16), int(m.group(3), 16),
                             int(m.group(4), 16), lines)
@@ -109,13 +103,7 @@ class HeldLines:
         self._write()
 
     def _write(self) -> None:
-        data = b"".join(b"%016x\t%016x\t%016x\t%08x\t" % (r.ino, r.start, r.end, r.crc)
-                        + b",".join(b"%x" % offset for offset in r.lines) + b"\n"
-                        for r in self.entries.values())
-        tmp = f"{self.path}.tmp{os.getpid()}"
-        try:
-            with open(tmp, "wb") as fh:
-                fh.write(data)
-            os.replace(tmp, self.path)
-        except OSError:
-            pass            # no entry: the next start reads those lines again (twice, never fewer)
+        # (not written: the next start reads those lines again, twice, never fewer)
+        side_file.replace(self.path, b"".join(b"%016x\t%016x\t%016x\t%08x\t" % (r.ino, r.start, r.end, r.crc)
+                                              + b",".join(b"%x" % offset for offset in r.lines) + b"\n"
+                                              for r in self.entries.values()))

@@ -24,6 +24,8 @@ import zlib
 from dataclasses import dataclass
 from typing import Iterable
 
+from kawa.plugins.inputs._tail import side_file
+
 SUFFIX = ".kawa-marks"
 MARK_BYTES = 64               # checksummed bytes before the offset: a whole nginx line is ~200
 MARK_INTERVAL = 30.0          # seconds between saves while reading; no wake-up of its own
@@ -71,16 +73,8 @@ class OffsetMarks:
     def __init__(self, pos_file: str) -> None:
         self.path = pos_file + SUFFIX
         self.marks: dict[str, Mark] = {}
-        try:
-            with open(self.path, "rb") as fh:
-                data = fh.read()
-        except OSError:
-            return
-        for line in data.split(b"\n"):
-            m = _LINE.match(line)
-            if m is not None:       # a torn or foreign line is no mark: that file is not checked
-                self.marks[os.fsdecode(m.group(4))] = Mark(int(m.group(1), 16), int(m.group(2), 16),
-                                                           int(m.group(3), 16))
+        for m in side_file.read_records(self.path, _LINE):     # a file without a mark is not checked
+            self.marks[os.fsdecode(m.group(4))] = Mark(int(m.group(1), 16), int(m.group(2), 16), int(m.group(3), 16))
 
     def rewritten(self, key: str, path: str, ino: int, size: int) -> bool:
         """Whether the file at `path` (inode `ino`, `size` bytes) no longer holds the bytes the mark
@@ -123,12 +117,6 @@ class OffsetMarks:
             self._write()
 
     def _write(self) -> None:
-        data = b"".join(b"%016x\t%016x\t%08x\t" % (m.ino, m.pos, m.crc) + os.fsencode(p) + b"\n"
-                        for p, m in self.marks.items())
-        tmp = f"{self.path}.tmp{os.getpid()}"
-        try:
-            with open(tmp, "wb") as fh:
-                fh.write(data)
-            os.replace(tmp, self.path)
-        except OSError:
-            pass            # no marks: the next start checks less (as Fluentd), never reads less
+        # (not written: the next start checks less, as Fluentd, never reads less)
+        side_file.replace(self.path, b"".join(b"%016x\t%016x\t%08x\t" % (m.ino, m.pos, m.crc) + os.fsencode(p)
+                                              + b"\n" for p, m in self.marks.items()))
