@@ -20,20 +20,15 @@ pytestmark = pytest.mark.e2e
 
 GROUP, STREAM = "concat", "app"
 
-SOURCE = r"""
-<source>
-  @type tail
-  path {log}
-  pos_file {pos}
-  read_from_head true
-  tag app
-  <parse>
-    @type regexp
-    expression /^(?:(?<time>\d{{10}}) )?(?<message>.*)$/
-    time_format %s
-  </parse>
-</source>
-"""
+
+
+def tail_source(parse: str) -> str:
+    """The <source> (tail app.log, tag app) with its <parse> body; {log} and {pos} are filled in later."""
+    return ("\n<source>\n  @type tail\n  path {log}\n  pos_file {pos}\n  read_from_head true\n  tag app\n"
+            f"  <parse>\n    @type regexp\n{parse}  </parse>\n</source>\n")
+
+
+SOURCE = tail_source("    expression /^(?:(?<time>\\d{{10}}) )?(?<message>.*)$/\n    time_format %s\n")
 
 CONCAT = r"""
 <filter app>
@@ -160,18 +155,7 @@ def test_kill_9_while_concat_holds_a_group_into_a_file_buffer(tmp_path: Path, fl
     assert got == {"START 1\n a1\n a2": 1, "START 2\n b1\n b2": 1, "START 3\n c1": 1}, (got, text[-3000:])
 
 
-STREAMS_CONF = r"""
-<source>
-  @type tail
-  path {log}
-  pos_file {pos}
-  read_from_head true
-  tag app
-  <parse>
-    @type regexp
-    expression /^(?<stream>out|err) (?<message>.*)$/
-  </parse>
-</source>
+STREAMS_CONF = tail_source("    expression /^(?<stream>out|err) (?<message>.*)$/\n") + r"""
 <filter app>
   @type concat
   key message
