@@ -47,13 +47,15 @@ def test_an_entry_is_written_and_found_again_for_its_position_and_bytes(tmp_path
         assert again.replay_for(ino + 1, 0, fd) is None       # another file
     finally:
         os.close(fd)
-    # the same inode holding other bytes there (rewritten while kawa was down): not applied
-    log.write_bytes(b"out x\n" + DATA)
-    fd = _open(log)
-    try:
-        assert HeldLines(pos_file).replay_for(ino, 0, fd) is None
-    finally:
-        os.close(fd)
+    # the same inode holding other bytes (rewritten while kawa was down), at the start of the
+    # skipped lines or only at their end: not applied
+    for other in (b"out x\n" + DATA, DATA[:26] + b"out B\n" + DATA[32:]):     # (DATA is short)
+        log.write_bytes(other)
+        fd = _open(log)
+        try:
+            assert HeldLines(pos_file).replay_for(ino, 0, fd) is None
+        finally:
+            os.close(fd)
 
 
 def test_entries_of_files_no_longer_followed_go_and_torn_lines_are_ignored(tmp_path: Path) -> None:
@@ -65,3 +67,29 @@ def test_entries_of_files_no_longer_followed_go_and_torn_lines_are_ignored(tmp_p
     with open(pos_file + SUFFIX, "ab") as f:
         f.write(b"0000000000000009\t00000")                    # a write cut by a kill
     assert set(HeldLines(pos_file).entries) == {8}
+
+
+def test_a_truncated_file_loses_its_entry(tmp_path: Path) -> None:
+    pos_file = str(tmp_path / "app.pos")
+    held = HeldLines(pos_file)
+    held.note(Replay(7, 0, 32, 1, (0,)), followed=[7])
+    held.forget(7)
+    assert HeldLines(pos_file).entries == {}
+
+
+def test_the_checksum_covers_both_ends_of_the_skipped_lines(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    lines = b"".join(b"out line %03d......\n" % i for i in range(20))      # 20 bytes each
+    log.write_bytes(lines)
+    fd = _open(log)
+    try:
+        before = checksum(fd, 0, 400), checksum(fd, 0, 380)
+    finally:
+        os.close(fd)
+    log.write_bytes(lines[:380] + b"out line 019 changed"[:19] + b"\n")   # only the last line differs
+    fd = _open(log)
+    try:
+        assert checksum(fd, 0, 400) != before[0]
+        assert checksum(fd, 0, 380) == before[1]          # the lines before it are the same
+    finally:
+        os.close(fd)

@@ -279,7 +279,8 @@ class TailInput(Input):
 
     def forget_offsets(self, ino: int, mark_key: str) -> None:
         """The file `ino` was truncated in place: its old offsets name other content. The buffers drop
-        its checkpoint key (kawa.delivery.forget), and its offset mark (under `mark_key`) goes at
+        its checkpoint key (kawa.delivery.forget), and its offset mark (under `mark_key`) and held-lines
+        entry go at
         once: left until the next save, a kill -9 would make the next start take the new content
         for a rewrite and read it twice."""
         key = self.checkpoint_key(ino)
@@ -287,6 +288,8 @@ class TailInput(Input):
             delivery.forget(key)
         if self.marks is not None:
             self.marks.forget(mark_key)
+        if self.held_lines is not None:
+            self.held_lines.forget(ino)
 
     def on_settled(self, follower: Follower, wake: bool) -> None:
         """A follower saved a settled position: read it again if it waited; close after stop."""

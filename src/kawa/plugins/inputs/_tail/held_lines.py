@@ -11,13 +11,13 @@ pos_file up to the first held line, it also records here which lines were still 
 the run ended. A restart that resumes the file at that very offset reads again only those lines up
 to that end, and everything after it. Every entry is written after the outputs stored what it
 claims, so an entry is never ahead of the data. One that does not match the position the file
-resumes at (a later pos_file), or whose checksum of the bytes at that position differs (a rewritten
-file, an inode reused by another), is ignored: the file is then read again from the pos_file as
+resumes at (a later pos_file), or whose checksum of the bytes at both ends of the lines it skips
+differs (a rewritten file, an inode reused by another), is ignored: the file is then read again from the pos_file as
 before, and lines may come twice, never fewer.
 
 One line per file: `%016x inode \\t %016x first held line \\t %016x end \\t %08x crc32 of up to
-CHECKED_BYTES from the first held line \\t held offsets (hex, comma separated) \\n`, rewritten whole
-(temp file + rename) at each such move.
+CHECKED_BYTES after the first held line and before the end \\t held offsets (hex, comma separated)
+\\n`, rewritten whole (temp file + rename) at each such move.
 """
 
 from __future__ import annotations
@@ -37,13 +37,15 @@ _LINE = re.compile(rb"^([0-9a-f]{16})\t([0-9a-f]{16})\t([0-9a-f]{16})\t([0-9a-f]
 
 
 def checksum(fd: int, start: int, end: int) -> int | None:
-    """crc32 of the bytes from `start` (at most CHECKED_BYTES, not past `end`); None: unreadable."""
-    want = min(CHECKED_BYTES, end - start)
+    """crc32 of the first and the last bytes from `start` to `end` (at most CHECKED_BYTES each): the
+    content the entry was written for at both ends of the lines it skips. None: unreadable."""
+    head = min(CHECKED_BYTES, end - start)
+    tail_start = max(start + head, end - CHECKED_BYTES)
     try:
-        data = os.pread(fd, want, start)
+        data = os.pread(fd, head, start) + os.pread(fd, end - tail_start, tail_start)
     except OSError:
         return None
-    return zlib.crc32(data) if len(data) == want else None
+    return zlib.crc32(data) if len(data) == head + end - tail_start else None
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,11 @@ class HeldLines:
         if replay is None or replay.start != pos or checksum(fd, replay.start, replay.end) != replay.crc:
             return None
         return replay
+
+    def forget(self, ino: int) -> None:
+        """The file was truncated while read: its entry names old content."""
+        if self.entries.pop(ino, None) is not None:
+            self._write()
 
     def note(self, replay: Replay, followed: Iterable[int]) -> None:
         """Record `replay` for its file; entries of files no longer `followed` (inodes) go."""
