@@ -92,3 +92,17 @@ def test_hurry_asks_each_output_once_and_only_for_unsettled_tickets() -> None:
         assert hurry([Ticket()]) == 0         # no output waits on a timer for it
 
     asyncio.run(run())
+
+
+def test_the_held_lines_of_two_filters_add_up_and_one_unknown_makes_them_unknown() -> None:
+    async def go() -> None:
+        ticket = Ticket(("app.log", 100), start=0)
+        ticket.hold_back(40, [40, 60])
+        ticket.hold_back(20, [20, 60])            # a second concat in the pipeline
+        assert ticket.checkpoint == ("app.log", 20) and ticket.held_lines == [20, 40, 60]
+        ticket.hold_back(30, None)
+        assert ticket.checkpoint == ("app.log", 20) and ticket.held_lines is None
+        ticket.hold_back(10, [10])                # once unknown, it stays so
+        assert ticket.checkpoint == ("app.log", 10) and ticket.held_lines is None
+
+    asyncio.run(go())

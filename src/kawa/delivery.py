@@ -43,7 +43,7 @@ class Ticket:
 
     __slots__ = ("_stored_pending", "_delivered_pending", "_sealed", "stored", "delivered", "failed",
                  "checkpoint", "committed", "_hurry", "_held_stored", "_held_delivered", "_downstream",
-                 "start", "locate", "held_lines")
+                 "start", "locate", "held_lines", "_hold_backs")
 
     def __init__(self, checkpoint: tuple[str, int] | None = None, start: int | None = None) -> None:
         loop = asyncio.get_running_loop()
@@ -71,6 +71,7 @@ class Ticket:
         # set by hold_back: the offsets of every line a filter still holds at the end of this emit
         # (sorted; None: some held line's offset is not known)
         self.held_lines: list[int] | None = None
+        self._hold_backs = 0
 
     @property
     def holds(self) -> bool:
@@ -99,7 +100,13 @@ class Ticket:
         lowered checkpoint needs to read only those again up to the emit's end (kawa's tail)."""
         if self.checkpoint is not None and offset < self.checkpoint[1]:
             self.checkpoint = (self.checkpoint[0], offset)
-        self.held_lines = lines
+        if not self._hold_backs:
+            self.held_lines = lines
+        elif self.held_lines is None or lines is None:
+            self.held_lines = None          # two filters hold lines: known only when both know theirs
+        else:
+            self.held_lines = sorted(set(self.held_lines).union(lines))
+        self._hold_backs += 1
 
     def on_hurry(self, deliver_sooner: Callable[[], None]) -> None:
         """Called by an output whose share waits for a timer: how to deliver it now instead."""
