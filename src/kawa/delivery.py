@@ -78,6 +78,12 @@ class Ticket:
         """A filter keeps some of the events for a later emit."""
         return self._held_stored > 0
 
+    @property
+    def held_back(self) -> bool:
+        """A filter that holds lines of this input saw this emit (hold_back): `checkpoint` and
+        `held_lines` say where the lines it held at the emit's end are."""
+        return self._hold_backs > 0
+
     def offset_of(self, record: Any) -> int | None:
         """The input offset where a restart reads `record` again (None without a checkpoint): its
         own line's when the input can tell, else where this emit's events begin (an input without

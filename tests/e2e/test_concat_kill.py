@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import time
+import urllib.request
 from collections import Counter
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import orjson
 import pytest
 
 from kawa.testing import no_loss
-from kawa.testing.cwl_server import MotoServer, StrictCloudWatchProxy, fake_aws_env, read_all_events
+from kawa.testing.cwl_server import MotoServer, StrictCloudWatchProxy, fake_aws_env, free_port, read_all_events
 
 pytestmark = pytest.mark.e2e
 
@@ -181,3 +182,51 @@ def test_kill_9_while_one_stream_holds_a_group_doubles_no_line_of_the_others(tmp
     want = Counter({"START 0\n z1": 1, "START 1\n e1\n e2": 1, **{f"START {i}": 1 for i in range(2, 12)}})
     assert got == want, (got, text[-3000:])
     assert "only the 4 lines a filter held at the last stop are read again" in text, text[-3000:]
+
+
+def tail_emitted(port: int) -> int:
+    """Records tail emitted so far (monitor_agent), dropped ones included."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/plugins.json", timeout=5) as answer:
+            plugins = orjson.loads(answer.read())["plugins"]
+    except OSError:
+        return -1
+    return sum(p.get("emit_records", 0) for p in plugins if p["type"] == "tail")
+
+
+def test_an_emit_a_filter_drops_before_concat_does_not_move_the_pos_file_past_a_held_group(tmp_path: Path) -> None:
+    """A quiet app: its stack trace's first lines are held by concat, then a line grep drops comes in
+    an emit of its own (concat never sees it), which settles at once. When the memory buffer then
+    delivered the emit before it (the one whose lines concat holds), the pos_file moved to the end of
+    the dropped line's emit, past the held group: a kill -9 then lost the trace."""
+    log, pos = tmp_path / "app.log", tmp_path / "app.pos"
+    port = free_port()
+    head = "START 0\n"
+    log.write_text(head + "START 1\n a1\n")
+    conf = tmp_path / "fluent.conf"
+    conf.write_text(FILE_CONF.format(log=log, pos=pos, out=tmp_path / "out",
+                                     flush="@type memory\n    flush_mode interval\n    flush_interval 2s")
+                    + f"<source>\n  @type monitor_agent\n  bind 127.0.0.1\n  port {port}\n</source>\n")
+    kawa = no_loss.Kawa(conf, tmp_path / "kawa.log", dict(os.environ))
+    kawa.start()
+    try:
+        no_loss.wait_until(lambda: tail_emitted(port) == 3, 30, "tail to emit the first lines", kawa)
+        with log.open("a") as f:
+            f.write(" DEBUG 1\n")                 # its own emit; grep drops it before concat
+        no_loss.wait_until(lambda: tail_emitted(port) == 4, 30, "tail to emit the DEBUG line", kawa)
+        # the flush delivers "START 0": the position moves up to the held group, not past it
+        no_loss.wait_until(lambda: no_loss.position(pos) > 0, 30, "the pos_file to move", kawa)
+        time.sleep(0.2)
+        assert no_loss.position(pos) == len(head), "the pos_file moved past the held group"
+        kawa.kill()
+        with log.open("a") as f:
+            f.write(" a2\nSTART 2\n")
+        kawa.start()
+        no_loss.wait_until(lambda: "START 1\n a1\n a2" in file_messages(tmp_path), 30, "the held group", kawa)
+        rc, _took = kawa.term(60)
+        assert rc == 0, kawa.log.read_text()[-4000:]
+    finally:
+        if kawa.proc is not None and kawa.proc.poll() is None:
+            kawa.proc.kill()
+    got = Counter(file_messages(tmp_path))
+    assert got == {"START 0": 1, "START 1\n a1\n a2": 1}, (got, kawa.log.read_text()[-3000:])

@@ -379,14 +379,14 @@ class Follower:
                 saved.append(ticket)
         partly = self._partly_safe(host)
         if partly is not None:
-            held_from, end, ticket = partly
+            held_from, end, held_lines = partly
             base = self.pe.pos if pos is None else pos
-            if held_from >= base and held_from < end and ticket.held_lines is not None and self.fd is not None:
+            if held_from >= base and held_from < end and held_lines is not None and self.fd is not None:
                 # what a restart from there reads again (also while the first held line stays the
                 # same and the stored run grows); without it, everything from there is read again
                 crc = checksum(self.fd, held_from, end)
                 if crc is not None:
-                    host.note_replay(Replay(self.ino, held_from, end, crc, tuple(ticket.held_lines)))
+                    host.note_replay(Replay(self.ino, held_from, end, crc, tuple(held_lines)))
             if held_from > base:
                 pos = held_from
         if pos is None:
@@ -399,12 +399,16 @@ class Follower:
             self.blocked = False
         host.on_settled(self, wake)
 
-    def _partly_safe(self, host: "TailInput") -> "tuple[int, int, delivery.Ticket] | None":
+    def _partly_safe(self, host: "TailInput") -> tuple[int, int, list[int] | None] | None:
         """How far the position may move past the settled emits while a filter (concat) holds
-        lines of the oldest unsettled ones: the checkpoint of the last emit in the run of those
-        whose outputs stored everything but what is held (it stays before every held line), with
-        that emit's end and ticket."""
+        lines of the oldest unsettled ones: the first line held at the end of the run of emits
+        whose outputs stored everything but what is held, with the run's end and the offsets of
+        the lines held then (None: not known)."""
         found = None
+        # (first held line, held lines) after the last emit of the run that concat saw: an emit it
+        # did not see (an earlier filter dropped all of it) settles at once, and leaves it holding
+        # what it held before; the position must stay before those lines all the same
+        floor: tuple[int, list[int] | None] | None = None
         for gate, end, ticket in self.unsettled:
             if ticket is None or ticket.checkpoint is None:
                 break
@@ -414,7 +418,9 @@ class Follower:
                 stored, delivered = ticket.downstream()
                 if not (delivered if host.settle_on_delivered else stored).done():
                     break
-            found = (ticket.checkpoint[1], end, ticket)
+            if ticket.held_back:
+                floor = (ticket.checkpoint[1], ticket.held_lines)
+            found = (end, end, None) if floor is None else (floor[0], end, floor[1])
         return found
 
     # -- rotation -----------------------------------------------------------------------------
