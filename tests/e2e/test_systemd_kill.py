@@ -48,6 +48,11 @@ CONF = """
 """
 
 
+def cursor_at(cursor: Path, seqnum: int) -> bool:
+    """The cursor file names the entry of sequence number `seqnum` (hex in the cursor)."""
+    return cursor.exists() and f";i={seqnum:x};" in cursor.read_text()
+
+
 def written(root: Path) -> Counter[str]:
     return Counter(line for f in (root / "out").glob("kubelet*.log") for line in f.read_text().splitlines())
 
@@ -65,8 +70,6 @@ def test_kill_9_between_appends_resumes_at_the_saved_cursor(tmp_path: Path) -> N
     def all_written() -> bool:
         return set(want) <= set(written(tmp_path))
 
-    def cursor_at(seqnum: int) -> bool:      # the cursor's sequence number is hex
-        return cursor.exists() and f";i={seqnum:x};" in cursor.read_text()
 
     try:
         for round_ in range(3):
@@ -78,7 +81,7 @@ def test_kill_9_between_appends_resumes_at_the_saved_cursor(tmp_path: Path) -> N
             kawa.start()
             no_loss.wait_until(all_written, 30, f"round {round_} written", kawa)
             last = len(want) + round_ + 1        # the sshd entries count too
-            no_loss.wait_until(functools.partial(cursor_at, last), 10, "the cursor saved", kawa)
+            no_loss.wait_until(functools.partial(cursor_at, cursor, last), 10, "the cursor saved", kawa)
             kawa.kill()
     finally:
         if kawa.proc is not None and kawa.proc.poll() is None:
@@ -146,3 +149,43 @@ def test_a_journal_backlog_into_a_memory_buffer_does_not_wait_for_its_flush_inte
                 kawa.proc.kill()
         messages = [e["message"] for e in read_all_events(cloudwatch.endpoint, "node", "kubelet")]
     assert sorted(messages) == sorted(f"entry {i}" for i in range(20_000))
+
+
+def test_a_cursor_saved_behind_the_buffered_chunks_does_not_send_them_twice(tmp_path: Path) -> None:
+    """A kill -9 between a chunk's fsync and the cursor's save (milliseconds) leaves the cursor one
+    batch behind what the file buffer holds: here the cursor file is set back by hand after the kill,
+    to the one saved after the first round. The chunks carry the journal sequence number of their
+    last entry, so the restart skips what they hold: each entry is written once (before, the second
+    round was written twice)."""
+    (tmp_path / "journal").mkdir()
+    journal = tmp_path / "journal" / "system.journal"
+    conf = tmp_path / "fluent.conf"
+    # the chunks stay in the buffer until the stop, which writes them out
+    conf.write_text(CONF.format(root=tmp_path).replace(
+        "flush_mode immediate", "flush_mode interval\n    flush_interval 1h\n    flush_at_shutdown true"))
+    kawa = no_loss.Kawa(conf, tmp_path / "kawa.log", dict(os.environ))
+    cursor = tmp_path / "state" / "worker0" / "kubelet_journal" / "storage.json"
+    start_us = time.time_ns() // 1000 - 60_000_000
+    rounds = [[f"round {r} entry {i}" for i in range(300)] for r in range(2)]
+    saved = []
+    try:
+        kawa.start()
+        for r, batch in enumerate(rounds):
+            append_entries(journal, [{"MESSAGE": m, "_SYSTEMD_UNIT": "kubelet.service"} for m in batch],
+                           start_us + r * 10_000)
+            no_loss.wait_until(functools.partial(cursor_at, cursor, 300 * (r + 1)), 30,
+                               f"the cursor after round {r}", kawa)
+            saved.append(cursor.read_text())
+        kawa.kill()
+        cursor.write_text(saved[0])         # as if the kill came before the second round's cursor
+        kawa.start()
+        no_loss.wait_until(functools.partial(cursor_at, cursor, 600), 30, "the cursor after the restart", kawa)
+        rc, _took = kawa.term(60)
+        assert rc == 0, kawa.log.read_text()[-3000:]
+    finally:
+        if kawa.proc is not None and kawa.proc.poll() is None:
+            kawa.proc.kill()
+    got = written(tmp_path)
+    assert got == Counter(rounds[0] + rounds[1]), sorted(m for m, n in got.items() if n != 1)[:5]
+    assert "entries after the saved cursor up to sequence number 0x258 are in the buffer already" in \
+        kawa.log.read_text()

@@ -162,3 +162,11 @@ def test_a_journal_file_added_while_running_is_read(tmp_path: Path) -> None:
 
     d = read(f"path {journal}\nread_from_head true\n", 1, rotate)
     assert [r["MESSAGE"] for r in d.records] == ["before rotation", "in the new file"]
+
+
+def test_a_cursor_gives_its_sequence_number_id_and_number() -> None:
+    from kawa.plugins.inputs.systemd import _cursor_seqnum
+    cursor = "s=a7169617acb64dca8e02e0da871f7a8a;i=12c;b=0123456789abcdef;m=f436b;t=6616ea804f815;x=2c80c4d74dd380d7"
+    assert _cursor_seqnum(cursor) == ("a7169617acb64dca8e02e0da871f7a8a", 0x12C)
+    assert _cursor_seqnum("b=0123;m=f436b") is None           # no sequence number: nothing skipped
+    assert _cursor_seqnum("s=ab;i=zz") is None

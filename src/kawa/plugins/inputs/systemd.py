@@ -24,6 +24,11 @@ entry's fields, mapped by `<entry>` (kawa.plugins.filters.systemd_entry, shared 
 `systemd_entry` filter). The cursor goes to the `<storage>` file (Fluentd's local storage JSON,
 `{"journal": "<cursor>"}`) once the outputs stored the batch: the plugin saves it as soon as the
 emit returned, so a kill -9 with a memory buffer loses what it held.
+
+A file buffer also stores, with each chunk, the journal sequence number of the batch's last entry
+(a kawa.delivery checkpoint keyed by the cursor file and the journal's sequence-number id): a kill -9
+between a chunk's fsync and the cursor's save leaves the cursor one batch behind, and the restart
+skips the entries the resumed chunks already hold instead of sending them twice.
 """
 
 from __future__ import annotations
@@ -107,9 +112,14 @@ class SystemdInput(Input):
         self._task: asyncio.Task[None] | None = None
         self._running = False
         # (settles, cursor of its last entry, ticket) of emits whose cursor is not saved yet, in order
-        self._unsettled: deque[tuple[asyncio.Future[None], str, delivery.Ticket]] = deque()
+        # (a ticket of None: entries skipped because the buffer holds them already)
+        self._unsettled: deque[tuple[asyncio.Future[None], str, delivery.Ticket | None]] = deque()
         self._wake: asyncio.Event | None = None     # set when emits settle: reading may go on at once
-        self.counters = {"entries": 0, "emits": 0, "refused": 0, "reopened": 0, "dropped": 0}
+        self.counters = {"entries": 0, "emits": 0, "refused": 0, "reopened": 0, "dropped": 0,
+                         "skipped_stored": 0}
+        # after a restart: (sequence-number id, last sequence number) of entries a file buffer's
+        # resumed chunks hold although the saved cursor is before them
+        self._stored_past: tuple[str, int] | None = None
 
     # -- the cursor ---------------------------------------------------------------------------------
     def _cursor_path(self, storage: StorageOptions | None) -> str | None:
@@ -186,12 +196,28 @@ class SystemdInput(Input):
     def _settled(self, _done: Any = None) -> None:
         """Save the cursor of the last emit of the oldest run of stored ones (in read order)."""
         cursor = None
+        saved: list[delivery.Ticket] = []
         while self._unsettled and self._unsettled[0][0].done():
-            cursor = self._unsettled.popleft()[1]
+            _settles, cursor, ticket = self._unsettled.popleft()
+            if ticket is not None:
+                saved.append(ticket)
         if cursor is not None:
             self._save_cursor(cursor)
+            for ticket in saved:        # a restart will not read them again (cloudwatch_logs' journal)
+                ticket.commit()
             if self._wake is not None:
                 self._wake.set()
+
+    def _checkpoint(self, cursor: str) -> tuple[str, int] | None:
+        """(key, sequence number) of the entry `cursor` names, for the chunks of a file buffer; None
+        when the cursor is not kept in a file (nothing to resume) or does not say."""
+        if self.cursor_path is None:
+            return None
+        seqnum = _cursor_seqnum(cursor)
+        return None if seqnum is None else (self._checkpoint_key(seqnum[0]), seqnum[1])
+
+    def _checkpoint_key(self, seqnum_id: str) -> str:
+        return f"in_systemd\t{os.path.abspath(self.cursor_path or '')}\t{seqnum_id}"
 
     # -- lifecycle ----------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -234,6 +260,8 @@ class SystemdInput(Input):
         if cursor is not None:
             try:
                 journal.seek_cursor(cursor)
+                if self.read_cursor is None:
+                    self._note_stored_past(cursor)
                 return
             except JournalError:
                 self.log.warn(f"Could not seek to cursor {cursor} found in position file: {self.cursor_path}, "
@@ -256,7 +284,7 @@ class SystemdInput(Input):
                         if len(self._unsettled) >= MAX_UNSETTLED:
                             # outputs holding these entries until a timer (a memory buffer's
                             # flush_interval) deliver them now, as tail asks: a backlog keeps moving
-                            delivery.hurry(ticket for _s, _c, ticket in self._unsettled)
+                            delivery.hurry(ticket for _s, _c, ticket in self._unsettled if ticket is not None)
                             break
                         batch = self._read_batch()
                         if not batch[0]:
@@ -275,6 +303,29 @@ class SystemdInput(Input):
             except asyncio.TimeoutError:
                 pass
 
+    def _note_stored_past(self, cursor: str) -> None:
+        """At start: whether a file buffer resumed chunks holding entries after the saved `cursor`
+        (a kill -9 between their fsync and the cursor's save)."""
+        seqnum = _cursor_seqnum(cursor)
+        if seqnum is None or self.cursor_path is None:
+            return
+        stored = delivery.recovered_checkpoint(self._checkpoint_key(seqnum[0]))
+        if stored is not None and stored > seqnum[1]:
+            self._stored_past = (seqnum[0], stored)
+            self.log.info(f"systemd input: entries after the saved cursor up to sequence number {stored:#x} "
+                          "are in the buffer already; they are not read again")
+
+    def _already_stored(self, journal: Journal) -> bool:
+        """The entry read now is one a resumed chunk holds (see _note_stored_past)."""
+        assert self._stored_past is not None
+        seqnum = _cursor_seqnum(journal.cursor())
+        if seqnum is None or seqnum[0] != self._stored_past[0]:
+            return False                # another journal's entry: not in those chunks
+        if seqnum[1] > self._stored_past[1]:
+            self._stored_past = None    # past them: every entry from here on is new
+            return False
+        return True
+
     def _read_batch(self) -> tuple[list[Any], str | None]:
         journal = self.journal
         assert journal is not None
@@ -282,16 +333,26 @@ class SystemdInput(Input):
         run = self.mutator.run
         last = None
         while len(events) < BATCH and journal.next():
+            if self._stored_past is not None and self._already_stored(journal):
+                self.counters["skipped_stored"] += 1
+                last = self.read_cursor = journal.cursor()
+                continue
             events.append((journal.realtime_ns(), run(journal.fields())))
         if events:
             last = self.read_cursor = journal.cursor()
+        elif last is not None:
+            # only entries the buffer holds: the cursor moves past them (after what is unsettled)
+            stored = asyncio.get_running_loop().create_future()
+            stored.set_result(None)
+            self._unsettled.append((stored, last, None))
+            self._settled()
         return events, last
 
     async def _emit(self, events: list[Any], cursor: str | None) -> bool:
         """Emit under a delivery ticket; the cursor is saved once the outputs stored the events. A
         refused emit is offered again (the journal is read from the last saved cursor)."""
         assert cursor is not None
-        ticket = delivery.Ticket()
+        ticket = delivery.Ticket(self._checkpoint(cursor))
         while True:
             try:
                 with delivery.tracking(ticket):
@@ -313,6 +374,16 @@ class SystemdInput(Input):
         self._unsettled.append((settles, cursor, ticket))
         settles.add_done_callback(self._settled)
         return True
+
+
+def _cursor_seqnum(cursor: str) -> tuple[str, int] | None:
+    """(sequence-number id, sequence number) of a journal cursor (`s=<id>;i=<hex>;b=...`): numbers
+    that grow entry by entry among the entries of one id (one journald). None when it has neither."""
+    fields = dict(part.split("=", 1) for part in cursor.split(";") if "=" in part)
+    try:
+        return fields["s"], int(fields["i"], 16)
+    except (KeyError, ValueError):
+        return None
 
 
 def _read_plain_cursor(path: str) -> str | None:
