@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from kawa.plugins.inputs._tail.held_lines import SUFFIX, HeldLines, Replay, checksum
+from kawa.plugins.inputs._tail.held_lines import SUFFIX, HeldLines, Replay, checksum, every_line_held
 
 DATA = b"err START 1\nout a\nerr  e1\nout b\nout c\n"
 OFFSETS = [0, 12, 18, 26, 32]          # where each line of DATA begins
@@ -91,5 +91,18 @@ def test_the_checksum_covers_both_ends_of_the_skipped_lines(tmp_path: Path) -> N
     try:
         assert checksum(fd, 0, 400) != before[0]
         assert checksum(fd, 0, 380) == before[1]          # the lines before it are the same
+    finally:
+        os.close(fd)
+
+
+def test_an_entry_is_needed_only_when_lines_between_the_held_ones_were_stored(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_bytes(DATA)
+    fd = _open(log)
+    try:
+        assert every_line_held(fd, 0, 38, OFFSETS)              # one stream's group: every line
+        assert every_line_held(fd, 18, 38, [18, 26, 32])
+        assert not every_line_held(fd, 0, 38, [0, 18])            # "out a" and "out b" were stored
+        assert not every_line_held(fd, 0, 38, OFFSETS[:-1])       # the last line was stored
     finally:
         os.close(fd)

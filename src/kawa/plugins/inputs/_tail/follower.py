@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from kawa import delivery
 from kawa.errors import BufferOverflowError
 from kawa.event import StrValueEvents
-from kawa.plugins.inputs._tail.held_lines import Replay, checksum
+from kawa.plugins.inputs._tail.held_lines import Replay, checksum, every_line_held
 from kawa.plugins.inputs._tail.position_file import MemoryPositionEntry
 from kawa.plugins.inputs._tail.reader import LineReader, ReadResult
 
@@ -381,9 +381,11 @@ class Follower:
         if partly is not None:
             held_from, end, held_lines = partly
             base = self.pe.pos if pos is None else pos
-            if held_from >= base and held_from < end and held_lines is not None and self.fd is not None:
+            if held_from >= base and held_from < end and held_lines is not None and self.fd is not None \
+                    and not every_line_held(self.fd, held_from, end, held_lines):
                 # what a restart from there reads again (also while the first held line stays the
-                # same and the stored run grows); without it, everything from there is read again
+                # same and the stored run grows); without it, everything from there is read again.
+                # (One stream's open group is every line from its first on: nothing to write then.)
                 crc = checksum(self.fd, held_from, end)
                 if crc is not None:
                     host.note_replay(Replay(self.ino, held_from, end, crc, tuple(held_lines)))

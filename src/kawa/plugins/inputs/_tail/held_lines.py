@@ -33,6 +33,9 @@ from kawa.plugins.inputs._tail import side_file
 
 SUFFIX = ".kawa-held"
 CHECKED_BYTES = 64
+# A run of held lines up to this long is read back to see whether it is every line of the range
+# (one stream's open group: the common case, where an entry would change nothing)
+CONTIGUOUS_CHECK_BYTES = 64 * 1024
 _LINE = re.compile(rb"^([0-9a-f]{16})\t([0-9a-f]{16})\t([0-9a-f]{16})\t([0-9a-f]{8})\t([0-9a-f,]*)$")
 
 
@@ -46,6 +49,26 @@ def checksum(fd: int, start: int, end: int) -> int | None:
     except OSError:
         return None
     return zlib.crc32(data) if len(data) == head + end - tail_start else None
+
+
+def every_line_held(fd: int, start: int, end: int, lines: "tuple[int, ...] | list[int]") -> bool:
+    """Whether `lines` are all the lines from `start` to `end`: then reading again from `start`
+    reads only them anyway (no entry needed). False when it cannot tell cheaply."""
+    if end - start > CONTIGUOUS_CHECK_BYTES or not lines or lines[0] != start:
+        return False
+    try:
+        data = os.pread(fd, end - start, start)
+    except OSError:
+        return False
+    if len(data) != end - start:
+        return False
+    starts, at = [], 0
+    while at < len(data):
+        starts.append(start + at)
+        at = data.find(b"\n", at) + 1
+        if at == 0:
+            return False
+    return starts == list(lines)
 
 
 @dataclass(frozen=True)
