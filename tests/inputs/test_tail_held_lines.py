@@ -106,3 +106,19 @@ def test_an_entry_is_needed_only_when_lines_between_the_held_ones_were_stored(tm
         assert not every_line_held(fd, 0, 38, OFFSETS[:-1])       # the last line was stored
     finally:
         os.close(fd)
+
+
+def test_a_line_torn_by_a_kill_is_ignored_and_old_whole_lines_still_read(tmp_path: Path) -> None:
+    """The file is rewritten in place: a kill -9 may leave a line half new and half old (its crc32
+    then differs) or an older content's last lines after a shorter new one (whole: older claims)."""
+    pos_file = str(tmp_path / "app.pos")
+    held = HeldLines(pos_file)
+    held.note(Replay(7, 0, 32, 1, (0, 18)), followed=[7, 8])
+    held.note(Replay(8, 5, 40, 2, (5, 9)), followed=[7, 8])
+    held.close()
+    path = Path(pos_file + SUFFIX)
+    lines = path.read_bytes().split(b"\n")
+    mixed = lines[0].replace(b"\t0,12\t", b"\t0,13\t")          # another held offset, the old crc32
+    assert mixed != lines[0]
+    path.write_bytes(mixed + b"\n" + lines[1] + b"\n")
+    assert set(HeldLines(pos_file).entries) == {8}

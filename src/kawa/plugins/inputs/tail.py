@@ -232,6 +232,8 @@ class TailInput(Input):
         if self.rotated is not None:
             self.rotated.close()
             self.rotated = None
+        if self.held_lines is not None:
+            self.held_lines.close()
         if self._pos_lock is not None:
             state_lock.release(self._pos_lock)
             self._pos_lock = None

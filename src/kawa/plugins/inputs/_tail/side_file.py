@@ -1,6 +1,7 @@
-"""kawa's small files beside a pos_file (`.kawa-marks`, `.kawa-held`): one record a line, read
-whole at start and rewritten whole (temp file + rename), so a kill -9 leaves the old file or the new
-one, never a mix; a line that does not parse (a foreign or damaged file) is skipped."""
+"""kawa's small files beside a pos_file (`.kawa-marks`, `.kawa-held`): one record a line, read whole
+at start; a line that does not parse (a foreign or damaged file) is skipped. `replace` rewrites one
+whole (temp file + rename), so a kill -9 leaves the old file or the new one, never a mix
+(`.kawa-held`, written far more often, is rewritten in place and checks each line instead)."""
 
 from __future__ import annotations
 
