@@ -239,7 +239,9 @@ class Follower:
         runs: list[tuple[int, bytes]] | None = [(result.start_pos, data)]
         if self.replay is not None:
             data, runs = self._replayed(host, result)
-        events = host.to_events(self, data, result.start_pos, now) if data else []
+        if not data:        # every line skipped (stored before a restart, or over max_line_size)
+            return [], result, []
+        events = host.to_events(self, data, result.start_pos, now)
         return events, result, runs if self.lines_in_order and not result.skipped_long else None
 
     def _replayed(self, host: "TailInput", result: ReadResult) -> tuple[bytes, list[tuple[int, bytes]]]:
