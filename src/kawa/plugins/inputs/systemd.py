@@ -315,10 +315,10 @@ class SystemdInput(Input):
             self.log.info(f"systemd input: entries after the saved cursor up to sequence number {stored:#x} "
                           "are in the buffer already; they are not read again")
 
-    def _already_stored(self, journal: Journal) -> bool:
-        """The entry read now is one a resumed chunk holds (see _note_stored_past)."""
+    def _already_stored(self, cursor: str) -> bool:
+        """The entry of `cursor`, read now, is one a resumed chunk holds (see _note_stored_past)."""
         assert self._stored_past is not None
-        seqnum = _cursor_seqnum(journal.cursor())
+        seqnum = _cursor_seqnum(cursor)
         if seqnum is None or seqnum[0] != self._stored_past[0]:
             return False                # another journal's entry: not in those chunks
         if seqnum[1] > self._stored_past[1]:
@@ -333,10 +333,12 @@ class SystemdInput(Input):
         run = self.mutator.run
         last = None
         while len(events) < BATCH and journal.next():
-            if self._stored_past is not None and self._already_stored(journal):
-                self.counters["skipped_stored"] += 1
-                last = self.read_cursor = journal.cursor()
-                continue
+            if self._stored_past is not None:
+                cursor = journal.cursor()
+                if self._already_stored(cursor):
+                    self.counters["skipped_stored"] += 1
+                    last = self.read_cursor = cursor
+                    continue
             events.append((journal.realtime_ns(), run(journal.fields())))
         if events:
             last = self.read_cursor = journal.cursor()

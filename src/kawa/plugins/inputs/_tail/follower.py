@@ -19,7 +19,7 @@ from kawa.errors import BufferOverflowError
 from kawa.event import StrValueEvents
 from kawa.plugins.inputs._tail.held_lines import Replay, checksum, every_line_held
 from kawa.plugins.inputs._tail.position_file import MemoryPositionEntry
-from kawa.plugins.inputs._tail.reader import LineReader, ReadResult
+from kawa.plugins.inputs._tail.reader import LineReader, ReadResult, line_starts
 
 if TYPE_CHECKING:
     from kawa.plugins.inputs.tail import TailInput
@@ -493,12 +493,7 @@ class LineStarts:
             return None
         starts = self._starts
         if starts is None:
-            starts = self._starts = []
-            for pos, data in self.blocks:
-                at, size = 0, len(data)
-                while at < size:
-                    starts.append(pos + at)
-                    at = data.index(b"\n", at) + 1
+            starts = self._starts = [start for pos, data in self.blocks for start in line_starts(data, pos)]
         # a decoding where a line is not one b"\n"-ended run of bytes (UTF-16): unknown
         return starts[index] if len(starts) == len(self.events) else None
 

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from kawa.plugins.inputs._tail import side_file
+from kawa.plugins.inputs._tail.reader import line_starts
 
 SUFFIX = ".kawa-held"
 CHECKED_BYTES = 64
@@ -64,15 +65,9 @@ def every_line_held(fd: int, start: int, end: int, lines: "tuple[int, ...] | lis
         data = os.pread(fd, end - start, start)
     except OSError:
         return False
-    if len(data) != end - start:
+    if len(data) != end - start or not data.endswith(b"\n"):
         return False
-    starts, at = [], 0
-    while at < len(data):
-        starts.append(start + at)
-        at = data.find(b"\n", at) + 1
-        if at == 0:
-            return False
-    return starts == list(lines)
+    return line_starts(data, start) == list(lines)
 
 
 @dataclass(frozen=True)
@@ -90,16 +85,14 @@ class Replay:
         lines as (offset, bytes)."""
         runs: list[tuple[int, bytes]] = []
         lines, end = self.lines, self.end
-        at, size = 0, len(data)
-        while at < size and pos + at < end:
-            nl = data.index(b"\n", at) + 1
-            offset = pos + at
+        starts = line_starts(data, pos) + [pos + len(data)]
+        for offset, after in zip(starts, starts[1:]):
+            if offset >= end:           # from the end on: every line, as one run
+                runs.append((offset, data[offset - pos:]))
+                break
             i = bisect_left(lines, offset)
             if i < len(lines) and lines[i] == offset:
-                runs.append((offset, data[at:nl]))
-            at = nl
-        if at < size:
-            runs.append((pos + at, data[at:]))
+                runs.append((offset, data[offset - pos:after - pos]))
         return b"".join(run for _offset, run in runs), runs
 
 

@@ -158,6 +158,17 @@ def _raw(data: bytes) -> str:
     return data.decode("utf-8", "surrogateescape")
 
 
+def line_starts(data: bytes, pos: int) -> list[int]:
+    """The file offset of each line of `data`, complete lines read from offset `pos` (each ends in
+    b"\\n"; ValueError when the last one does not)."""
+    starts, at, size = [], 0, len(data)
+    index = data.index
+    while at < size:
+        starts.append(pos + at)
+        at = index(b"\n", at) + 1
+    return starts
+
+
 def split_lines(text: str) -> list[str]:
     """Complete lines (text ends with "\\n") chomped as Ruby does: "\\n" or "\\r\\n"."""
     if "\r" in text:
